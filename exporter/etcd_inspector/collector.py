@@ -1,0 +1,116 @@
+"""The exporter's own metric families, rebuilt on every scrape from the latest snapshots.
+
+Pure: reads published state and this scrape's fetch results, does no I/O. A member or probe
+that disappears from the snapshot simply disappears from the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from . import __version__
+from .etcd.metrics_fetch import FetchResult
+from .runtime import ClusterRuntime
+
+log = logging.getLogger(__name__)
+
+# (cluster, member, reason) -> count, since the exporter started
+ScrapeErrors = Mapping[tuple[str, str, str], int]
+
+
+def build_info() -> Metric:
+    fam = GaugeMetricFamily(
+        "etcd_inspector_build_info",
+        "A metric with a constant '1' value labeled by version and Python version.",
+        labels=["version", "python_version"],
+    )
+    fam.add_metric([__version__, platform.python_version()], 1)
+    return fam
+
+
+def probe_families(runtimes: Sequence[ClusterRuntime]) -> Iterable[Metric]:
+    labels = ["cluster", "probe"]
+    success = GaugeMetricFamily(
+        "etcd_inspector_probe_success",
+        "1 when the probe's last background run succeeded, else 0.",
+        labels=labels,
+    )
+    duration = GaugeMetricFamily(
+        "etcd_inspector_probe_duration_seconds",
+        "How long the probe's last background run took.",
+        labels=labels,
+    )
+    last_ok = GaugeMetricFamily(
+        "etcd_inspector_probe_last_success_timestamp_seconds",
+        "When the probe last succeeded, in seconds since the epoch.",
+        labels=labels,
+    )
+    results: list[Metric] = []
+    for rt in runtimes:
+        for name, scheduled in rt.probes.items():
+            outcome = rt.state.outcomes.get(name)
+            progress = rt.state.progress.get(name)
+            if progress is not None:
+                results.extend(_safe(scheduled.probe.progress_metrics, rt.name, progress))
+            if outcome is None:
+                continue
+            success.add_metric([rt.name, name], 1 if outcome.success else 0)
+            duration.add_metric([rt.name, name], outcome.duration_seconds)
+            if outcome.last_success_at is not None:
+                last_ok.add_metric([rt.name, name], outcome.last_success_at)
+            if outcome.success and outcome.result is not None:
+                results.extend(_safe(scheduled.probe.metrics, rt.name, outcome.result))
+    return [success, duration, last_ok, *results]
+
+
+def _safe(fn, cluster: str, result) -> list[Metric]:
+    # A bug in one probe's metrics() must not break the whole scrape.
+    try:
+        return list(fn(cluster, result))
+    except Exception:
+        log.exception("probe metrics failed", extra={"cluster": cluster})
+        return []
+
+
+def member_families(
+    runtimes: Sequence[ClusterRuntime],
+    fetches: Mapping[tuple[str, str], FetchResult],
+    errors: ScrapeErrors,
+) -> Iterable[Metric]:
+    """Per member: up (status probe and this scrape's /metrics fetch both answered)."""
+    labels = ["cluster", "member"]
+    up = GaugeMetricFamily(
+        "etcd_inspector_member_up",
+        "1 when the member answered its last status probe (background) and this scrape's "
+        "/metrics fetch, else 0.",
+        labels=labels,
+    )
+    scrape_duration = GaugeMetricFamily(
+        "etcd_inspector_member_scrape_duration_seconds",
+        "How long fetching the member's /metrics took during this scrape.",
+        labels=labels,
+    )
+    errors_total = CounterMetricFamily(
+        "etcd_inspector_member_scrape_errors",
+        "Failed fetches of a member's /metrics, by reason (timeout, connect, http, parse).",
+        labels=["cluster", "member", "reason"],
+    )
+    for rt in runtimes:
+        status = rt.state.latest("status")
+        status_enabled = "status" in rt.probes
+        for endpoint in rt.state.endpoints:
+            member = rt.state.member_name(endpoint)
+            fetch = fetches.get((rt.name, endpoint))
+            status_ok = (status is not None and status.up(endpoint)) or not status_enabled
+            metrics_ok = fetch is not None and fetch.error is None
+            up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)
+            if fetch is not None:
+                scrape_duration.add_metric([rt.name, member], fetch.duration_seconds)
+    for (cluster, member, reason), count in sorted(errors.items()):
+        errors_total.add_metric([cluster, member, reason], count)
+    return [up, scrape_duration, errors_total]

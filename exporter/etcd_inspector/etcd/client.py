@@ -1,0 +1,407 @@
+"""The only module that speaks etcd's gRPC API.
+
+aetcd is used for its generated protobuf stubs only: its high-level client has no TLS, no
+revision/count_only on Range and no HashKV (see docs/decisions.md). We build our own grpc.aio
+channels so every call carries a deadline, and we only ever call read RPCs: Range, Watch,
+Status, Alarm(GET), HashKV, MemberList. Nothing here can write to etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import grpc
+from aetcd import rpc
+
+log = logging.getLogger(__name__)
+
+# A page with large values can exceed gRPC's 4 MiB default. Pages that still exceed this are
+# retried smaller by the callers (RESOURCE_EXHAUSTED -> EtcdError.kind == "too_large").
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+
+# etcd rejects client pings more often than --grpc-keepalive-min-time (default 5s).
+_CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.enable_retries", 0),
+)
+
+ALARM_NAMES = {rpc.NOSPACE: "NOSPACE", rpc.CORRUPT: "CORRUPT"}
+
+
+class EtcdError(Exception):
+    """A failed etcd call. `kind` is stable and safe to use as a label value."""
+
+    def __init__(self, endpoint: str, kind: str, detail: str) -> None:
+        super().__init__(f"{endpoint}: {kind}: {detail}")
+        self.endpoint = endpoint
+        self.kind = kind
+        self.detail = detail
+
+
+def _kind_of(err: grpc.aio.AioRpcError) -> str:
+    code = err.code()
+    details = (err.details() or "").lower()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "timeout"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return "unavailable"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "too_large"
+    if "compacted" in details:
+        return "compacted"
+    if "future revision" in details:
+        return "future_revision"
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return "permission_denied"
+    if code == grpc.StatusCode.INVALID_ARGUMENT and "token" in details:
+        return "invalid_token"
+    if code == grpc.StatusCode.CANCELLED:
+        return "cancelled"
+    return "error"
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    endpoint: str
+    member_id: int
+    cluster_id: int
+    leader_id: int
+    raft_term: int
+    raft_index: int
+    raft_applied_index: int
+    revision: int
+    db_size: int
+    db_size_in_use: int
+    version: str
+    is_learner: bool
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+
+@dataclass(frozen=True)
+class MemberList:
+    cluster_id: int
+    members: tuple[MemberInfo, ...]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    member_id: int
+    alarm: str
+
+
+@dataclass(frozen=True)
+class HashKV:
+    hash: int
+    compact_revision: int
+    revision: int
+
+
+class KeyValueLike(Protocol):
+    key: bytes
+    value: bytes
+    version: int
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class RangePage:
+    kvs: Sequence[KeyValueLike]
+    more: bool
+    count: int
+    revision: int
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    key: bytes
+    is_delete: bool
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    events: tuple[WatchEvent, ...]
+    revision: int
+
+
+class WatchCompacted(EtcdError):
+    """The watch's start revision is compacted; `compact_revision` is the oldest one left."""
+
+    def __init__(self, endpoint: str, compact_revision: int) -> None:
+        super().__init__(endpoint, "compacted", f"compacted at {compact_revision}")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+
+def grpc_target(url: str) -> tuple[str, bool]:
+    """'https://10.0.0.1:2379' -> ('10.0.0.1:2379', True)."""
+    parts = urlsplit(url)
+    return parts.netloc, parts.scheme == "https"
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """etcd's range_end for 'every key starting with prefix' (b'\\0' for the whole keyspace)."""
+    if not prefix:
+        return b"\0"
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class MemberClient:
+    """One etcd member, reached at one client URL. Every call has a deadline."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        tls: TLSFiles | None = None,
+        credentials: Credentials | None = None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self._tls = tls or TLSFiles()
+        self._credentials = credentials
+        self.request_timeout = request_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._token: str | None = None
+        self._kv: rpc.KVStub | None = None
+        self._maint: rpc.MaintenanceStub | None = None
+        self._cluster: rpc.ClusterStub | None = None
+        self._watch: rpc.WatchStub | None = None
+
+    def _ensure_channel(self) -> None:
+        if self._channel is not None:
+            return
+        target, secure = grpc_target(self.endpoint)
+        options = list(_CHANNEL_OPTIONS)
+        if secure:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(self._tls.ca_file),
+                private_key=_read(self._tls.key_file),
+                certificate_chain=_read(self._tls.cert_file),
+            )
+            if self._tls.server_name:
+                options.append(("grpc.ssl_target_name_override", self._tls.server_name))
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._kv = rpc.KVStub(self._channel)
+        self._maint = rpc.MaintenanceStub(self._channel)
+        self._cluster = rpc.ClusterStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+
+    async def _metadata(self, timeout: float) -> tuple[tuple[str, str], ...] | None:
+        if self._credentials is None:
+            return None
+        if self._token is None:
+            auth = rpc.AuthStub(self._channel)
+            resp = await auth.Authenticate(
+                rpc.AuthenticateRequest(
+                    name=self._credentials.username, password=self._credentials.password
+                ),
+                timeout=timeout,
+            )
+            self._token = resp.token
+        return (("token", self._token),)
+
+    async def _unary(self, method_name: str, stub_name: str, request, timeout: float | None):
+        """Call one unary RPC with a deadline; map gRPC errors to EtcdError."""
+        timeout = self.request_timeout if timeout is None else timeout
+        self._ensure_channel()
+        for attempt in (1, 2):
+            try:
+                metadata = await self._metadata(timeout)
+                method = getattr(getattr(self, stub_name), method_name)
+                return await method(request, timeout=timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as err:
+                kind = _kind_of(err)
+                if kind == "invalid_token" and attempt == 1:
+                    self._token = None  # tokens expire (--auth-token-ttl); log in again once
+                    continue
+                raise EtcdError(self.endpoint, kind, err.details() or str(err.code())) from None
+        raise AssertionError("unreachable")
+
+    async def status(self, timeout: float | None = None) -> MemberStatus:
+        r = await self._unary("Status", "_maint", rpc.StatusRequest(), timeout)
+        return MemberStatus(
+            endpoint=self.endpoint,
+            member_id=r.header.member_id,
+            cluster_id=r.header.cluster_id,
+            leader_id=r.leader,
+            raft_term=r.raftTerm,
+            raft_index=r.raftIndex,
+            # etcd < 3.4 does not send it; 0 then means "unknown"
+            raft_applied_index=r.raftAppliedIndex,
+            revision=r.header.revision,
+            db_size=r.dbSize,
+            db_size_in_use=r.dbSizeInUse,
+            version=r.version,
+            is_learner=r.isLearner,
+            errors=tuple(r.errors),
+        )
+
+    async def member_list(self, timeout: float | None = None) -> MemberList:
+        # linearizable=False (the default, and the only choice on 3.4) lets a member answer
+        # from its own view, which is what a consistency check wants to compare.
+        r = await self._unary("MemberList", "_cluster", rpc.MemberListRequest(), timeout)
+        return MemberList(
+            cluster_id=r.header.cluster_id,
+            members=tuple(
+                MemberInfo(
+                    id=m.ID,
+                    name=m.name,
+                    peer_urls=tuple(m.peerURLs),
+                    client_urls=tuple(m.clientURLs),
+                    is_learner=m.isLearner,
+                )
+                for m in r.members
+            ),
+        )
+
+    async def alarms(self, timeout: float | None = None) -> tuple[Alarm, ...]:
+        req = rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=rpc.NONE)
+        r = await self._unary("Alarm", "_maint", req, timeout)
+        return tuple(
+            Alarm(member_id=a.memberID, alarm=ALARM_NAMES.get(a.alarm, str(a.alarm)))
+            for a in r.alarms
+        )
+
+    async def range_page(
+        self,
+        key: bytes,
+        range_end: bytes,
+        *,
+        limit: int,
+        revision: int = 0,
+        serializable: bool = True,
+        keys_only: bool = False,
+        timeout: float | None = None,
+    ) -> RangePage:
+        req = rpc.RangeRequest(
+            key=key,
+            range_end=range_end,
+            limit=limit,
+            revision=revision,
+            serializable=serializable,
+            keys_only=keys_only,
+        )
+        r = await self._unary("Range", "_kv", req, timeout)
+        return RangePage(kvs=r.kvs, more=r.more, count=r.count, revision=r.header.revision)
+
+    async def count_keys(
+        self,
+        revision: int = 0,
+        *,
+        key: bytes = b"\0",
+        range_end: bytes = b"\0",
+        serializable: bool = True,
+        timeout: float | None = None,
+    ) -> tuple[int, int]:
+        """(number of keys in [key, range_end) at `revision`, this member's current revision)."""
+        req = rpc.RangeRequest(
+            key=key, range_end=range_end, revision=revision, serializable=serializable,
+            count_only=True,
+        )  # fmt: skip
+        r = await self._unary("Range", "_kv", req, timeout)
+        return r.count, r.header.revision
+
+    async def hash_kv(self, revision: int, timeout: float | None = None) -> HashKV:
+        r = await self._unary("HashKV", "_maint", rpc.HashKVRequest(revision=revision), timeout)
+        return HashKV(hash=r.hash, compact_revision=r.compact_revision, revision=r.header.revision)
+
+    async def watch(
+        self, key: bytes, range_end: bytes, start_revision: int
+    ) -> AsyncIterator[WatchBatch]:
+        """Stream write events from `start_revision` on. The stream itself has no deadline
+        (it is meant to run for hours); keepalive pings break it when the member freezes.
+        Raises WatchCompacted when `start_revision` is gone, EtcdError when the stream breaks."""
+        self._ensure_channel()
+        metadata = await self._metadata(self.request_timeout)
+        create = rpc.WatchRequest(
+            create_request=rpc.WatchCreateRequest(
+                key=key, range_end=range_end, start_revision=start_revision, progress_notify=True
+            )
+        )
+
+        async def requests():
+            yield create
+            # Keep the request side open: closing it makes etcd end the stream.
+            await _forever()
+
+        assert self._watch is not None
+        call = self._watch.Watch(requests(), metadata=metadata)
+        try:
+            async for resp in call:
+                if resp.compact_revision:
+                    raise WatchCompacted(self.endpoint, resp.compact_revision)
+                if resp.canceled:
+                    raise EtcdError(self.endpoint, "cancelled", resp.cancel_reason or "canceled")
+                events = tuple(
+                    WatchEvent(
+                        key=ev.kv.key,
+                        is_delete=ev.type == rpc.Event.DELETE,
+                        mod_revision=ev.kv.mod_revision,
+                    )
+                    for ev in resp.events
+                )
+                yield WatchBatch(events=events, revision=resp.header.revision)
+        except grpc.aio.AioRpcError as err:
+            raise EtcdError(self.endpoint, _kind_of(err), err.details() or "") from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        self._token = None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close(grace=0)
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()

@@ -1,0 +1,82 @@
+"""Everything one watched cluster needs at run time: clients, state, probes, scheduler."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import ClusterConfig, Config, ProbeConfig
+from .etcd.client import Credentials, MemberClient, TLSFiles
+from .probes import REGISTRY
+from .probes.base import ProbeContext, ProbeSpec
+from .scheduler import ScheduledProbe, Scheduler
+from .state import ClusterState
+
+
+def read_password(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        # A trailing newline is an editor's, not part of the password.
+        return f.read().rstrip("\r\n")
+
+
+def member_clients(cluster: ClusterConfig) -> list[MemberClient]:
+    tls = TLSFiles(
+        ca_file=cluster.tls.ca_file,
+        cert_file=cluster.tls.cert_file,
+        key_file=cluster.tls.key_file,
+        server_name=cluster.tls.server_name,
+    )
+    creds = (
+        Credentials(cluster.username, read_password(cluster.password_file))
+        if cluster.username and cluster.password_file
+        else None
+    )
+    return [
+        MemberClient(e.url, tls=tls, credentials=creds, request_timeout=cluster.request_timeout)
+        for e in cluster.endpoints
+    ]
+
+
+@dataclass
+class ClusterRuntime:
+    config: ClusterConfig
+    clients: list[MemberClient]
+    state: ClusterState
+    scheduler: Scheduler
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def probes(self) -> Mapping[str, ScheduledProbe]:
+        return self.scheduler.probes
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def build_runtime(
+    cluster: ClusterConfig,
+    config: Config,
+    registry: Mapping[str, ProbeSpec] = REGISTRY,
+    only: set[str] | None = None,
+) -> ClusterRuntime:
+    """`only` restricts the probes (the one-shot `inspect` picks its own set)."""
+    clients = member_clients(cluster)
+    state = ClusterState(cluster.name, tuple(e.url for e in cluster.endpoints))
+    scheduled: dict[str, ScheduledProbe] = {}
+    for name, spec in registry.items():
+        pc: ProbeConfig = config.probes[name]
+        if (only is None and not pc.enabled) or (only is not None and name not in only):
+            continue
+        scheduled[name] = ScheduledProbe(
+            spec=spec, probe=spec.probe_type(pc.options), interval=pc.interval, timeout=pc.timeout
+        )
+    ctx = ProbeContext(cluster=cluster, members=clients, state=state, key_labels=config.key_labels)
+    scheduler = Scheduler(state, ctx, scheduled, local_endpoint=cluster.local_member)
+    return ClusterRuntime(cluster, clients, state, scheduler)

