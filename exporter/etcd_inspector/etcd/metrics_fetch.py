@@ -56,10 +56,15 @@ async def fetch_metrics(
             ) as resp:
                 if resp.status != 200:
                     return done(None, "http", f"HTTP {resp.status}")
-                body = await resp.content.read(MAX_BODY_BYTES + 1)
-                if len(body) > MAX_BODY_BYTES:
-                    return done(None, "too_large", f"over {MAX_BODY_BYTES} bytes")
-                return done(body.decode("utf-8", errors="replace"), None)
+                # read(n) returns what is buffered, not n bytes: read chunks to EOF, bounded.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        return done(None, "too_large", f"over {MAX_BODY_BYTES} bytes")
+                    chunks.append(chunk)
+                return done(b"".join(chunks).decode("utf-8", errors="replace"), None)
     except TimeoutError:
         return done(None, "timeout", f"no answer within {timeout:.3g}s")
     except (aiohttp.ClientError, OSError) as err:
