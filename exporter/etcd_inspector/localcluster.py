@@ -59,6 +59,20 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _stopped(pid: int) -> bool:
+    """Every thread of `pid` is in state T (stopped)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = []
+        for tid in tasks:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                # "tid (comm) S ...": comm may contain spaces, the state follows the last ')'
+                states.append(f.read().rpartition(")")[2].split()[0])
+    except OSError:
+        return False
+    return all(state in ("T", "t") for state in states)
+
+
 @dataclass
 class LocalMember:
     name: str
@@ -98,11 +112,18 @@ class LocalMember:
         log.close()
         self.frozen = False
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = 5.0) -> None:
         """SIGSTOP: the process keeps its sockets open but answers nothing."""
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGSTOP)
         self.frozen = True
+        # kill() returns before every thread has stopped: a request sent right away could
+        # still be answered. Wait until the kernel reports the whole process stopped.
+        deadline = time.monotonic() + timeout
+        while not _stopped(self.process.pid):
+            if time.monotonic() > deadline:
+                raise ClusterStartError(f"etcd member {self.name} did not stop after SIGSTOP")
+            time.sleep(0.005)
 
     def thaw(self) -> None:
         if self.process is not None and self.frozen:

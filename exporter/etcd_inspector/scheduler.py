@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .etcd.client import RUN_DEADLINE
 from .probes.base import Probe, ProbeContext, ProbeSpec
 from .state import ClusterState, ProbeOutcome
 
@@ -44,6 +45,7 @@ async def run_probe_once(
     start = time.monotonic()
     previous = state.outcomes.get(name)
     last_success = previous.last_success_at if previous else None
+    deadline = RUN_DEADLINE.set(asyncio.get_running_loop().time() + scheduled.timeout)
     try:
         async with asyncio.timeout(scheduled.timeout):
             result = await scheduled.probe.run(ctx)
@@ -58,6 +60,8 @@ async def run_probe_once(
         log.debug("probe failed", exc_info=True, extra={"cluster": state.name, "probe": name})
     else:
         error = None
+    finally:
+        RUN_DEADLINE.reset(deadline)
     now = time.time()
     outcome = ProbeOutcome(
         probe=name,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -33,9 +34,25 @@ _CHANNEL_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.enable_retries", 0),
+    # gRPC's reconnect backoff grows to 120s: a member back from a long outage would then stay
+    # "down" for up to two minutes. Probing a dead member every few seconds costs nothing.
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 )
 
 ALARM_NAMES = {rpc.NOSPACE: "NOSPACE", rpc.CORRUPT: "CORRUPT"}
+
+# Event-loop time by which the current background probe run must finish; set by the scheduler.
+# A probe that makes several calls in a row sizes each from what is left, so one frozen member's
+# call cannot use up the whole run (and with it the other members' answers).
+RUN_DEADLINE: ContextVar[float | None] = ContextVar("etcd_inspector_run_deadline", default=None)
+
+
+def call_timeout(default: float, share: float = 1.0) -> float:
+    """`default`, capped at `share` of the time left in the current probe run (if any)."""
+    deadline = RUN_DEADLINE.get()
+    if deadline is None:
+        return default
+    return max(0.0, min(default, (deadline - asyncio.get_running_loop().time()) * share))
 
 
 class EtcdError(Exception):
@@ -61,10 +78,18 @@ def _kind_of(err: grpc.aio.AioRpcError) -> str:
         return "compacted"
     if "future revision" in details:
         return "future_revision"
-    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-        return "permission_denied"
-    if code == grpc.StatusCode.INVALID_ARGUMENT and "token" in details:
+    # Before the code-based checks: etcd >= 3.4 sends an expired or unknown token (a restarted
+    # member has forgotten its simple tokens) as UNAUTHENTICATED, older ones as INVALID_ARGUMENT;
+    # "user name is empty" means we sent none. All three are cured by logging in again.
+    if "invalid auth token" in details or "user name is empty" in details:
         return "invalid_token"
+    if "authentication failed" in details:
+        return "auth_failed"  # wrong user or password: INVALID_ARGUMENT on every version
+    # HashKV and friends as a non-root user: UNKNOWN "auth: permission denied".
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED) or (
+        "permission denied" in details
+    ):
+        return "permission_denied"
     if code == grpc.StatusCode.CANCELLED:
         return "cancelled"
     return "error"
@@ -209,6 +234,7 @@ class MemberClient:
         self.request_timeout = request_timeout
         self._channel: grpc.aio.Channel | None = None
         self._token: str | None = None
+        self._auth_not_enabled = False
         self._kv: rpc.KVStub | None = None
         self._maint: rpc.MaintenanceStub | None = None
         self._cluster: rpc.ClusterStub | None = None
@@ -236,16 +262,25 @@ class MemberClient:
         self._watch = rpc.WatchStub(self._channel)
 
     async def _metadata(self, timeout: float) -> tuple[tuple[str, str], ...] | None:
-        if self._credentials is None:
+        if self._credentials is None or self._auth_not_enabled:
             return None
         if self._token is None:
             auth = rpc.AuthStub(self._channel)
-            resp = await auth.Authenticate(
-                rpc.AuthenticateRequest(
-                    name=self._credentials.username, password=self._credentials.password
-                ),
-                timeout=timeout,
-            )
+            try:
+                resp = await auth.Authenticate(
+                    rpc.AuthenticateRequest(
+                        name=self._credentials.username, password=self._credentials.password
+                    ),
+                    timeout=timeout,
+                )
+            except grpc.aio.AioRpcError as err:
+                # Like etcd's own clients, go on without a token while auth is off: credentials
+                # are often rolled out before `etcdctl auth enable`. Once it is on, calls fail
+                # with "user name is empty" and _unary logs in again.
+                if "authentication is not enabled" not in (err.details() or "").lower():
+                    raise
+                self._auth_not_enabled = True
+                return None
             self._token = resp.token
         return (("token", self._token),)
 
@@ -260,8 +295,11 @@ class MemberClient:
                 return await method(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as err:
                 kind = _kind_of(err)
-                if kind == "invalid_token" and attempt == 1:
-                    self._token = None  # tokens expire (--auth-token-ttl); log in again once
+                if kind == "invalid_token" and attempt == 1 and self._credentials is not None:
+                    # Tokens expire (--auth-token-ttl) and die with a member's restart, and
+                    # auth may have been enabled since we last looked: log in again, once.
+                    self._token = None
+                    self._auth_not_enabled = False
                     continue
                 raise EtcdError(self.endpoint, kind, err.details() or str(err.code())) from None
         raise AssertionError("unreachable")
@@ -398,6 +436,7 @@ class MemberClient:
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         self._token = None
+        self._auth_not_enabled = False
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close(grace=0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..etcd.client import Alarm, EtcdError, MemberList, MemberStatus
+from ..etcd.client import Alarm, EtcdError, MemberList, MemberStatus, call_timeout
 from ..members import member_id_names, resolve_member_names
 from .base import CACHED, Probe, ProbeContext, ProbeSpec
 
@@ -57,9 +57,16 @@ def alarm_pairs(alarms: Iterable[Alarm], ids: dict[int, str]) -> tuple[tuple[str
     return tuple(sorted({(ids.get(a.member_id, f"{a.member_id:x}"), a.alarm) for a in alarms}))
 
 
+# Status gets half of the run, each later call half of what is then left: a frozen member's
+# Status must time out early enough for the answers of the others to be published.
+_SHARE = 0.5
+
+
 class StatusProbe(Probe):
     async def run(self, ctx: ProbeContext) -> StatusResult:
-        statuses = await asyncio.gather(*(_try(m.status()) for m in ctx.members))
+        statuses = await asyncio.gather(
+            *(_try(m.status(timeout=call_timeout(m.request_timeout, _SHARE))) for m in ctx.members)
+        )
         answered = [m for m, (st, _err) in zip(ctx.members, statuses, strict=True) if st]
         if not answered:
             kinds = sorted({err for _st, err in statuses if err})
@@ -67,11 +74,15 @@ class StatusProbe(Probe):
         member_list = alarms = None
         # Member list and alarms are cluster-wide: the first member that answers them will do.
         for client in answered:
-            member_list, _ = await _try(client.member_list())
+            member_list, _ = await _try(
+                client.member_list(timeout=call_timeout(client.request_timeout, _SHARE))
+            )
             if member_list is not None:
                 break
         for client in answered:
-            raw_alarms, _ = await _try(client.alarms())
+            raw_alarms, _ = await _try(
+                client.alarms(timeout=call_timeout(client.request_timeout, _SHARE))
+            )
             if raw_alarms is not None:
                 alarms = alarm_pairs(raw_alarms, member_id_names(member_list))
                 break

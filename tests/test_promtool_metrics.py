@@ -1,0 +1,101 @@
+"""A real scrape linted by the real `promtool check metrics`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from etcd_inspector.etcd.client import MemberList, MemberStatus
+from etcd_inspector.localcluster import LocalCluster
+from etcd_inspector.probes.base import CACHED, NoOptions
+from etcd_inspector.probes.status import MemberStatusResult, StatusProbe, StatusResult
+from test_exporter_integration import all_members_up, endpoints_flag, run_exporter
+
+pytestmark = pytest.mark.promtool
+
+_NAME = re.compile(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)")
+
+
+def only_families(text: str, prefix: str) -> str:
+    """The HELP, TYPE and sample lines of the metrics whose name starts with `prefix`."""
+    kept = []
+    for line in text.splitlines():
+        m = _NAME.match(line)
+        if m and m.group(1).startswith(prefix):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def promtool_check(text: str) -> tuple[int, list[str]]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found on PATH (Debian's prometheus package has it)")
+    out = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    return out.returncode, (out.stdout + out.stderr).splitlines()
+
+
+def status_probe_family_names() -> set[str]:
+    """Every family the status probe's metrics() can produce, from a one-member result."""
+    st = MemberStatus("http://h:2379", 1, 2, 1, 3, 4, 4, 5, 6, 7, "3.5.1", False, ())
+    result = StatusResult(
+        members=(MemberStatusResult("http://h:2379", "m1", st, None),),
+        member_list=MemberList(2, ()),
+        alarms=(("m1", "NOSPACE"),),
+    )
+    return {f.name for f in StatusProbe(NoOptions()).metrics("c", result)}
+
+
+@pytest.fixture(scope="module")
+def scrape_text(shared_cluster: LocalCluster, tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("promtool")
+    with run_exporter(tmp, endpoints_flag(shared_cluster), "--inspection.interval=1s") as exporter:
+        exporter.wait_for(
+            lambda s: (
+                all_members_up(s) and s.value("etcd_inspector_probe_success", probe="status") == 1
+            ),
+            "all members up, status probe done",
+        )
+        return exporter.scrape().text
+
+
+def test_promtool_is_clean_on_the_exporters_own_metrics(scrape_text: str) -> None:
+    own = only_families(scrape_text, "etcd_inspector_")
+    assert "etcd_inspector_member_up{" in own and "etcd_inspector_member_info{" in own
+    assert "etcd_server_has_leader" not in own
+    assert promtool_check(own) == (0, [])
+
+
+def test_status_probe_metrics_say_they_are_cached(scrape_text: str) -> None:
+    names = status_probe_family_names()
+    assert "etcd_inspector_member_db_size_bytes" in names and len(names) >= 10
+    helps = dict(
+        line[len("# HELP ") :].split(" ", 1)
+        for line in scrape_text.splitlines()
+        if line.startswith("# HELP etcd_inspector_")
+    )
+    assert names <= helps.keys(), names - helps.keys()
+    for name in names:
+        assert helps[name].endswith(CACHED), (name, helps[name])
+    # Computed during the scrape itself: no Cached sentence.
+    assert CACHED not in helps["etcd_inspector_member_scrape_duration_seconds"]
+
+
+def test_proxying_adds_no_lint_problem_to_etcds_own(
+    scrape_text: str, shared_cluster: LocalCluster
+) -> None:
+    """etcd's own /metrics has lint findings (gauges named *_total, milliseconds); the proxied
+    output may have those, and nothing else: no parse error, no duplicate, no missing HELP."""
+    with urllib.request.urlopen(shared_cluster.member("m1").metrics_url, timeout=5) as resp:
+        raw = resp.read().decode()
+    raw_rc, raw_problems = promtool_check(raw)
+    rc, problems = promtool_check(scrape_text)
+    assert rc in (0, 3)  # 3: lint findings only; 1 would be a parse error
+    assert not [p for p in problems if "error" in p.lower()]
+    assert set(problems) <= set(raw_problems), sorted(set(problems) - set(raw_problems))
+    assert (rc == 0) == (raw_rc == 0)
