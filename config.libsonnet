@@ -1,0 +1,163 @@
+// Configuration of the etcd-inspector monitoring mixin: every selector, label name, threshold
+// and deployment setting used by rules/, dashboards/ and servicemonitors/ lives here, each with
+// its meaning. `etcd-inspector generate --values FILE` overrides these names (an override of a
+// map replaces the whole map); from jsonnet, override them with `mixin + { _config+:: {...} }`.
+//
+// Two setups are supported:
+//   through the exporter (default)  Prometheus scrapes etcd-inspector, which re-exposes every
+//                                    member's metrics with `cluster` and `member` labels.
+//   members scraped directly        e.g. etcd_selector: 'job="etcd"', etcd_instance_labels:
+//                                    'instance' (add 'pod' on Kubernetes); the inspection alerts
+//                                    still read the exporter's own series via exporter_selector.
+{
+  _config+:: {
+    // ---- Names and meanings kept from the etcd mixin (etcd-io/etcd contrib/mixin) ----------
+
+    // Selects the etcd members' own series (etcd_*, grpc_*, process_*). Through the exporter
+    // that is the exporter's job; scraping members directly it is the etcd job.
+    etcd_selector: 'job="etcd-inspector"',
+
+    // Label names that tell one member from another and are aggregated away by alerts about a
+    // cluster as a whole. The default covers members scraped directly (instance), on
+    // Kubernetes (pod) and through the exporter (member). Naming a label that a series does
+    // not carry is harmless; leaving out a label that differs per member splits every cluster
+    // into one group per member (upstream's "insufficient members (0)" false alarm).
+    etcd_instance_labels: 'instance, pod, member',
+
+    // Global scrape interval; windows that must span a few scrapes are derived from it.
+    scrape_interval_seconds: 30,
+
+    // Label that names an etcd cluster on the etcd series. Descriptions fall back to `job`
+    // when a series does not carry it (members scraped directly without a cluster label).
+    clusterLabel: 'cluster',
+
+    // Grafana variable refresh: 0 never, 1 on dashboard load, 2 on time range change.
+    dashboard_var_refresh: 2,
+
+    // ---- The exporter -----------------------------------------------------------------------
+
+    // Selects the series the exporter computes itself (etcd_inspector_*) and its own `up`.
+    exporter_selector: 'job="etcd-inspector"',
+
+    // Label names that tell exporter replicas apart (two replicas, or one sidecar per member,
+    // inspect the same cluster); cluster-wide inspection alerts aggregate them away so one
+    // problem raises one alert.
+    exporter_instance_labels: 'instance, pod',
+
+    // Label that names a member on the etcd series: `member` through the exporter, `instance`
+    // when members are scraped directly. Derived from etcd_instance_labels unless set.
+    etcd_member_label:
+      if std.member([std.stripChars(l, ' ') for l in std.split(self.etcd_instance_labels, ',')], 'member')
+      then 'member' else 'instance',
+
+    // One series per member, 1 while it answers and 0 while it does not: Prometheus' `up` for
+    // members scraped directly, the exporter's etcd_inspector_member_up through the exporter
+    // (there `up` is the exporter's, so targets matched by exporter_selector are left out).
+    etcd_member_up_series:
+      if self.etcd_selector == self.exporter_selector
+      then 'etcd_inspector_member_up{%(etcd_selector)s}' % self
+      else '(up{%(etcd_selector)s} unless on (job, instance) up{%(exporter_selector)s}) or etcd_inspector_member_up{%(etcd_selector)s}' % self,
+
+    // Base of every alert's runbook_url; the lower-cased alert name is appended (one place).
+    runbook_url_base: 'https://github.com/etcd-inspector/etcd-inspector/blob/main/docs/mixin.md#',
+
+    // ---- Thresholds of the etcd mixin's alerts (upstream values) -----------------------------
+
+    // etcdMembersDown: peer send failures per second that count a peer as down.
+    members_down_peer_failures_per_second: 0.01,
+    // etcdHighNumberOfLeaderChanges: leader changes within leader_changes_window.
+    leader_changes_max: 4,
+    leader_changes_window: '15m',
+    // etcdHighNumberOfFailedGRPCRequests: gRPC codes that count as failures ...
+    grpc_failure_codes: 'Unknown|FailedPrecondition|ResourceExhausted|Internal|Unavailable|DataLoss|DeadlineExceeded',
+    // ... among the requests this selector keeps. Streams (Watch, LeaseKeepAlive) end with
+    // Unavailable or Canceled whenever a client goes away, so only unary calls are counted.
+    grpc_failure_scope_selector: 'grpc_type="unary"',
+    // ... and the failed share, in percent, for the warning and the critical alert.
+    grpc_failed_percent_warning: 1,
+    grpc_failed_percent_critical: 5,
+    // etcdGRPCRequestsSlow: p99 of unary gRPC handling time (needs etcd --metrics=extensive).
+    grpc_slow_p99_seconds: 0.15,
+    // etcdHighNumberOfSlowApplies (works without extensive metrics): applies per second that
+    // took longer than etcd's expected duration (100ms).
+    slow_applies_per_second: 0.1,
+    // etcdMemberCommunicationSlow: p99 peer round-trip time.
+    peer_rtt_p99_seconds: 0.15,
+    // etcdHighNumberOfFailedProposals: failed proposals per second over the window.
+    failed_proposals_per_second: 5,
+    failed_proposals_window: '15m',
+    // etcdHighFsyncDurations: p99 WAL fsync time.
+    fsync_p99_seconds_warning: 0.5,
+    fsync_p99_seconds_critical: 1,
+    // etcdHighCommitDurations: p99 backend commit time.
+    commit_p99_seconds_warning: 0.25,
+    // etcdDatabaseQuotaLowSpace: database size in percent of the backend quota.
+    quota_low_space_percent: 95,
+    // etcdExcessiveDatabaseGrowth: window of the linear prediction and how far ahead it looks.
+    db_growth_window: '4h',
+    db_growth_horizon_seconds: 4 * 60 * 60,
+    // etcdDatabaseHighFragmentationRatio: in-use / allocated below this ratio ...
+    fragmentation_in_use_ratio: 0.5,
+    // ... while more than this many bytes are in use (small databases are not worth a defrag).
+    fragmentation_min_in_use_bytes: 104857600,
+
+    // ---- Thresholds of the inspection alerts ------------------------------------------------
+
+    // EtcdInspectorMemberRevisionLag: revisions a member may trail the most advanced one.
+    revision_lag_max: 1000,
+    // EtcdInspectorMemberAppliedIndexLag: raft entries a member's applied index may trail.
+    applied_index_lag_max: 1000,
+    // EtcdInspectorAlarmActive: etcd alarms that page (etcd_inspector_member_alarm's alarm label).
+    alarms_critical: 'NOSPACE|CORRUPT',
+    // EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.
+    quota_used_ratio_warning: 0.8,
+    // EtcdInspectorQuotaExhaustionProjected: projected seconds until the quota is reached.
+    quota_exhaustion_horizon_seconds: 24 * 60 * 60,
+    // EtcdInspectorBigValues: values over the exporter's big-value size tolerated.
+    big_values_max: 0,
+    // EtcdInspectorHotKey: writes per second to a single key.
+    hot_key_writes_per_second: 50,
+    // EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within prefix_key_growth_window.
+    prefix_key_growth_max: 10000,
+    prefix_key_growth_window: '1h',
+    // EtcdInspectorProbeStale: seconds since a probe's last success, per probe; probes run at
+    // different intervals (the value scan is the slowest).
+    probe_stale_seconds: {
+      status: 600,
+      consistency: 1800,
+      quota: 1800,
+      hotkeys: 1800,
+      bigvalue: 6 * 3600,
+    },
+
+    // ---- Deployment (servicemonitors/) ------------------------------------------------------
+
+    // Namespace of the ServiceMonitor, PodMonitor and PrometheusRule.
+    namespace: 'monitoring',
+    // Extra labels on the ServiceMonitor/PodMonitor/PrometheusRule, e.g. the ones your
+    // Prometheus' ruleSelector / serviceMonitorSelector match (kube-prometheus-stack: release).
+    prometheus_operator_labels: {},
+    // The exporter's container image (placeholder until the first release).
+    exporter_image: 'ghcr.io/etcd-inspector/etcd-inspector:0.1.0',
+    // The exporter's listen port and metrics path.
+    exporter_port: 9979,
+    exporter_metrics_path: '/metrics',
+    // Job name Prometheus gives the exporter; etcd_selector and exporter_selector match it.
+    exporter_job: 'etcd-inspector',
+    // Labels of the exporter's Service (Deployment setup), selected by the ServiceMonitor.
+    exporter_service_labels: { 'app.kubernetes.io/name': 'etcd-inspector' },
+    // Labels of the etcd pods that carry the sidecar, selected by the PodMonitor
+    // (kubeadm static pods: { component: 'etcd', tier: 'control-plane' }).
+    sidecar_pod_labels: { 'app.kubernetes.io/name': 'etcd' },
+    // Namespaces the ServiceMonitor/PodMonitor look in.
+    monitored_namespaces: ['etcd', 'kube-system'],
+    // Name the exporter gives the cluster (--etcd.cluster-name), the `cluster` label.
+    etcd_cluster_name: 'etcd',
+    // Secret holding the etcd client certificate of the StatefulSet sidecar (ca.crt, tls.crt,
+    // tls.key), and the kubeadm directory holding the healthcheck client certificate.
+    sidecar_tls_secret: 'etcd-inspector-etcd-client',
+    kubeadm_etcd_pki_dir: '/etc/kubernetes/pki/etcd',
+    // Exporters Prometheus scrapes in the static (VM) scrape config.
+    static_exporter_targets: ['etcd-inspector.example.internal:9979'],
+  },
+}
