@@ -17,7 +17,7 @@ lint: bootstrap
 	.venv/bin/ruff check exporter tests bench
 
 render: bootstrap
-	.venv/bin/etcd-inspector generate --out .
+	.venv/bin/python -m etcd_inspector.mixin
 
 bench: bootstrap
 	.venv/bin/python bench/run_all.py
