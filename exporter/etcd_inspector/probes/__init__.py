@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from .base import ProbeSpec
+from .bigvalue import SPEC as BIGVALUE
+from .consistency import SPEC as CONSISTENCY
+from .hotkeys import SPEC as HOTKEYS
+from .quota import SPEC as QUOTA
 from .status import SPEC as STATUS
 
-REGISTRY: dict[str, ProbeSpec] = {spec.name: spec for spec in (STATUS,)}
+REGISTRY: dict[str, ProbeSpec] = {
+    spec.name: spec
+    for spec in (
+        STATUS,
+        CONSISTENCY,
+        QUOTA,
+        HOTKEYS,
+        BIGVALUE,
+    )
+}
 
 __all__ = ["REGISTRY", "ProbeSpec"]

@@ -1,0 +1,392 @@
+"""consistency: do the members hold the same data?
+
+Comparing live members is only meaningful at one revision: every member is asked for its key
+count and its HashKV at the same pinned revision R, read serializably from its own store, so
+writes landing during the run can never make two healthy members look different. R is the
+lowest revision all answering members of the cluster have reached, so nobody is asked for a
+revision it does not have yet.
+
+Gathering (Status, MemberList, count, HashKV) is a thin async layer; the verdict is the pure
+`compare()` over the gathered per-member facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from ..etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
+from .base import CACHED, Probe, ProbeContext, ProbeSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Each step (Status, count, HashKV, a retry) gets at most this share of what is left of the run,
+# so a member that froze mid-run costs one step's timeout, not the whole run.
+_SHARE = 0.5
+
+# A member that has not reached R is never asked for it; it gets this error kind instead,
+# the one etcd itself would answer.
+FUTURE_REVISION = "future_revision"
+
+
+class NotComparable(RuntimeError):
+    """Fewer than two members gave answers that can be compared."""
+
+
+@dataclass(frozen=True)
+class ConsistencyOptions:
+    # HashKV reads the member's whole backend; on very large databases it can be switched off
+    # and consistency is then decided on cluster IDs and key counts.
+    hash_check: bool = True
+    hash_timeout_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.hash_timeout_seconds <= 0:
+            raise ValueError("hash_timeout_seconds must be positive")
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What one member told us during one run; None where it did not answer."""
+
+    endpoint: str
+    member: str
+    status: MemberStatus | None
+    status_error: str | None = None
+    # IDs of the members its MemberList names (its own view of the membership)
+    member_ids: frozenset[int] | None = None
+    keys: int | None = None  # number of keys at the pinned revision
+    count_error: str | None = None
+    hash: int | None = None  # HashKV at the pinned revision
+    hash_compact_revision: int | None = None
+    hash_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key_count_diff: int | None  # None when fewer than two counts
+    revision_diff: int
+    raft_applied_index_diff: int | None  # None when fewer than two members report one
+    hash_check_available: bool
+    hash_unavailable_reason: str | None
+    hash_mismatch: bool | None  # None when the hash check is unavailable
+    leader_distinct: int
+    cluster_id_distinct: int
+    member_list_distinct: int | None
+    consistent: bool
+    # Why the members are not consistent (or why a check was skipped), for logs and `inspect`.
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConsistencyResult:
+    revision: int  # the pinned revision R
+    members: tuple[MemberFacts, ...]
+    verdict: Verdict
+
+
+# --------------------------------------------------------------------------- pure logic
+
+
+def reference_cluster_id(statuses: Sequence[MemberStatus]) -> int:
+    """The cluster ID most answering members share; on a tie the first member's wins.
+
+    Members of another cluster listed by mistake must not pull the pinned revision down to
+    their own (unrelated) revision, so R is chosen among the reference cluster's members."""
+    counts = Counter(st.cluster_id for st in statuses)
+    best = max(counts.values())
+    return next(st.cluster_id for st in statuses if counts[st.cluster_id] == best)
+
+
+def pinned_revision(statuses: Sequence[MemberStatus]) -> int:
+    """The lowest revision every answering member of the reference cluster has reached."""
+    if not statuses:
+        raise NotComparable("no member answered Status")
+    ref = reference_cluster_id(statuses)
+    return min(st.revision for st in statuses if st.cluster_id == ref)
+
+
+def _spread(values: Iterable[int]) -> int | None:
+    vals = list(values)
+    return max(vals) - min(vals) if len(vals) >= 2 else None
+
+
+def _hash_check(
+    facts: Sequence[MemberFacts], enabled: bool
+) -> tuple[bool, str | None, bool | None]:
+    """(available, reason when not, mismatch)."""
+    if not enabled:
+        return False, "disabled", None
+    if any(f.hash_error == "permission_denied" for f in facts):
+        # HashKV needs the root role when auth is on; not having it is a setup choice.
+        return False, "permission_denied", None
+    hashed = [f for f in facts if f.hash is not None]
+    if len(hashed) < 2:
+        return False, "too_few_answers", None
+    # HashKV covers the history since the compact revision; members that applied a
+    # compaction at different moments hash different ranges (etcd's own corruption check
+    # skips such peers too).
+    if len({f.hash_compact_revision for f in hashed}) > 1:
+        return False, "compact_revision_differs", None
+    return True, None, len({f.hash for f in hashed}) > 1
+
+
+def compare(facts: Sequence[MemberFacts], revision: int, hash_enabled: bool = True) -> Verdict:
+    """Decide whether the members agree at `revision`. Members that did not answer Status are
+    left out. Raises NotComparable when fewer than two members can be compared."""
+    up = [f for f in facts if f.status is not None]
+    if len(up) < 2:
+        raise NotComparable(f"{len(up)} member(s) answered Status; at least 2 are needed")
+    statuses = [f.status for f in up if f.status is not None]
+    reasons: list[str] = []
+
+    cluster_ids = {st.cluster_id for st in statuses}
+    if len(cluster_ids) > 1:
+        groups = ", ".join(
+            f"{cid:x}: {'/'.join(f.member for f in up if f.status and f.status.cluster_id == cid)}"
+            for cid in sorted(cluster_ids)
+        )
+        reasons.append(f"members belong to {len(cluster_ids)} clusters ({groups})")
+
+    not_comparable = [f.member for f in up if FUTURE_REVISION in (f.count_error, f.hash_error)]
+    if not_comparable:
+        reasons.append(
+            f"not comparable: {', '.join(not_comparable)} has not reached revision {revision}"
+        )
+
+    counted = [f for f in up if f.keys is not None]
+    key_count_diff = _spread(f.keys for f in counted if f.keys is not None)
+    if key_count_diff:
+        per_member = ", ".join(f"{f.member}={f.keys}" for f in counted)
+        reasons.append(f"key counts at revision {revision} differ ({per_member})")
+
+    available, unavailable_reason, mismatch = _hash_check(up, hash_enabled)
+    if mismatch:
+        per_member = ", ".join(f"{f.member}={f.hash:x}" for f in up if f.hash is not None)
+        reasons.append(f"hashes at revision {revision} differ ({per_member})")
+
+    structural = len(cluster_ids) > 1 or bool(not_comparable)
+    if len(counted) < 2 and not structural:
+        raise NotComparable(
+            f"{len(counted)} member(s) answered the key count at revision {revision}"
+        )
+
+    member_sets = {f.member_ids for f in up if f.member_ids is not None}
+    applied = [st.raft_applied_index for st in statuses if st.raft_applied_index]
+    return Verdict(
+        key_count_diff=key_count_diff,
+        revision_diff=_spread(st.revision for st in statuses) or 0,
+        raft_applied_index_diff=_spread(applied),
+        hash_check_available=available,
+        hash_unavailable_reason=unavailable_reason,
+        hash_mismatch=mismatch,
+        leader_distinct=len({st.leader_id for st in statuses}),
+        cluster_id_distinct=len(cluster_ids),
+        member_list_distinct=len(member_sets) if member_sets else None,
+        consistent=not reasons,
+        reasons=tuple(reasons),
+    )
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+async def _attempt(call: Awaitable[T]) -> tuple[T | None, str | None]:
+    try:
+        return await call, None
+    except EtcdError as err:
+        return None, err.kind
+
+
+async def _status(client: MemberClient) -> tuple[MemberStatus | None, str | None]:
+    return await _attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
+
+
+async def _status_and_members(
+    client: MemberClient,
+) -> tuple[MemberStatus | None, str | None, frozenset[int] | None]:
+    timeout = call_timeout(client.request_timeout, _SHARE)
+    (status, error), (members, _) = await asyncio.gather(
+        _attempt(client.status(timeout=timeout)), _attempt(client.member_list(timeout=timeout))
+    )
+    ids = frozenset(m.id for m in members.members) if members is not None else None
+    return status, error, ids
+
+
+class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
+    def __init__(self, options: ConsistencyOptions) -> None:
+        super().__init__(options)
+        self._last_reasons: tuple[str, ...] = ()
+
+    async def run(self, ctx: ProbeContext) -> ConsistencyResult:
+        first = await asyncio.gather(*(_status_and_members(c) for c in ctx.members))
+        facts = {
+            c.endpoint: MemberFacts(
+                endpoint=c.endpoint,
+                member=ctx.member_name(c.endpoint),
+                status=status,
+                status_error=error,
+                member_ids=ids,
+            )
+            for c, (status, error, ids) in zip(ctx.members, first, strict=True)
+        }
+        clients = {c.endpoint: c for c in ctx.members}
+        revision = 0
+        for attempt in (1, 2):
+            up = [f for f in facts.values() if f.status is not None]
+            if len(up) < 2:
+                raise NotComparable(f"{len(up)} member(s) answered Status; at least 2 are needed")
+            revision = pinned_revision([f.status for f in up if f.status is not None])
+            measured = await self._measure(clients, up, revision)
+            facts.update({f.endpoint: f for f in measured})
+            compacted = any("compacted" in (f.count_error, f.hash_error) for f in measured)
+            if not compacted or attempt == 2:
+                break
+            # R fell behind a compaction between Status and the reads: pick a fresh R once.
+            fresh = await asyncio.gather(*(_status(clients[f.endpoint]) for f in up))
+            for f, (status, error) in zip(up, fresh, strict=True):
+                facts[f.endpoint] = replace(
+                    f, status=status, status_error=error, keys=None, count_error=None,
+                    hash=None, hash_compact_revision=None, hash_error=None,
+                )  # fmt: skip
+
+        members = tuple(facts[c.endpoint] for c in ctx.members)
+        verdict = compare(members, revision, self.options.hash_check)
+        if verdict.reasons != self._last_reasons:
+            # Logged on change only: a lasting inconsistency is the metrics' job to show.
+            if verdict.consistent:
+                log.info("members consistent again", extra={"cluster": ctx.cluster.name})
+            else:
+                log.warning(
+                    "members inconsistent",
+                    extra={"cluster": ctx.cluster.name, "err": "; ".join(verdict.reasons)},
+                )
+            self._last_reasons = verdict.reasons
+        return ConsistencyResult(revision=revision, members=members, verdict=verdict)
+
+    async def _measure(
+        self, clients: dict[str, MemberClient], up: Sequence[MemberFacts], revision: int
+    ) -> list[MemberFacts]:
+        """Key count, then HashKV, at `revision` on every member that has reached it."""
+
+        async def count(f: MemberFacts) -> MemberFacts:
+            assert f.status is not None
+            if f.status.revision < revision:
+                # Asking would only earn a future_revision error (a member of another cluster).
+                return replace(f, keys=None, count_error=FUTURE_REVISION)
+            result, error = await _attempt(
+                clients[f.endpoint].count_keys(
+                    revision,
+                    serializable=True,
+                    timeout=call_timeout(clients[f.endpoint].request_timeout, _SHARE),
+                )
+            )
+            return replace(f, keys=result[0] if result else None, count_error=error)
+
+        counted = await asyncio.gather(*(count(f) for f in up))
+        if not self.options.hash_check:
+            return list(counted)
+
+        async def hash_kv(f: MemberFacts) -> MemberFacts:
+            if f.keys is None:
+                return f
+            result, error = await _attempt(
+                clients[f.endpoint].hash_kv(
+                    revision, timeout=call_timeout(self.options.hash_timeout_seconds, _SHARE)
+                )
+            )
+            if result is None:
+                return replace(f, hash_error=error)
+            return replace(f, hash=result.hash, hash_compact_revision=result.compact_revision)
+
+        return list(await asyncio.gather(*(hash_kv(f) for f in counted)))
+
+    def metrics(self, cluster: str, result: ConsistencyResult) -> Iterable[Metric]:
+        v = result.verdict
+
+        def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
+            fam = GaugeMetricFamily(f"etcd_inspector_{name}", f"{doc} {CACHED}", labels=["cluster"])
+            if value is not None:
+                fam.add_metric([cluster], value)
+            return fam
+
+        keys = GaugeMetricFamily(
+            "etcd_inspector_member_keys",
+            f"Number of keys the member holds at the pinned consistency revision. {CACHED}",
+            labels=["cluster", "member"],
+        )
+        for f in result.members:
+            if f.keys is not None:
+                keys.add_metric([cluster, f.member], f.keys)
+        yield keys
+        yield gauge(
+            "key_count_diff",
+            "Largest minus smallest member key count at the pinned revision.",
+            v.key_count_diff,
+        )
+        yield gauge(
+            "revision_diff",
+            "Largest minus smallest current revision among the answering members.",
+            v.revision_diff,
+        )
+        yield gauge(
+            "raft_applied_index_diff",
+            "Largest minus smallest raft applied index among the answering members.",
+            v.raft_applied_index_diff,
+        )
+        yield gauge(
+            "hash_mismatch",
+            "1 when the members' HashKV at the pinned revision differ; absent when the hash "
+            "check is unavailable.",
+            None if v.hash_mismatch is None else int(v.hash_mismatch),
+        )
+        yield gauge(
+            "hash_check_available",
+            "1 when HashKV could be compared (it needs the root role when auth is on).",
+            int(v.hash_check_available),
+        )
+        yield gauge(
+            "leader_distinct",
+            "Number of distinct leader IDs the members name (healthy: 1).",
+            v.leader_distinct,
+        )
+        yield gauge(
+            "cluster_id_distinct",
+            "Number of distinct cluster IDs among the configured endpoints (healthy: 1).",
+            v.cluster_id_distinct,
+        )
+        yield gauge(
+            "member_list_distinct",
+            "Number of distinct memberships the members' MemberList answers name (healthy: 1).",
+            v.member_list_distinct,
+        )
+        yield gauge(
+            "consistent",
+            "1 when cluster IDs, key counts and hashes agree at the pinned revision, else 0.",
+            int(v.consistent),
+        )
+        yield gauge(
+            "consistency_revision",
+            "The revision at which the members' key counts and hashes were compared.",
+            result.revision,
+        )
+
+
+SPEC = ProbeSpec(
+    name="consistency",
+    probe_type=ConsistencyProbe,
+    description="Compares the members' cluster IDs, key counts and HashKV at one pinned revision.",
+    options_type=ConsistencyOptions,
+    default_interval=60.0,
+    default_timeout=30.0,
+    cluster_wide=True,
+)

@@ -1,0 +1,307 @@
+"""quota: each member's database size against its backend quota, and when it will hit it.
+
+etcd raises the NOSPACE alarm (and refuses writes) once the backend file outgrows
+--quota-backend-bytes. The quota comes from the `quota_bytes` option when set, else from the
+member's own `etcd_server_quota_backend_bytes` gauge (etcd >= 3.4), else etcd's 2 GiB default.
+The projection fits a least-squares line through the exporter's own recent (time, db size)
+samples, so it needs no Prometheus history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from ..etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
+from ..etcd.metrics_fetch import fetch_metrics, ssl_context
+from .base import CACHED, Probe, ProbeContext, ProbeSpec
+
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
+
+# Below this the fit is mostly noise.
+MIN_PROJECTION_SAMPLES = 3
+MIN_PROJECTION_SPAN_SECONDS = 60.0
+
+_QUOTA_LINE = re.compile(r"^etcd_server_quota_backend_bytes(?:\{[^}]*\})?[ \t]+(\S+)", re.MULTILINE)
+
+
+class NoMemberAnswered(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class QuotaOptions:
+    # > 0 overrides what the members report (e.g. etcd < 3.4, which has no quota gauge)
+    quota_bytes: int = 0
+    projection_window_seconds: float = 6 * 3600.0
+    projection_max_samples: int = 360
+    # A status probe result older than this is not reused; the quota probe asks itself.
+    status_max_age_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.quota_bytes < 0:
+            raise ValueError("quota_bytes must not be negative")
+        if self.projection_window_seconds <= 0:
+            raise ValueError("projection_window_seconds must be positive")
+        if self.projection_max_samples < MIN_PROJECTION_SAMPLES:
+            raise ValueError(f"projection_max_samples must be >= {MIN_PROJECTION_SAMPLES}")
+
+
+@dataclass(frozen=True)
+class MemberQuota:
+    endpoint: str
+    member: str
+    db_size: int
+    db_size_in_use: int
+    quota_bytes: int
+    quota_source: str  # option | metrics | default
+    exhaustion_seconds: float | None
+
+
+@dataclass(frozen=True)
+class QuotaResult:
+    members: tuple[MemberQuota, ...]
+
+    def of(self, endpoint: str) -> MemberQuota | None:
+        return next((m for m in self.members if m.endpoint == endpoint), None)
+
+
+# --------------------------------------------------------------------------- pure logic
+
+
+def parse_quota_backend_bytes(text: str) -> int | None:
+    """The value of `etcd_server_quota_backend_bytes` in a /metrics text, or None."""
+    m = _QUOTA_LINE.search(text)
+    if m is None:
+        return None
+    try:
+        value = float(m.group(1))
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    return round(value)
+
+
+def least_squares_slope(samples: Sequence[tuple[float, float]]) -> float | None:
+    n = len(samples)
+    if n < 2:
+        return None
+    # Centered on the means: epoch seconds squared would swamp a float's precision.
+    mean_t = sum(t for t, _ in samples) / n
+    mean_y = sum(y for _, y in samples) / n
+    var_t = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var_t == 0:
+        return None
+    return sum((t - mean_t) * (y - mean_y) for t, y in samples) / var_t
+
+
+def project_exhaustion(samples: Sequence[tuple[float, float]], quota: float) -> float | None:
+    """Seconds from the last sample until the db size reaches `quota` at the fitted growth rate;
+    None when there is no growth or too little data to tell."""
+    if len(samples) < MIN_PROJECTION_SAMPLES:
+        return None
+    if samples[-1][0] - samples[0][0] < MIN_PROJECTION_SPAN_SECONDS:
+        return None
+    slope = least_squares_slope(samples)
+    if slope is None or slope <= 0:
+        return None
+    return max(0.0, (quota - samples[-1][1]) / slope)
+
+
+class SizeHistory:
+    """A bounded ring of (time, db size) samples for one member.
+
+    Samples closer together than window/max_samples are not kept (the ring then spans the
+    whole window whatever the probe interval), samples older than the window are dropped, and
+    a shrinking db (a defragmentation or restore) starts the history over: the growth before
+    it says nothing about the growth after."""
+
+    def __init__(self, window_seconds: float, max_samples: int) -> None:
+        self.window = window_seconds
+        self.min_spacing = window_seconds / max_samples
+        self.samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+
+    def add(self, t: float, size: float) -> None:
+        if self.samples and size < self.samples[-1][1]:
+            self.samples.clear()
+        if not self.samples or t - self.samples[-1][0] >= self.min_spacing:
+            self.samples.append((t, size))
+        while self.samples and self.samples[0][0] < t - self.window:
+            self.samples.popleft()
+
+    def series_until(self, t: float, size: float) -> list[tuple[float, float]]:
+        """The kept samples plus the current one, if it was not kept."""
+        series = list(self.samples)
+        if not series or t > series[-1][0]:
+            series.append((t, size))
+        return series
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+# Status and the /metrics fetches run side by side, in one step: leave a little of the run for
+# building the result, but a frozen member must not cost the others' answers.
+_SHARE = 0.8
+
+
+async def _own_status(client: MemberClient) -> tuple[MemberStatus | None, float]:
+    try:
+        return await client.status(
+            timeout=call_timeout(client.request_timeout, _SHARE)
+        ), time.time()
+    except EtcdError:
+        return None, time.time()
+
+
+class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
+    def __init__(self, options: QuotaOptions) -> None:
+        super().__init__(options)
+        self._history: dict[str, SizeHistory] = {}
+        # The quota a member last reported: it only changes with a restart, so a failed fetch
+        # keeps it rather than falling back to the default.
+        self._reported_quota: dict[str, int] = {}
+
+    async def run(self, ctx: ProbeContext) -> QuotaResult:
+        statuses, quotas = await asyncio.gather(self._statuses(ctx), self._quotas(ctx))
+        members: list[MemberQuota] = []
+        for client in ctx.members:
+            status, taken_at = statuses[client.endpoint]
+            if status is None:
+                continue  # down: member_up says so
+            quota, source = quotas[client.endpoint]
+            history = self._history.setdefault(
+                client.endpoint,
+                SizeHistory(
+                    self.options.projection_window_seconds, self.options.projection_max_samples
+                ),
+            )
+            history.add(taken_at, status.db_size)
+            members.append(
+                MemberQuota(
+                    endpoint=client.endpoint,
+                    member=ctx.member_name(client.endpoint),
+                    db_size=status.db_size,
+                    db_size_in_use=status.db_size_in_use,
+                    quota_bytes=quota,
+                    quota_source=source,
+                    exhaustion_seconds=project_exhaustion(
+                        history.series_until(taken_at, status.db_size), quota
+                    ),
+                )
+            )
+        if not members:
+            raise NoMemberAnswered("no member answered Status")
+        return QuotaResult(members=tuple(members))
+
+    async def _statuses(self, ctx: ProbeContext) -> dict[str, tuple[MemberStatus | None, float]]:
+        """Each member's Status with the time it was taken: the status probe's when fresh."""
+        found: dict[str, tuple[MemberStatus | None, float]] = {}
+        outcome = ctx.state.outcomes.get("status")
+        if (
+            outcome is not None
+            and outcome.success
+            and outcome.result is not None
+            and time.time() - outcome.finished_at <= self.options.status_max_age_seconds
+        ):
+            for client in ctx.members:
+                st = outcome.result.status_of(client.endpoint)
+                if st is not None:
+                    found[client.endpoint] = (st, outcome.finished_at)
+        missing = [c for c in ctx.members if c.endpoint not in found]
+        for client, answer in zip(
+            missing, await asyncio.gather(*(_own_status(c) for c in missing)), strict=True
+        ):
+            found[client.endpoint] = answer
+        return found
+
+    async def _quotas(self, ctx: ProbeContext) -> dict[str, tuple[int, str]]:
+        if self.options.quota_bytes > 0:
+            return {c.endpoint: (self.options.quota_bytes, "option") for c in ctx.members}
+        cfg = ctx.cluster
+        tls = cfg.metrics_tls or cfg.tls
+        ssl_ctx = None
+        if any(e.metrics_url.startswith("https") for e in cfg.endpoints):
+            ssl_ctx = ssl_context(
+                tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify
+            )
+        async with aiohttp.ClientSession() as session:
+            fetches = await asyncio.gather(
+                *(
+                    fetch_metrics(
+                        session,
+                        e.metrics_url,
+                        call_timeout(cfg.request_timeout, _SHARE),
+                        ssl_ctx,
+                        tls.server_name,
+                    )
+                    for e in cfg.endpoints
+                )
+            )
+        for endpoint, fetch in zip(cfg.endpoints, fetches, strict=True):
+            reported = parse_quota_backend_bytes(fetch.text) if fetch.text else None
+            if reported is not None:
+                self._reported_quota[endpoint.url] = reported
+        return {
+            c.endpoint: (
+                (self._reported_quota[c.endpoint], "metrics")
+                if c.endpoint in self._reported_quota
+                else (DEFAULT_QUOTA_BYTES, "default")
+            )
+            for c in ctx.members
+        }
+
+    def metrics(self, cluster: str, result: QuotaResult) -> Iterable[Metric]:
+        labels = ["cluster", "member"]
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"etcd_inspector_{name}", f"{doc} {CACHED}", labels=labels)
+
+        quota = gauge(
+            "quota_bytes",
+            "The member's backend quota (the quota_bytes option, else the member's "
+            "etcd_server_quota_backend_bytes, else etcd's 2 GiB default).",
+        )
+        used = gauge("quota_used_ratio", "Database size divided by the quota (1 = NOSPACE).")
+        headroom = gauge(
+            "quota_headroom_bytes", "Quota minus database size (negative once it is exceeded)."
+        )
+        in_use = gauge(
+            "db_in_use_ratio",
+            "Logically used part of the database file (low = fragmented; defragment to shrink).",
+        )
+        exhaustion = gauge(
+            "quota_exhaustion_seconds",
+            "Projected seconds until the database reaches the quota, from a least-squares fit "
+            "of the exporter's recent samples; absent while the size is not growing.",
+        )
+        for m in result.members:
+            lv = [cluster, m.member]
+            quota.add_metric(lv, m.quota_bytes)
+            used.add_metric(lv, m.db_size / m.quota_bytes)
+            headroom.add_metric(lv, m.quota_bytes - m.db_size)
+            if m.db_size > 0:
+                in_use.add_metric(lv, m.db_size_in_use / m.db_size)
+            if m.exhaustion_seconds is not None:
+                exhaustion.add_metric(lv, m.exhaustion_seconds)
+        yield from (quota, used, headroom, in_use, exhaustion)
+
+
+SPEC = ProbeSpec(
+    name="quota",
+    probe_type=QuotaProbe,
+    description="Each member's database size against its backend quota, with a projection.",
+    options_type=QuotaOptions,
+    default_interval=30.0,
+    default_timeout=15.0,
+)
