@@ -109,19 +109,31 @@ class Scheduler:
         ctx = self.context_for(scheduled.spec.name)
         if scheduled.spec.name != "status":
             await self.first_round.wait()  # the others need the member names status resolves
+        active = False
         while True:
             started = time.monotonic()
             if scheduled.spec.cluster_wide and not local_member_leads(
                 self.state, self.local_endpoint
             ):
-                log.debug(
-                    "not the leader's sidecar; skipping", extra={"probe": scheduled.spec.name}
-                )
+                if active:
+                    await self._stand_down(scheduled)
+                    active = False
             else:
+                active = True
                 await run_probe_once(scheduled, ctx, self.state)
             if scheduled.spec.name == "status":
                 self.first_round.set()
             await asyncio.sleep(max(0.0, scheduled.interval - (time.monotonic() - started)))
+
+    async def _stand_down(self, scheduled: ScheduledProbe) -> None:
+        """Sidecar mode, leadership moved away: release what the probe holds (a watch) and
+        withdraw its results, so only the leader's sidecar exports cluster-wide series."""
+        name = scheduled.spec.name
+        log.info("local member no longer leads; probe stands down", extra={"probe": name})
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await scheduled.probe.close()
+        self.state.forget(name)
 
     def start(self) -> None:
         if "status" not in self.probes:

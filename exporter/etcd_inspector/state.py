@@ -55,6 +55,10 @@ class ClusterState:
         self._outcomes = {**self._outcomes, outcome.probe: outcome}
         self._progress = {k: v for k, v in self._progress.items() if k != outcome.probe}
 
+    def forget(self, probe: str) -> None:
+        self._outcomes = {k: v for k, v in self._outcomes.items() if k != probe}
+        self._progress = {k: v for k, v in self._progress.items() if k != probe}
+
     def publish_progress(self, probe: str, progress: Any) -> None:
         self._progress = {**self._progress, probe: progress}
 
