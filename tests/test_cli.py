@@ -161,3 +161,18 @@ def test_flags_override_the_file_and_are_checked_too(tmp_path: Path) -> None:
 def test_version() -> None:
     out = cli("--version")
     assert (out.returncode, out.stdout) == (0, f"etcd-inspector {__version__}\n")
+
+
+def test_scan_pace_flag_overrides_the_file_and_keeps_its_other_options(tmp_path: Path) -> None:
+    from etcd_inspector.cli import build_parser, load_config
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "inspection: {probes: {bigvalue: {keys_per_second: 500, top_n: 3}}}\n"
+        "clusters: [{name: c, endpoints: ['http://127.0.0.1:2379']}]\n"
+    )
+    args = build_parser().parse_args(
+        ["inspect", f"--config.file={cfg}", "--scan.keys-per-second=0"]
+    )
+    options = load_config(args).probes["bigvalue"].options
+    assert (options.keys_per_second, options.top_n) == (0, 3)

@@ -98,6 +98,15 @@ def add_etcd_flags(p: argparse.ArgumentParser) -> None:
         help="Interval of every probe at once, e.g. 5s (tests and demos).",
     )
     g.add_argument(
+        "--scan.keys-per-second",
+        dest="scan_keys_per_second",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Pace of the big-value keyspace scan (default 20000; 0 = unpaced, e.g. for a "
+        "one-shot inspect on a cluster that can take it).",
+    )
+    g.add_argument(
         "--log.level",
         dest="log_level",
         choices=["debug", "info", "warn", "error"],
@@ -149,6 +158,10 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, attr, None)
         if value is not None:
             raw.setdefault(section, {})[key] = value
+    pace = getattr(args, "scan_keys_per_second", None)
+    if pace is not None:
+        probes = raw.setdefault("inspection", {}).setdefault("probes", {})
+        probes["bigvalue"] = {"keys_per_second": pace}
     return raw
 
 

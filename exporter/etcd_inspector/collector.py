@@ -19,6 +19,8 @@ from .runtime import ClusterRuntime
 
 log = logging.getLogger(__name__)
 
+FETCH_ERROR_REASONS = ("timeout", "connect", "http", "too_large", "parse")
+
 # (cluster, member, reason) -> count, since the exporter started
 ScrapeErrors = Mapping[tuple[str, str, str], int]
 
@@ -97,7 +99,8 @@ def member_families(
     )
     errors_total = CounterMetricFamily(
         "etcd_inspector_member_scrape_errors",
-        "Failed fetches of a member's /metrics, by reason (timeout, connect, http, parse).",
+        "Failed fetches of a member's /metrics, by reason "
+        "(timeout, connect, http, too_large, parse).",
         labels=["cluster", "member", "reason"],
     )
     for rt in runtimes:
@@ -111,6 +114,12 @@ def member_families(
             up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)
             if fetch is not None:
                 scrape_duration.add_metric([rt.name, member], fetch.duration_seconds)
-    for (cluster, member, reason), count in sorted(errors.items()):
-        errors_total.add_metric([cluster, member, reason], count)
+    # Every current member gets every reason from the start, at 0: the first error is then an
+    # increase that rate() sees, and a dashboard shows 0 rather than "no data".
+    for rt in runtimes:
+        for endpoint in rt.state.endpoints:
+            member = rt.state.member_name(endpoint)
+            for reason in FETCH_ERROR_REASONS:
+                count = errors.get((rt.name, member, reason), 0)
+                errors_total.add_metric([rt.name, member, reason], count)
     return [up, scrape_duration, errors_total]

@@ -29,7 +29,6 @@ DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-b
 
 # Below this the fit is mostly noise.
 MIN_PROJECTION_SAMPLES = 3
-MIN_PROJECTION_SPAN_SECONDS = 60.0
 
 _QUOTA_LINE = re.compile(r"^etcd_server_quota_backend_bytes(?:\{[^}]*\})?[ \t]+(\S+)", re.MULTILINE)
 
@@ -44,6 +43,8 @@ class QuotaOptions:
     quota_bytes: int = 0
     projection_window_seconds: float = 6 * 3600.0
     projection_max_samples: int = 360
+    # The samples must span at least this long before a projection is made.
+    projection_min_span_seconds: float = 60.0
     # A status probe result older than this is not reused; the quota probe asks itself.
     status_max_age_seconds: float = 60.0
 
@@ -105,12 +106,14 @@ def least_squares_slope(samples: Sequence[tuple[float, float]]) -> float | None:
     return sum((t - mean_t) * (y - mean_y) for t, y in samples) / var_t
 
 
-def project_exhaustion(samples: Sequence[tuple[float, float]], quota: float) -> float | None:
+def project_exhaustion(
+    samples: Sequence[tuple[float, float]], quota: float, min_span_seconds: float = 60.0
+) -> float | None:
     """Seconds from the last sample until the db size reaches `quota` at the fitted growth rate;
     None when there is no growth or too little data to tell."""
     if len(samples) < MIN_PROJECTION_SAMPLES:
         return None
-    if samples[-1][0] - samples[0][0] < MIN_PROJECTION_SPAN_SECONDS:
+    if samples[-1][0] - samples[0][0] < min_span_seconds:
         return None
     slope = least_squares_slope(samples)
     if slope is None or slope <= 0:
@@ -196,7 +199,9 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                     quota_bytes=quota,
                     quota_source=source,
                     exhaustion_seconds=project_exhaustion(
-                        history.series_until(taken_at, status.db_size), quota
+                        history.series_until(taken_at, status.db_size),
+                        quota,
+                        self.options.projection_min_span_seconds,
                     ),
                 )
             )
