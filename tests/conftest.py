@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from etcd_inspector.localcluster import LocalCluster, find_etcd_binary, start_cluster
+from etcd_inspector.localcluster import LocalCluster, etcd_version, find_etcd_binary, start_cluster
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_report_header(config) -> str:
+    try:
+        binary = find_etcd_binary()
+    except Exception as err:
+        return f"etcd: NOT FOUND ({err})"
+    return f"etcd: {etcd_version(binary)} ({binary})"
 
 
 def etcdctl_binary() -> str:
