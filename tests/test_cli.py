@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,11 @@ def test_scan_pace_flag_overrides_the_file_and_keeps_its_other_options(tmp_path:
     )
     options = load_config(args).probes["bigvalue"].options
     assert (options.keys_per_second, options.top_n) == (0, 3)
+
+
+def test_run_with_nothing_to_watch_says_how_to_give_endpoints() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "etcd_inspector", "run"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "--etcd.endpoints" in out.stderr and "--config.file" in out.stderr

@@ -174,6 +174,11 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
         raw = load_config_file(args.config_file, REGISTRY) or {}
         source = args.config_file
     merged = merge_raw(merge_raw(raw, flag_overrides(args)), extra or {})
+    if not merged.get("clusters") and not args.config_file:
+        raise UsageError(
+            "no etcd cluster to watch: give --etcd.endpoints=URL[,URL...] "
+            "or --config.file=FILE with a clusters: list (see --help)"
+        )
     return parse_config(merged, REGISTRY, source=source)
 
 
