@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import grpc
 import pytest
 from aetcd import rpc
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
@@ -37,6 +35,7 @@ from etcd_inspector.probes.consistency import (
 from etcd_inspector.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.scheduler import run_probe_once
 from etcd_inspector.state import ClusterState
+from exposition import assert_promtool_clean, render
 
 CLUSTER = "c1"
 
@@ -83,18 +82,8 @@ def three(**kw) -> list[MemberFacts]:
     return [facts(n, **kw) for n in ("m1", "m2", "m3")]
 
 
-class Families:
-    """What prometheus_client's exposition needs: an object with collect()."""
-
-    def __init__(self, families) -> None:
-        self.families = list(families)
-
-    def collect(self):
-        return self.families
-
-
-def render(runtime: ClusterRuntime) -> str:
-    return generate_latest(Families(collector.probe_families([runtime]))).decode()
+def render_runtime(runtime: ClusterRuntime) -> str:
+    return render(collector.probe_families([runtime]))
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -313,10 +302,8 @@ def test_pinned_revision_ignores_members_of_another_cluster():
 def test_metrics_without_hash_check():
     members = three(hash_=None, hash_error="permission_denied")
     result = ConsistencyResult(revision=100, members=tuple(members), verdict=compare(members, 100))
-    text = generate_latest(
-        Families(ConsistencyProbe(ConsistencyOptions()).metrics(CLUSTER, result))
-    )
-    scraped = samples(text.decode())
+    text = render(ConsistencyProbe(ConsistencyOptions()).metrics(CLUSTER, result))
+    scraped = samples(text)
     assert value(scraped, "etcd_inspector_hash_check_available") == 0
     assert value(scraped, "etcd_inspector_hash_mismatch") is None
     assert value(scraped, "etcd_inspector_consistent") == 1
@@ -398,7 +385,7 @@ async def test_equal_cluster_is_consistent(etcd_cluster: LocalCluster):
     runtime = make_runtime(etcd_cluster.endpoints)
     try:
         result = await run_consistency(runtime)
-        text = render(runtime)
+        text = render_runtime(runtime)
     finally:
         await runtime.close()
 
@@ -428,15 +415,11 @@ async def test_rendered_metrics_pass_promtool(shared_cluster: LocalCluster):
     runtime = make_runtime(shared_cluster.endpoints)
     try:
         await run_consistency(runtime)
-        text = render(runtime)
+        text = render_runtime(runtime)
     finally:
         await runtime.close()
     assert "etcd_inspector_consistent{" in text
-    out = await asyncio.to_thread(
-        subprocess.run,
-        ["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    await asyncio.to_thread(assert_promtool_clean, text)
 
 
 async def _write_forever(
@@ -473,7 +456,7 @@ async def test_consistent_under_continuous_writes(etcd_cluster: LocalCluster):
         for _ in range(3):
             before = written[0]
             result = await run_consistency(runtime)
-            scraped = samples(render(runtime))
+            scraped = samples(render_runtime(runtime))
             assert written[0] > before, "no write landed during the run"
             assert result.verdict.consistent, result.verdict.reasons
             assert value(scraped, "etcd_inspector_consistent") == 1
@@ -504,7 +487,7 @@ async def test_member_of_a_second_cluster_is_caught(
         put_keys(foreign, "/other/", 3)  # revision 2
         result = await run_consistency(runtime)
         x1 = runtime.state.member_name(foreign.endpoints[0])
-        scraped = samples(render(runtime))
+        scraped = samples(render_runtime(runtime))
         assert value(scraped, "etcd_inspector_cluster_id_distinct") == 2
         assert value(scraped, "etcd_inspector_member_list_distinct") == 2
         assert value(scraped, "etcd_inspector_consistent") == 0
@@ -519,7 +502,7 @@ async def test_member_of_a_second_cluster_is_caught(
         put_keys(foreign, "/other/", 60, start=3, per_txn=5)  # revision 14
         assert current_revision(foreign) > result.revision
         result = await run_consistency(runtime)
-        scraped = samples(render(runtime))
+        scraped = samples(render_runtime(runtime))
         foreign_keys = value(scraped, "etcd_inspector_member_keys", member=x1)
         assert foreign_keys == real_key_count(foreign, result.revision)
         assert foreign_keys != 30
@@ -553,7 +536,7 @@ async def test_frozen_member_is_left_out_within_the_timeout(etcd_cluster: LocalC
         assert by_name["m3"].status is None
         assert by_name["m3"].status_error == "timeout"
         assert by_name["m1"].keys == by_name["m2"].keys == 12
-        scraped = samples(render(runtime))
+        scraped = samples(render_runtime(runtime))
         assert value(scraped, "etcd_inspector_consistent") == 1
         assert value(scraped, "etcd_inspector_member_keys", member="m3") is None
         assert value(scraped, "etcd_inspector_member_keys", member="m2") == 12
@@ -575,7 +558,7 @@ async def test_two_silent_members_fail_the_probe(etcd_cluster: LocalCluster):
         )  # fmt: skip
         assert not outcome.success
         assert "NotComparable" in (outcome.error or "")
-        scraped = samples(render(runtime))
+        scraped = samples(render_runtime(runtime))
         assert value(scraped, "etcd_inspector_probe_success", probe="consistency") == 0
         assert value(scraped, "etcd_inspector_consistent") is None
     finally:
@@ -605,7 +588,7 @@ async def test_without_root_role_hash_is_unavailable_and_counts_decide(
         )
         try:
             result = await run_consistency(runtime)
-            scraped = samples(render(runtime))
+            scraped = samples(render_runtime(runtime))
         finally:
             await runtime.close()
         assert [f.keys for f in result.members] == [8, 8, 8]

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
 from aetcd import rpc
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 
 from conftest import etcdctl
 from etcd_inspector.config import ClusterConfig, EndpointConfig, parse_config
@@ -34,6 +31,7 @@ from etcd_inspector.probes.hotkeys import (
     watch_order,
 )
 from etcd_inspector.state import ClusterState
+from exposition import assert_promtool_clean, render
 
 # --------------------------------------------------------------------------- pure
 
@@ -178,13 +176,7 @@ def test_hot_keys_respect_min_rate_and_merge_shared_labels() -> None:
 
 
 def _render(probe: HotKeysProbe, result: HotKeysResult) -> str:
-    class Families:
-        def collect(self):
-            return list(probe.metrics("prod", result))
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Families())
-    return generate_latest(registry).decode()
+    return render(probe.metrics("prod", result))
 
 
 def test_metrics_exposition_passes_promtool() -> None:
@@ -211,10 +203,7 @@ def test_metrics_exposition_passes_promtool() -> None:
     assert 'etcd_inspector_watch_lag_revisions{cluster="prod"} 3.0' in text
     helps = [line for line in text.splitlines() if line.startswith("# HELP")]
     assert len(helps) == 7 and all(line.endswith(CACHED) for line in helps)
-    check = subprocess.run(
-        ["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
-    )
-    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    assert_promtool_clean(text)
 
 
 # --------------------------------------------------------------------------- real etcd

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import urllib.request
 
 import pytest
@@ -13,6 +11,7 @@ from etcd_inspector.etcd.client import MemberList, MemberStatus
 from etcd_inspector.localcluster import LocalCluster
 from etcd_inspector.probes.base import CACHED, NoOptions
 from etcd_inspector.probes.status import MemberStatusResult, StatusProbe, StatusResult
+from exposition import promtool_check
 from test_exporter_integration import all_members_up, endpoints_flag, run_exporter
 
 pytestmark = pytest.mark.promtool
@@ -28,16 +27,6 @@ def only_families(text: str, prefix: str) -> str:
         if m and m.group(1).startswith(prefix):
             kept.append(line)
     return "\n".join(kept) + "\n"
-
-
-def promtool_check(text: str) -> tuple[int, list[str]]:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found on PATH (Debian's prometheus package has it)")
-    out = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
-    )
-    return out.returncode, (out.stdout + out.stderr).splitlines()
 
 
 def status_probe_family_names() -> set[str]:

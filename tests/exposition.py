@@ -1,0 +1,41 @@
+"""Shared test helpers: render metric families as Prometheus text and lint them with promtool."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+
+
+class Families:
+    """What prometheus_client's exposition needs: an object with collect()."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def render(families: Iterable[Metric]) -> str:
+    return generate_latest(Families(families)).decode()  # type: ignore[arg-type]
+
+
+def promtool_check(text: str) -> tuple[int, list[str]]:
+    """(exit code, output lines) of the real `promtool check metrics`; fails if it is missing."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found on PATH (Debian's prometheus package has it)")
+    out = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    return out.returncode, (out.stdout + out.stderr).splitlines()
+
+
+def assert_promtool_clean(text: str) -> None:
+    code, lines = promtool_check(text)
+    assert code == 0, "\n".join(lines)
