@@ -4,7 +4,7 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY exporter ./exporter
 COPY mixin.libsonnet config.libsonnet jsonnetfile.json ./
 COPY rules ./rules

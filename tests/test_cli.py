@@ -10,7 +10,7 @@ import pytest
 
 from etcd_inspector import __version__
 from etcd_inspector.cli import UsageError, build_parser, flag_overrides, parse_listen_address
-from test_exporter_integration import exporter_command
+from harness import exporter_command
 
 
 def flags(*argv: str):

@@ -30,8 +30,8 @@ import yaml
 
 from etcd_inspector.localcluster import start_cluster
 from etcd_inspector.mixin import config_defaults, dashboard_queries
+from harness import ExporterProcess, run_exporter
 from promserver import PrometheusServer, run_prometheus
-from test_exporter_integration import ExporterProcess, run_exporter
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "rules" / "prometheus-rules.yaml"

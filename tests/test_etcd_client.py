@@ -24,7 +24,7 @@ from etcd_inspector.localcluster import LocalCluster, free_ports
 from etcd_inspector.probes.base import NoOptions, Probe, ProbeContext, ProbeSpec
 from etcd_inspector.scheduler import ScheduledProbe, run_probe_once
 from etcd_inspector.state import ClusterState
-from test_exporter_integration import enable_auth_with_read_only_user, member_ids
+from harness import enable_auth_with_read_only_user, member_ids
 
 # --------------------------------------------------------------------------- pure helpers
 

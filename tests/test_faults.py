@@ -21,7 +21,7 @@ from etcd_inspector.etcd.metrics_fetch import fetch_metrics
 from etcd_inspector.localcluster import LocalCluster, free_ports
 from etcd_inspector.proxy import relabel
 from fakes import DribblingMetricsServer, GarbageMetricsServer
-from test_exporter_integration import (
+from harness import (
     MEMBERS,
     all_members_up,
     endpoints_flag,

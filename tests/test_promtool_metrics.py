@@ -12,7 +12,7 @@ from etcd_inspector.localcluster import LocalCluster
 from etcd_inspector.probes.base import CACHED, NoOptions
 from etcd_inspector.probes.status import MemberStatusResult, StatusProbe, StatusResult
 from exposition import promtool_check
-from test_exporter_integration import all_members_up, endpoints_flag, run_exporter
+from harness import all_members_up, endpoints_flag, run_exporter
 
 pytestmark = pytest.mark.promtool
 
