@@ -86,3 +86,16 @@ def test_cluster_state_uses_resolved_names_and_falls_back() -> None:
     state.set_member_names({E1: "infra1"})
     assert state.member_name(E1) == "infra1"
     assert state.member_name(E2) == "127.0.0.2:2379"
+
+
+def test_merge_member_lists_keeps_every_member_once() -> None:
+    from etcd_inspector.etcd.client import MemberInfo, MemberList
+    from etcd_inspector.members import merge_member_lists
+
+    a = MemberInfo(1, "m1", (), ("http://a:2379",), False)
+    b = MemberInfo(2, "m2", (), ("http://b:2379",), False)
+    x = MemberInfo(9, "x1", (), ("http://x:2379",), False)
+    merged = merge_member_lists([MemberList(7, (a, b)), MemberList(8, (x, a))])
+    assert merged is not None and merged.cluster_id == 7
+    assert [m.name for m in merged.members] == ["m1", "m2", "x1"]
+    assert merge_member_lists([]) is None

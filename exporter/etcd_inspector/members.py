@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from .etcd.client import MemberList, MemberStatus
+from .etcd.client import MemberInfo, MemberList, MemberStatus
 
 
 def _netloc(url: str) -> str:
@@ -50,3 +50,14 @@ def resolve_member_names(
 
 def member_id_names(member_list: MemberList | None) -> dict[int, str]:
     return {m.id: m.name for m in member_list.members} if member_list else {}
+
+
+def merge_member_lists(lists: Sequence[MemberList]) -> MemberList | None:
+    """One list of every member the given lists name (the first list's cluster ID)."""
+    if not lists:
+        return None
+    seen: dict[int, MemberInfo] = {}
+    for member_list in lists:
+        for m in member_list.members:
+            seen.setdefault(m.id, m)
+    return MemberList(cluster_id=lists[0].cluster_id, members=tuple(seen.values()))

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..etcd.client import Alarm, EtcdError, MemberList, MemberStatus, call_timeout
-from ..members import member_id_names, resolve_member_names
+from ..members import member_id_names, merge_member_lists, resolve_member_names
 from .base import CACHED, Probe, ProbeContext, ProbeSpec
 
 KNOWN_ALARMS = ("NOSPACE", "CORRUPT")
@@ -87,8 +87,24 @@ class StatusProbe(Probe):
                 alarms = alarm_pairs(raw_alarms, member_id_names(member_list))
                 break
         by_endpoint = {m.endpoint: st for m, (st, _e) in zip(ctx.members, statuses, strict=True)}
+        # A member the list does not know (another cluster's, listed by mistake) is named by
+        # its own member list, so the operator sees which member it is.
+        known = {m.id for m in member_list.members} if member_list else set()
+        lists = [member_list] if member_list else []
+        for client in answered:
+            st = by_endpoint[client.endpoint]
+            if st is not None and st.member_id not in known:
+                own, _ = await _try(
+                    client.member_list(timeout=call_timeout(client.request_timeout, _SHARE))
+                )
+                if own is not None:
+                    lists.append(own)
+                    known |= {m.id for m in own.members}
         names = resolve_member_names(
-            [m.endpoint for m in ctx.members], by_endpoint, member_list, ctx.state.member_names
+            [m.endpoint for m in ctx.members],
+            by_endpoint,
+            merge_member_lists(lists),
+            ctx.state.member_names,
         )
         ctx.state.set_member_names(names)
         return StatusResult(
