@@ -2,16 +2,18 @@
 
 etcd computes `count` on every limited Range by walking the index over the whole requested
 [key, range_end), so a page costs as much as the range it asks for, not the keys it returns.
-Two bare readers (no tally: they only touch each value's length) read the keyspace in pages of
+Three bare readers (no tally: they only touch each value's length) read the keyspace in pages of
 1000 at one revision, from the same member etcdctl reads:
 
-  open    range_end = end of the keyspace on every page: O(n^2) over a scan
+  pager   the bigvalue probe's own Pager (probes/bigvalue.py): ranges whose count is known,
+          the previous page's density, guesses where keys went on after a range ran dry
   prefix  range_end bounded by the common byte prefix of the previous page's first and last
-          keys; when that range is done, widened one byte at a time. Each page asks for a
-          range a few times its own size, whatever the layout.
+          keys; when that range is done, widened one byte at a time (the reference the Pager
+          replaced the '/'-directory bound with)
+  open    range_end = end of the keyspace on every page: O(n^2) over a scan
 
-This is a reference for the bigvalue probe's paging (whose bound is the '/'-directory holding
-the previous page; see BENCHMARKS.md), not part of the exporter.
+Each row says how many keys etcd counted over the scan (the sum of every page's `count`), the
+cost the bound decides.
 
 Standalone: .venv/bin/python bench/bench_paging.py --keys 100000
 """
@@ -23,6 +25,7 @@ import asyncio
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench_scan import run_etcdctl
@@ -37,6 +40,7 @@ from common import (
     rpc,
     start_bench_cluster,
 )
+from etcd_inspector.probes.bigvalue import Pager
 
 NO_END = b"\0"
 
@@ -58,24 +62,36 @@ def earlier_end(a: bytes, b: bytes) -> bytes:
     return min(a, b)
 
 
+@dataclass(frozen=True)
+class PagedRead:
+    keys: int
+    pages: int
+    counted: int  # keys etcd counted to answer the pages: the sum of their `count`
+    seconds: float
+
+
 async def paged_read(
     endpoint: str, strategy: str, limit: int = 1000, keys_per_second: int = 0
-) -> tuple[int, int, float]:
-    """(keys, pages, seconds) for a serializable read of the whole keyspace at one revision,
-    paced like bigvalue when keys_per_second > 0."""
+) -> PagedRead:
+    """A serializable read of the whole keyspace at one revision, paced like bigvalue when
+    keys_per_second > 0."""
     ch = channel(endpoint)
     kv = rpc.KVStub(ch)
+    pager = Pager(NO_END, NO_END)
     key, bound, prefix, revision = NO_END, NO_END, b"", 0
-    keys = pages = 0
+    keys = pages = counted = 0
     started = time.monotonic()
     try:
         while True:
+            if strategy == "pager":
+                key, bound = pager.key, pager.range_end
             req = rpc.RangeRequest(
                 key=key, range_end=bound, limit=limit, revision=revision, serializable=True
             )
             asked_at = time.monotonic()
             page = await kv.Range(req, timeout=120)
             pages += 1
+            counted += page.count
             revision = revision or page.header.revision
             for item in page.kvs:
                 len(item.value)
@@ -83,6 +99,11 @@ async def paged_read(
             if keys_per_second:
                 pause = asked_at + len(page.kvs) / keys_per_second - time.monotonic()
                 await asyncio.sleep(max(0.0, pause))
+            if strategy == "pager":
+                pager.advance(page.kvs, page.more, page.count, limit)
+                if pager.done:
+                    break
+                continue
             if page.more:
                 key = page.kvs[-1].key + b"\0"
                 # byte by byte on purpose: the bound is a byte prefix, not a path
@@ -97,26 +118,28 @@ async def paged_read(
                 bound = NO_END
     finally:
         await ch.close()
-    return keys, pages, time.monotonic() - started
+    return PagedRead(keys, pages, counted, time.monotonic() - started)
 
 
 def run(cluster, endpoint: str | None = None) -> list[Row]:
     endpoint = endpoint or cluster.endpoints[1]
     peer = run_etcdctl(etcdctl_binary(cluster.binary), endpoint).seconds
     rows = []
-    for strategy in ("prefix", "open"):
-        keys, pages, seconds = asyncio.run(paged_read(endpoint, strategy))
-        log(f"paged read, {strategy} bound: {keys} keys, {pages} pages, {seconds:.2f}s")
+    for strategy in ("pager", "prefix", "open"):
+        r = asyncio.run(paged_read(endpoint, strategy))
+        log(f"paged read, {strategy} bound: {r.keys} keys, {r.pages} pages, counted "
+            f"{r.counted / r.keys:.1f}x, {r.seconds:.2f}s")  # fmt: skip
         rows.append(
-            Row("1b. bare paged read (reference)", f"{strategy}-bounded pages of 1000, {keys} keys",
-                f"{seconds:.2f} s", f"{peer:.2f} s", ratio(seconds, peer),
-                f"{pages} pages, {keys / seconds:,.0f} keys/s; peer: etcdctl get --prefix")
+            Row("1b. bare paged read", f"{strategy}-bounded pages of 1000, {r.keys} keys",
+                f"{r.seconds:.2f} s", f"{peer:.2f} s", ratio(r.seconds, peer),
+                f"{r.pages} pages, etcd counted {r.counted / r.keys:.1f}x the keys; "
+                f"{r.keys / r.seconds:,.0f} keys/s; peer: etcdctl get --prefix")
         )  # fmt: skip
     return rows
 
 
 async def read_forever(endpoint: str, keys_per_second: int) -> None:
-    """Prefix-bounded scans back to back (a stand-in scanner for bench_write_cost)."""
+    """Prefix-bounded scans back to back (the reference scanner for bench_write_cost)."""
     while True:
         await paged_read(endpoint, "prefix", keys_per_second=keys_per_second)
 

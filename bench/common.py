@@ -41,7 +41,7 @@ def tree_key(i: int) -> bytes:
 
 
 def flat_key(i: int) -> bytes:
-    """Every key in one directory: the worst case for a paged scan (see BENCHMARKS.md)."""
+    """Every key in one directory, sequential ids: no '/' structure for the pages to follow."""
     return b"/flat/k%09d" % i
 
 

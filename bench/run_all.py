@@ -4,11 +4,12 @@
   .venv/bin/python bench/run_all.py --quick      20k keys, short windows: a smoke run
   .venv/bin/python bench/run_all.py --keys 200000 --no-1m
 
-Order: load 100k keys, inspect's memory there; load up to --keys; inspect vs etcdctl (1, 2);
-bare paged readers vs etcdctl (1b); scrape latency and exporter memory (4, 2); write latency
-under a scan (5); hot-key watch throughput (3); last, load up to 1M for one more memory
-point (2). Progress goes to stderr, the report to stdout. Keys are laid out like Kubernetes
-objects (1000 per directory).
+Order: load 100k keys, inspect's memory and scan time there; load up to --keys; inspect vs
+etcdctl (1, 2); page sizes (1c); bare paged readers vs etcdctl (1b); scrape latency and
+exporter memory (4, 2); write latency under a scan (5); hot-key watch throughput (3); load up
+to 1M for one more memory and scan-time point (2, 1d); last, 100k, 500k and 1M keys in one
+flat directory next to them, scanned alone (1d). Progress goes to stderr, the report to stdout.
+Keys are laid out like Kubernetes objects (1000 per directory), except the flat ones.
 """
 
 from __future__ import annotations
@@ -91,20 +92,24 @@ def main() -> int:
         try:
             log(f"cluster up: etcd {cluster.version} at {', '.join(cluster.endpoints)}")
             have = load_to(cluster, 0, first_point, rows)
-            memory = [bench_scan.memory_point(cluster, workdir, have)[0]]
+            memory = list(bench_scan.memory_point(cluster, workdir, have))
             have = load_to(cluster, have, args.keys, rows)
             rows += bench_scan.compare_with_etcdctl(
                 cluster, workdir, args.reps, label=f"{have:,} keys"
             )
-            memory.append(bench_scan.memory_point(cluster, workdir, have)[0])
+            memory += bench_scan.memory_point(cluster, workdir, have)
+            rows += bench_scan.page_size_sweep(cluster, workdir, (1000, 2000, 5000))
             rows += bench_paging.run(cluster)
             rows += bench_scrape.run(cluster, workdir, windows["scrapes"])
             rows += bench_write_cost.run(cluster, workdir, windows["write"])
             rows += bench_hotkeys.run(cluster, windows["hot"])
             if args.one_million and have < 1_000_000:
                 have = load_to(cluster, have, 1_000_000, rows)
-                memory.append(bench_scan.memory_point(cluster, workdir, have)[0])
+                memory += bench_scan.memory_point(cluster, workdir, have)
             rows += memory
+            flat_points = (100_000, 500_000, 1_000_000) if args.one_million else (
+                first_point, args.keys)  # fmt: skip
+            rows += bench_scan.flat_scaling(cluster, flat_points)
             etcdctl_version = _etcdctl_version(etcdctl_binary(cluster.binary))
             etcd_version = cluster.version
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import time
 from bisect import bisect_left
@@ -28,7 +29,7 @@ from conftest import etcdctl, etcdctl_binary
 from etcd_inspector import collector
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.etcd import client as client_module
-from etcd_inspector.etcd.client import EtcdError, MemberStatus
+from etcd_inspector.etcd.client import EtcdError, MemberStatus, prefix_range_end
 from etcd_inspector.localcluster import LocalCluster, start_cluster
 from etcd_inspector.prefixes import OTHER, PrefixRules, prefix_of
 from etcd_inspector.probes import REGISTRY
@@ -40,16 +41,18 @@ from etcd_inspector.probes.bigvalue import (
     BigValueOptions,
     BigValueProbe,
     BigValueResult,
+    Pager,
     PrefixTally,
     PrefixUsage,
+    ScanFailed,
     ScanProgress,
     ScanTally,
-    common_directory,
     earlier_end,
+    key_before,
     labelled,
-    parent_directory,
     scan_order,
     scan_ranges,
+    sibling_bound,
 )
 from etcd_inspector.probes.status import MemberStatusResult, StatusResult
 from etcd_inspector.runtime import ClusterRuntime, build_runtime
@@ -257,18 +260,207 @@ def test_scan_ranges() -> None:
     assert scan_ranges(("/b/", "/a/", "/a/x/")) == ((b"/a/", b"/a0"), (b"/b/", b"/b0"))
 
 
-def test_page_bounds() -> None:
+def test_range_end_helpers() -> None:
     assert earlier_end(NO_END, b"/b") == b"/b"
     assert earlier_end(b"/c", NO_END) == b"/c"
     assert earlier_end(b"/c", b"/b") == b"/b"
-    assert common_directory(b"/r/pods/ns/a", b"/r/pods/ns/z") == b"/r/pods/ns/"
-    assert common_directory(b"/r/pods/ns1/a", b"/r/pods/ns2/a") == b"/r/pods/"
-    assert common_directory(b"/r/ab", b"/r/ab/c") == b"/r/"  # /r/ab is a leaf, not a dir
-    assert common_directory(b"a", b"b") == b""
-    assert parent_directory(b"/r/pods/ns/") == b"/r/pods/"
-    assert parent_directory(b"/r/") == b"/"
-    assert parent_directory(b"/") == b""
-    assert parent_directory(b"") == b""
+    assert key_before(b"/z", NO_END) and key_before(b"/a", b"/b")
+    assert not key_before(b"/b", b"/b") and not key_before(b"/c", b"/b")
+    # the rest of key's child at the depth, then width - 1 more children
+    assert sibling_bound(b"/r/ns3/obj7", 5, 1) == b"/r/ns4"
+    assert sibling_bound(b"/r/ns3/obj7", 5, 4) == b"/r/ns7"
+    assert sibling_bound(b"/r/ns3/obj7", 99, 2) == b"/r/ns3/obj9"  # past the key: its last byte
+    # past 0xff: the end of the whole parent subtree, carrying through 0xff bytes
+    assert sibling_bound(b"/r/\xfe", 3, 2) == b"/r0"
+    assert sibling_bound(b"/\xff\xff\xf0", 2, 16) == b"0"
+    assert sibling_bound(b"\xff\xfe", 1, 2) == NO_END
+    assert sibling_bound(b"\x00", 0, 1) == b"\x01"
+    rnd = random.Random(7)
+    for _ in range(2000):
+        key = bytes(rnd.choices(b"\x00\x01/a\xfe\xff", k=rnd.randint(1, 6)))
+        bound = sibling_bound(key, rnd.randint(0, 7), rnd.randint(1, 300))
+        assert key_before(key + b"\0", bound), (key, bound)  # after key and all it prefixes
+
+
+class MemoryKeyspace:
+    """etcd's Range over sorted keys, only for the pure Pager tests: at most `limit` keys of
+    [key, range_end), `more`, and `count`, every key in the range (what etcd walks to answer)."""
+
+    def __init__(self, keys: Iterable[bytes]) -> None:
+        self.keys = sorted(set(keys))
+        self.requests: list[tuple[bytes, bytes, int]] = []  # (key, range_end, count)
+
+    def range(self, key: bytes, range_end: bytes, limit: int) -> tuple[list[FakeKV], bool, int]:
+        lo = bisect_left(self.keys, key)
+        hi = len(self.keys) if range_end == NO_END else max(lo, bisect_left(self.keys, range_end))
+        self.requests.append((key, range_end, hi - lo))
+        kvs = [FakeKV(k, 0) for k in self.keys[lo : min(hi, lo + limit)]]
+        return kvs, hi - lo > len(kvs), hi - lo
+
+    def counted(self) -> int:
+        return sum(count for _, _, count in self.requests)
+
+
+def page_through(
+    space: MemoryKeyspace, limit: int, start: bytes = NO_END, end: bytes = NO_END, **kw
+) -> list[bytes]:
+    """Every key a Pager reads from `space`, in order, checking each range it asks for."""
+    pager = Pager(start, end, **kw)
+    read: list[bytes] = []
+    while not pager.done:
+        key, range_end = pager.key, pager.range_end
+        assert key_before(key, range_end), (key, range_end)
+        assert end == NO_END or (range_end != NO_END and range_end <= end), (range_end, end)
+        kvs, more, count = space.range(key, range_end, limit)
+        read += [kv.key for kv in kvs]
+        pager.advance(kvs, more, count, limit)
+    return read
+
+
+def tree_keys(n: int, per_directory: int = 1000) -> list[bytes]:
+    return [b"/bench/ns%05d/obj%06d" % (i // per_directory, i) for i in range(n)]
+
+
+def padded_ids(n: int) -> list[bytes]:
+    return [b"/flat/k%09d" % i for i in range(n)]
+
+
+def plain_ids(n: int) -> list[bytes]:
+    return [b"/app/items/%d" % i for i in range(n)]  # 1, 10, 100, ...: ids prefix each other
+
+
+def random_names(n: int) -> list[bytes]:
+    rnd = random.Random(1)
+    return [b"/app/names/" + bytes(rnd.choices(b"abcdefghijklmnopqrstuvwxyz0123456789", k=12))
+            for _ in range(n)]  # fmt: skip
+
+
+def binary_keys(n: int) -> list[bytes]:
+    rnd = random.Random(2)
+    return [rnd.randbytes(8) for _ in range(n)]
+
+
+def edge_keys(n: int) -> list[bytes]:
+    """Short keys from a few bytes: 0x00 and 0xff runs, keys that are prefixes of many others."""
+    rnd = random.Random(3)
+    return [bytes(rnd.choices(b"\x00\x01/a\xfe\xff", k=rnd.randint(1, 7))) for _ in range(n)]
+
+
+LAYOUTS = {
+    "tree": lambda n: tree_keys(n, per_directory=100),
+    "padded ids": padded_ids,
+    "plain ids": plain_ids,
+    "random names": random_names,
+    "binary": binary_keys,
+    "edge bytes": edge_keys,
+    "tricky": lambda n: TRICKY,
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("walk_budget", [0, None])
+def test_pager_reads_every_key_once(layout: str, walk_budget: int | None) -> None:
+    space = MemoryKeyspace(LAYOUTS[layout](1500))
+    everything = space.keys
+    starts = sorted({everything[len(everything) // 3][:n] for n in (1, 3, 6)})
+    ranges = [(NO_END, NO_END), *((p, prefix_range_end(p)) for p in starts)]
+    for start, end in ranges:
+        inside = [k for k in everything if k >= start and (end == NO_END or k < end)]
+        assert inside, (start, end)
+        for limit in (1, 2, 3, 7, 100, 1000):
+            read = page_through(space, limit, start, end, walk_budget=walk_budget)
+            assert read == inside, (layout, start, limit)
+    assert page_through(MemoryKeyspace([]), 10) == []
+    assert page_through(MemoryKeyspace([b"\xff"]), 10, b"\xff", NO_END) == [b"\xff"]
+
+
+@pytest.mark.parametrize("layout", ["tree", "padded ids", "plain ids", "random names", "binary"])
+def test_pager_makes_etcd_count_each_key_a_few_times_not_n_over_page_size(layout: str) -> None:
+    """The cost etcd pays per page is the count of the range asked for: summed over a scan it
+    stays a few times the key count, at 50k keys as at 200k (bounding each page by the end of
+    the keyspace, as before, counted n / 2 / page_size times: 25x and 100x here)."""
+    make = tree_keys if layout == "tree" else LAYOUTS[layout]  # directories of 1000
+    for n in (50_000, 200_000):
+        space = MemoryKeyspace(make(n))
+        assert len(page_through(space, 1000)) == n
+        pages = len(space.requests)
+        assert space.counted() <= 8 * n, (layout, n, space.counted() / n)
+        assert pages <= 1.5 * n / 1000, (layout, n, pages)
+
+
+def asked(keys: list[bytes], limit: int, walk_budget: int) -> list[tuple[bytes, bytes, int]]:
+    space = MemoryKeyspace(keys)
+    assert page_through(space, limit, walk_budget=walk_budget) == space.keys
+    return space.requests
+
+
+def test_pager_reuses_a_counted_range_while_it_is_small_enough() -> None:
+    ids = [b"k%02d" % i for i in range(20)]
+    # The first page counts the whole range (nothing is known yet); what is left of it (15)
+    # fits the budget, so the next pages ask for the same range and etcd counts what is left.
+    assert asked(ids, 5, walk_budget=15) == [
+        (NO_END, NO_END, 20), (b"k04\0", NO_END, 15), (b"k09\0", NO_END, 10),
+        (b"k14\0", NO_END, 5),
+    ]  # fmt: skip
+    # The budget (2 pages) is smaller: the page k00..k04 spread over 4 children after "k0", so
+    # the next range takes 8 more ("4" + 8 = "<"); then the rest of the counted range fits.
+    assert asked(ids, 5, walk_budget=0) == [
+        (NO_END, NO_END, 20), (b"k04\0", b"k0<", 5), (b"k0<", NO_END, 10),
+        (b"k14\0", NO_END, 5),
+    ]  # fmt: skip
+
+
+def test_pager_climbs_out_of_a_finished_directory_then_guesses_where_keys_went_on() -> None:
+    dirs = [b"/d%d/k%d" % (d, k) for d in range(10) for k in range(5)]
+    requests = asked(dirs, 5, walk_budget=0)
+    assert requests[:6] == [
+        (NO_END, NO_END, 50),
+        (b"/d0/k4\0", b"/d0/k<", 0),  # the page's density: nothing more in /d0/
+        (b"/d0/k<", b"/d0/m", 0),  # a guess one byte up: "k" + 2
+        (b"/d0/m", b"/d01", 0),  # one more: "/" + 2
+        (b"/d01", b"/d2", 5),  # one more: "0" + 2, the next directory
+        (b"/d2", b"/d6", 20),  # found too few: the same depth, twice as wide (and more)
+    ]
+    # from then on the guesses start where keys went on (the digit), not at the leaves
+    assert sum(1 for _, _, count in requests if count == 0) == 5
+    assert max(count for _, _, count in requests[1:]) == 20
+    assert len(requests) == 15
+
+
+def test_a_later_scan_starts_where_the_first_small_range_ended() -> None:
+    keys = padded_ids(20_000)
+    first = MemoryKeyspace(keys)
+    pager = Pager(NO_END, NO_END, walk_budget=0)
+    while not pager.done:
+        kvs, more, count = first.range(pager.key, pager.range_end, 100)
+        pager.advance(kvs, more, count, 100)
+    assert first.requests[0][2] == 20_000  # nothing known: the whole range is counted once
+    # the first range that found keys without counting more than the budget (200) ended here
+    assert first.requests[2] == (b"/flat/k0000000K", b"/flat/k0000002", 100)
+    assert pager.opening == b"/flat/k0000002"
+    # the next scan starts with that range: etcd never counts the whole keyspace again
+    again = MemoryKeyspace(keys)
+    assert page_through(again, 100, walk_budget=0, opening=pager.opening) == again.keys
+    assert again.requests[0] == (NO_END, pager.opening, 200)
+    assert max(count for _, _, count in again.requests) < 20_000
+    assert again.counted() <= first.counted() - 19_000
+
+
+def test_an_opening_outside_the_range_is_not_used() -> None:
+    assert Pager(b"/a/", b"/a0", opening=b"/a/x").range_end == b"/a/x"
+    assert Pager(b"/a/", b"/a0", opening=b"/b").range_end == b"/a0"  # past the end: the end
+    assert Pager(b"/a/", b"/a0", opening=b"/a/").range_end == b"/a0"  # not after the start
+    assert Pager(b"/a/", b"/a0", opening=NO_END).range_end == b"/a0"
+    assert Pager(NO_END, NO_END, opening=b"/b").range_end == b"/b"
+
+
+def test_pager_stops_rather_than_skip_keys_on_an_inconsistent_page() -> None:
+    pager = Pager(b"/a", b"/b")
+    pager.advance([FakeKV(b"/a1", 0)], True, 5, 1)  # a real answer: more keys after /a1
+    assert (pager.key, pager.range_end) == (b"/a1\0", b"/b")
+    # a page claiming more keys past its own range_end: no next range would be after the key
+    with pytest.raises(ScanFailed, match="paging went wrong"):
+        pager.advance([FakeKV(b"/c", 0)], True, 3, 1)
 
 
 def _status(endpoint: str, member_id: int, leader_id: int, learner: bool = False):
@@ -446,8 +638,13 @@ async def test_max_prefixes_folds_the_smaller_groups(planted: LocalCluster) -> N
 
 
 @pytest.mark.etcd
+@pytest.mark.parametrize("walk_budget", [0, bigvalue_module.WALK_BUDGET])
 @pytest.mark.parametrize("page_size", [1, 2, 3, 1000])
-async def test_bounded_paging_sees_every_key_once(planted: LocalCluster, page_size: int) -> None:
+async def test_bounded_paging_sees_every_key_once(
+    planted: LocalCluster, page_size: int, walk_budget: int, monkeypatch
+) -> None:
+    # budget 0: every guess the Pager can make, against etcd's own range semantics
+    monkeypatch.setattr(bigvalue_module, "WALK_BUDGET", walk_budget)
     result = await scan(
         planted.endpoints, keys_per_second=0, page_size=page_size, prefixes=["/tricky/"],
         kubernetes=False, prefix_depth=3,
@@ -457,6 +654,51 @@ async def test_bounded_paging_sees_every_key_once(planted: LocalCluster, page_si
     assert {u.prefix: u.keys for u in result.prefixes} == Counter(
         prefix_of(k, rules) for k in TRICKY
     )
+
+
+@pytest.mark.etcd
+async def test_scan_asks_etcd_for_small_ranges_whatever_the_layout(
+    etcd_cluster: LocalCluster, monkeypatch
+) -> None:
+    """Flat ids, random names and binary keys (0xff bytes, keys prefixing others) in one
+    keyspace: the probe reads each key once, and etcd counts each key a few times over the
+    scan, not once per page. The requests are exactly what the in-memory model predicts, so the
+    model the pure tests use answers like etcd."""
+    keys = {*plain_ids(2000), *random_names(1000), *edge_keys(500), *binary_keys(500)}
+    await put_many(etcd_cluster.endpoints[0], ((k, b"v") for k in keys))
+    monkeypatch.setattr(bigvalue_module, "WALK_BUDGET", 0)  # ranges of 2 pages: every guess
+    requests: list[tuple[bytes, bytes, int]] = []
+    range_page = client_module.MemberClient.range_page
+
+    async def recording(self, key, range_end, **kw):
+        page = await range_page(self, key, range_end, **kw)
+        requests.append((key, range_end, page.count))
+        return page
+
+    monkeypatch.setattr(client_module.MemberClient, "range_page", recording)
+    async with bigvalue(etcd_cluster.endpoints, keys_per_second=0, page_size=100) as (
+        probe,
+        ctx,
+        _rt,
+    ):
+        result = await probe.run(ctx)
+        first_scan, requests[:] = requests[:], []
+        again = await probe.run(ctx)
+    assert result.keys == again.keys == len(keys)
+    assert result.total_bytes == again.total_bytes == len(keys)
+    model = MemoryKeyspace(keys)
+    assert page_through(model, 100, walk_budget=0) == model.keys
+    assert first_scan == model.requests
+    # bounded by the end of the keyspace instead, each page would count all the keys left:
+    # about 19 times the key count here
+    assert sum(count for _, _, count in first_scan) <= 6 * len(keys)
+    assert len(first_scan) <= 2 * len(keys) / 100
+    # only the first scan has etcd count every key in one request: the second starts where
+    # the first one's first small range ended
+    assert first_scan[0] == (NO_END, NO_END, len(keys))
+    assert requests[0][1] != NO_END and requests[0][2] < 200
+    assert max(count for _, _, count in requests) < len(keys)
+    assert sum(count for _, _, count in requests) <= 6 * len(keys)
 
 
 @pytest.mark.etcd

@@ -13,10 +13,14 @@ How it stays gentle:
   * a page too large for gRPC is retried at half the size (down to 1 key);
   * memory is flat in the key count: one page at a time, two top-N heaps, a bounded prefix dict.
 
-etcd computes `count` on every limited Range by walking the index over the whole requested
-range (3.4 and 3.5), so paging [key, end-of-keyspace) costs O(remaining keys) per page and
-O(n^2) per scan. Each page is therefore bounded to the deepest '/'-directory holding the
-previous page (see next_bound); a directory's tail costs one short extra page.
+etcd answers every Range with `count`, the number of keys in [key, range_end), and computes it
+by walking its index over that whole range under the index lock (3.4 and 3.5), `limit` or not:
+paging [key, end-of-keyspace) costs O(remaining keys) per page, O(n^2) per scan, and holds up
+writes meanwhile. So each page asks for a range only a few pages long, chosen by a Pager from
+what the pages so far showed of the layout: etcd counts each key a few times per scan, not
+n / page_size times, and the scan is linear in the key count. Only a scan's first page counts
+the whole range (nothing is known yet); the next scan by the same probe starts where the last
+one's first small range ended.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from math import ceil
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -47,6 +52,15 @@ DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 10
 
 # As a range_end: no upper bound (etcd's convention).
 NO_END = b"\0"
+
+# A page may ask for a range holding up to this many keys when that saves a request: etcd walks a
+# key in ~50 ns and answers a request in ~0.5 ms (3 members on 2 cores; BENCHMARKS.md), so
+# 10,000 keys cost about one request, and hold writers up for ~0.5 ms.
+WALK_BUDGET = 10_000
+# A guessed range aims at this many pages' worth of keys, so a guess somewhat off still fills one.
+GUESS_PAGES = 2
+# Ranges whose key count is known, kept at most (nested; about a dozen in practice).
+MAX_KNOWN_RANGES = 32
 
 # A member that lags behind R answers "future revision"; followers catch up within milliseconds.
 _FUTURE_REVISION_RETRIES = 5
@@ -148,24 +162,154 @@ def earlier_end(a: bytes, b: bytes) -> bytes:
     return min(a, b)
 
 
-def common_directory(first: bytes, last: bytes) -> bytes:
-    """The deepest '/'-directory both keys are in (b'' when none): keys in between, being
-    sorted, are in it too."""
-    # Byte-wise on purpose: the directory is cut at the last '/' afterwards.
-    n = len(os.path.commonprefix([first, last]))  # noqa: RUF071
-    cut = first.rfind(b"/", 0, n)
-    return first[: cut + 1]
+def key_before(key: bytes, bound: bytes) -> bool:
+    """key < bound, where the bound NO_END is +infinity."""
+    return bound == NO_END or key < bound
 
 
-def parent_directory(directory: bytes) -> bytes:
-    cut = directory.rfind(b"/", 0, len(directory) - 1)
-    return directory[: cut + 1]
+def common_prefix_length(a: bytes, b: bytes) -> int:
+    # Byte-wise on purpose: keys are bytes, not paths.
+    return len(os.path.commonprefix([a, b]))  # noqa: RUF071
 
 
-def next_bound(directory: bytes, end: bytes) -> bytes:
-    """range_end for a page that stays inside `directory` (b'' = no directory) and the scan
-    range's own end."""
-    return earlier_end(prefix_range_end(directory), end)
+def sibling_bound(key: bytes, depth: int, width: int) -> bytes:
+    """A range_end `width` children on from key's own at byte `depth`: the rest of key's child
+    there and the next width - 1 children, key[:depth] + (key[depth] + width). Past 0xff, the end
+    of key[:depth]'s whole subtree (NO_END when nothing follows it). Always after key."""
+    depth = min(depth, len(key) - 1)
+    child = key[depth] + width
+    if child <= 0xFF:
+        return key[:depth] + bytes([child])
+    return prefix_range_end(key[:depth])
+
+
+class Pager:
+    """Chooses each page's [key, range_end) for a scan of [start, end), from the pages read so
+    far; pure, no I/O.
+
+    etcd walks the whole requested range to count it (module docstring), so a range should hold
+    a few pages' worth of keys, never the rest of the keyspace. Three sources for range_end, in
+    this order:
+
+      * a range whose key count is known (etcd counted it for an earlier page, less the keys
+        read since) and holds at most max(WALK_BUDGET, GUESS_PAGES pages): the widest such;
+      * after a full page: the page's keys share a byte prefix and spread over the children
+        c_first..c_last at the next byte; assume the same density and take about GUESS_PAGES
+        pages' worth of children from c_last on (sequential ids, random names, binary keys);
+      * after a range ran dry: a guess of a couple of children at the byte depth where keys
+        continued last time (a '/'-directory boundary, a decimal digit ...). A guess that finds
+        nothing moves one byte up, one that finds too few widens, one that finds a crowd sends
+        the next guess one byte deeper.
+
+    With nothing known, the first range is the whole [start, end), which etcd counts once;
+    `opening`, left by an earlier scan of the same range, is a first range_end that spares it.
+
+    Correct whatever the choice: every range_end is after key and at most end, a page that
+    stops early continues right after its last key, and a range read to the end continues at
+    its range_end, so no key is skipped or read twice. The choices only decide how many keys
+    etcd walks per page (budgeted as above) and how many requests come back short or empty.
+    """
+
+    def __init__(
+        self,
+        start: bytes,
+        end: bytes,
+        walk_budget: int | None = None,
+        opening: bytes | None = None,
+    ) -> None:
+        self.key = start
+        self.done = False
+        # Nothing is known yet: the first page counts the whole range, unless an earlier scan
+        # left its `opening`, the range_end of the first small range that found keys.
+        self.range_end = end
+        if opening is not None and opening != NO_END and key_before(start, opening):
+            self.range_end = earlier_end(opening, end)
+        self.opening: bytes | None = None
+        self._end = end
+        self._walk_budget = WALK_BUDGET if walk_budget is None else walk_budget
+        # (range_end, keys in [key, range_end)), by range_end; counts fall as keys are read
+        self._known: list[tuple[bytes, int]] = []
+        self._last: bytes | None = None  # the last key read
+        self._hint: tuple[int, int] | None = None  # (depth, width) to guess first
+        self._guess: tuple[int, int] | None = None  # set while range_end is a guess
+
+    def advance(self, kvs: Sequence[KeyValueLike], more: bool, count: int, limit: int) -> None:
+        """Account the page just read from [key, range_end) (`count`: etcd's count of that
+        range, `limit`: the page size asked for) and choose the next range, or set done."""
+        bound, returned = self.range_end, len(kvs)
+        guess, self._guess = self._guess, None
+        budget = max(self._walk_budget, GUESS_PAGES * limit)
+        if kvs:
+            self._learn(kvs[0].key, guess, crowded=count > budget)
+            self._last = kvs[-1].key
+            if self.opening is None and count <= budget:
+                self.opening = bound
+        if more:
+            key = kvs[-1].key + b"\0"
+        elif bound == self._end:
+            self.done = True
+            return
+        else:
+            key = bound
+        # Known ranges still ahead hold `returned` keys fewer: the page lay inside all of them.
+        known = [(end, left - returned) for end, left in self._known if key_before(key, end)]
+        if more:
+            known.append((bound, count - returned))
+            known.sort(key=lambda k: (k[0] == NO_END, k[0]))
+        self._known = known[:MAX_KNOWN_RANGES]  # a bound on memory; only the widest are lost
+        fits = [end for end, left in self._known if left <= budget]
+        if fits:
+            range_end = fits[-1]
+        elif more:
+            range_end = earlier_end(self._after_full_page(kvs, limit), bound)
+        else:
+            range_end = earlier_end(self._guess_after(key, guess, returned, limit), self._end)
+        if not key_before(key, range_end):  # a bug here would skip or repeat keys: stop instead
+            raise ScanFailed(f"paging went wrong: range_end {range_end!r} <= key {key!r}")
+        self.key, self.range_end = key, range_end
+
+    def _learn(self, first: bytes, guess: tuple[int, int] | None, crowded: bool) -> None:
+        """Remember the byte depth at which this page's first key leaves the previous page's
+        last: where to look first when a range runs dry."""
+        if self._last is None:
+            return
+        if guess is not None and crowded:
+            self._hint = (guess[0] + 1, 2)  # the guess was too shallow: deeper next time
+            return
+        depth = common_prefix_length(self._last, first)
+        was = guess or self._hint
+        self._hint = (depth, was[1] if was is not None and was[0] == depth else 2)
+
+    @staticmethod
+    def _after_full_page(kvs: Sequence[KeyValueLike], limit: int) -> bytes:
+        """About GUESS_PAGES pages' worth of children after the page, at the byte where the
+        page's first and last keys part, at the page's own density."""
+        first, last = kvs[0].key, kvs[-1].key
+        depth = common_prefix_length(first, last)
+        if depth == len(last):  # a page of one key
+            return sibling_bound(last, depth - 1, 2)
+        # when first is a prefix of last, count it as the child just before last's
+        low = first[depth] if depth < len(first) else last[depth] - 1
+        return sibling_bound(
+            last, depth, ceil((last[depth] - low) * GUESS_PAGES * limit / len(kvs))
+        )
+
+    def _guess_after(
+        self, key: bytes, guess: tuple[int, int] | None, returned: int, limit: int
+    ) -> bytes:
+        """Where to look after a range that ran dry at key: the hint first, then up or wider
+        as the last guess turned out."""
+        if guess is None:
+            depth, width = self._hint or (len(key) - 2, 2)
+        elif returned == 0:  # found nothing: one byte up (at the top, wider)
+            depth, width = (guess[0] - 1, 2) if guess[0] > 0 else (0, guess[1] * 4)
+        else:  # found too few: wider, at most 4 times
+            factor = min(4.0, GUESS_PAGES * limit / returned)
+            depth, width = guess[0], max(guess[1] + 1, ceil(guess[1] * factor))
+            self._hint = (depth, width)
+        depth = max(0, min(depth, len(key) - 1))
+        self._guess = (depth, width)
+        return sibling_bound(key, depth, width)
 
 
 def scan_order(endpoints: Sequence[str], status: StatusResult | None) -> list[int]:
@@ -386,6 +530,9 @@ class _Reader:
 class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
     def __init__(self, options: BigValueOptions) -> None:
         super().__init__(options)
+        # Per scan range, where the last scan's first small range ended: the next scan starts
+        # there instead of having etcd count the whole range (see Pager).
+        self._openings: dict[tuple[bytes, bytes], bytes] = {}
         # True once this run has published progress: from then until the run ends (when the
         # scheduler drops the progress), progress_metrics() owns the scan_* series and metrics()
         # leaves them out, so a scrape never renders them twice and never misses them.
@@ -446,11 +593,11 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         page_size = min(opts.page_size, rate) if rate else opts.page_size
         reader = _Reader(ctx, order, page_size)
         for start, end in scan_ranges(opts.prefixes):
-            key, directory = start, b""
-            bound = end
-            while True:
+            pager = Pager(start, end, opening=self._openings.get((start, end)))
+            while not pager.done:
                 asked_at = time.monotonic()
-                page = await reader.page(key, bound)
+                page = await reader.page(pager.key, pager.range_end)
+                limit = reader.limit  # what this page asked for; grow() may change it
                 kvs = page.kvs
                 if kvs:
                     reader.grow(tally.add(kvs))
@@ -458,16 +605,9 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                     self._progress_published = True
                     if rate:
                         await asyncio.sleep(max(0.0, asked_at + len(kvs) / rate - time.monotonic()))
-                if page.more:
-                    key = kvs[-1].key + b"\0"
-                    directory = common_directory(kvs[0].key, kvs[-1].key)
-                elif bound == end:
-                    break
-                else:
-                    # The directory is done; go on after it, bounded by its parent.
-                    key = bound
-                    directory = parent_directory(directory)
-                bound = next_bound(directory, end)
+                pager.advance(kvs, page.more, page.count, limit)
+            if pager.opening is not None:
+                self._openings[start, end] = pager.opening
         return reader
 
     def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:
