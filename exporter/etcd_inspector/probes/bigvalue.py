@@ -401,7 +401,9 @@ class ScanTally:
         # The hot loop: locals only, and the heaps are called only for candidates.
         bounds, counts, threshold, rules = self.bounds, self.counts, self.threshold, self.rules
         top_values, top_versions = self.top_values, self.top_versions
-        value_floor, version_floor = top_values.floor, top_versions.floor
+        value_floor = top_values.floor
+        # A key at version 1 was written once, never modified: not a most-modified candidate.
+        version_floor = max(top_versions.floor, 1)
         group, closed = self._group, self._group_closed
         group_keys, group_bytes = self._group_keys, self._group_bytes
         total = key_bytes = big = big_bytes = 0
@@ -420,7 +422,7 @@ class ScanTally:
             version = kv.version
             if version > version_floor:
                 top_versions.push(version, key)
-                version_floor = top_versions.floor
+                version_floor = max(top_versions.floor, 1)
             if not (closed and key.startswith(group)):  # type: ignore[arg-type]
                 new_group, closed = group_of(key, rules)
                 if new_group != group:
