@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 
 from . import __version__, collector
 from .config import Config, ScrapeConfig
-from .etcd.metrics_fetch import FetchResult, fetch_metrics, ssl_context
+from .etcd.metrics_fetch import FetchResult, fetch_metrics
 from .proxy import MalformedMetrics, merge_families, relabel
 from .runtime import ClusterRuntime, build_runtime
 
@@ -57,13 +57,10 @@ async def _fetch_cluster(
     app: web.Application, rt: ClusterRuntime, budget: float
 ) -> list[tuple[tuple[str, str], FetchResult]]:
     cfg = rt.config
-    tls = cfg.metrics_tls or cfg.tls
-    ssl_ctx = None
-    if any(e.metrics_url.startswith("https") for e in cfg.endpoints):
-        ssl_ctx = ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
+    server_name = (cfg.metrics_tls or cfg.tls).server_name
     results = await asyncio.gather(
         *(
-            fetch_metrics(app[SESSION], e.metrics_url, budget, ssl_ctx, tls.server_name)
+            fetch_metrics(app[SESSION], e.metrics_url, budget, rt.metrics_ssl, server_name)
             for e in cfg.endpoints
         )
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import ClusterConfig, Config, ProbeConfig
 from .etcd.client import Credentials, MemberClient, TLSFiles
+from .etcd.metrics_fetch import ssl_context
 from .probes import REGISTRY
 from .probes.base import ProbeContext, ProbeSpec
 from .scheduler import ScheduledProbe, Scheduler
@@ -38,12 +40,21 @@ def member_clients(cluster: ClusterConfig) -> list[MemberClient]:
     ]
 
 
+def metrics_ssl_context(cluster: ClusterConfig) -> ssl.SSLContext | None:
+    """TLS for https metrics URLs, built once: the files are read at start, not per scrape."""
+    if not any(e.metrics_url.startswith("https") for e in cluster.endpoints):
+        return None
+    tls = cluster.metrics_tls or cluster.tls
+    return ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
+
+
 @dataclass
 class ClusterRuntime:
     config: ClusterConfig
     clients: list[MemberClient]
     state: ClusterState
     scheduler: Scheduler
+    metrics_ssl: ssl.SSLContext | None = None
 
     @property
     def name(self) -> str:
@@ -79,4 +90,4 @@ def build_runtime(
         )
     ctx = ProbeContext(cluster=cluster, members=clients, state=state, key_labels=config.key_labels)
     scheduler = Scheduler(state, ctx, scheduled, local_endpoint=cluster.local_member)
-    return ClusterRuntime(cluster, clients, state, scheduler)
+    return ClusterRuntime(cluster, clients, state, scheduler, metrics_ssl_context(cluster))
