@@ -285,7 +285,7 @@ def log(msg: str) -> None:
 
 def start_bench_cluster(base_dir: Path | None = None, binary: str | None = None):
     """A real 3-member cluster on 127.0.0.1 (localcluster), quota raised so 1M keys fit."""
-    from etcd_inspector.localcluster import start_cluster
+    from etcd_inspector.demo.localcluster import start_cluster
 
     return start_cluster(3, base_dir=base_dir, binary=binary, quota_backend_bytes=8 * 2**30)
 
@@ -315,7 +315,7 @@ class Exporter:
     """`etcd-inspector run` as a subprocess on a free port, stopped by its PID."""
 
     def __init__(self, endpoints: Sequence[str], probes: dict[str, dict], workdir: Path) -> None:
-        from etcd_inspector.localcluster import free_ports
+        from etcd_inspector.demo.localcluster import free_ports
 
         self.port = free_ports(1)[0]
         workdir.mkdir(parents=True, exist_ok=True)

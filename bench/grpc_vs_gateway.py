@@ -13,9 +13,9 @@ import time
 
 import aiohttp
 
+from etcd_inspector.demo.localcluster import start_cluster
+from etcd_inspector.demo.sample_writer import SampleWriter
 from etcd_inspector.etcd.client import MemberClient
-from etcd_inspector.etcd.sample_writer import SampleWriter
-from etcd_inspector.localcluster import start_cluster
 
 
 async def load(endpoint: str, keys: int) -> None:

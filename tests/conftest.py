@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from etcd_inspector.localcluster import LocalCluster, etcd_version, find_etcd_binary, start_cluster
+from etcd_inspector.demo.localcluster import (
+    LocalCluster,
+    etcd_version,
+    find_etcd_binary,
+    start_cluster,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
-from etcd_inspector.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 
 MEMBERS = ("m1", "m2", "m3")
 START_TIMEOUT_SECONDS = 20.0

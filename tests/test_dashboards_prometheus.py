@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from etcd_inspector.localcluster import start_cluster
+from etcd_inspector.demo.localcluster import start_cluster
 from etcd_inspector.mixin import config_defaults, dashboard_queries
 from harness import ExporterProcess, run_exporter
 from promserver import PrometheusServer, run_prometheus
@@ -385,8 +385,8 @@ def test_alerts_on_a_healthy_cluster(stack: Stack) -> None:
 
 
 async def _write_forever(endpoint: str, planted: Path) -> None:
-    from etcd_inspector.etcd.sample_writer import SampleWriter
-    from etcd_inspector.sampledata import NAMESPACES
+    from etcd_inspector.demo.sample_writer import SampleWriter
+    from etcd_inspector.demo.sampledata import NAMESPACES
 
     writer = SampleWriter(endpoint)
     await writer.put_many(

@@ -10,7 +10,10 @@ import grpc
 import pytest
 
 from conftest import etcdctl
+from etcd_inspector.cluster.scheduler import ScheduledProbe, run_probe_once
+from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, EndpointConfig
+from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.etcd.client import (
     Credentials,
     EtcdError,
@@ -20,10 +23,7 @@ from etcd_inspector.etcd.client import (
     grpc_target,
     prefix_range_end,
 )
-from etcd_inspector.localcluster import LocalCluster, free_ports
 from etcd_inspector.probes.base import NoOptions, Probe, ProbeContext, ProbeSpec
-from etcd_inspector.scheduler import ScheduledProbe, run_probe_once
-from etcd_inspector.state import ClusterState
 from harness import enable_auth_with_read_only_user, member_ids
 
 # --------------------------------------------------------------------------- pure helpers

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from etcd_inspector.localcluster import LocalCluster
+from etcd_inspector.demo.localcluster import LocalCluster
 from harness import (
     MEMBERS,
     all_members_up,

@@ -17,9 +17,9 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.etcd.metrics_fetch import fetch_metrics
-from etcd_inspector.localcluster import LocalCluster, free_ports
-from etcd_inspector.proxy import relabel
+from etcd_inspector.web.proxy import relabel
 from fakes import DribblingMetricsServer, GarbageMetricsServer
 from harness import (
     MEMBERS,

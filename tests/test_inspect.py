@@ -22,8 +22,8 @@ import grpc
 from aetcd import rpc
 
 from conftest import etcdctl
+from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.inspect import progress_fields, progress_text
-from etcd_inspector.localcluster import LocalCluster, free_ports
 from etcd_inspector.probes.bigvalue import ScanProgress
 
 BIG_VALUE = b"x" * 1048576

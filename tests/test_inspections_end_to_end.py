@@ -7,8 +7,8 @@ import asyncio
 import threading
 from pathlib import Path
 
-from etcd_inspector.etcd.sample_writer import SampleWriter
-from etcd_inspector.localcluster import LocalCluster, start_cluster
+from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
+from etcd_inspector.demo.sample_writer import SampleWriter
 from harness import all_members_up, endpoints_flag, run_exporter
 
 BIG_KEY = b"/big/blob"

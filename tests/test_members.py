@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from etcd_inspector.cluster.members import fallback_name, member_id_names, resolve_member_names
+from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.etcd.client import MemberInfo, MemberList, MemberStatus
-from etcd_inspector.members import fallback_name, member_id_names, resolve_member_names
-from etcd_inspector.state import ClusterState
 
 E1, E2, E3 = "http://127.0.0.1:2379", "http://127.0.0.2:2379", "https://etcd-3.example:2379"
 ENDPOINTS = (E1, E2, E3)
@@ -89,8 +89,8 @@ def test_cluster_state_uses_resolved_names_and_falls_back() -> None:
 
 
 def test_merge_member_lists_keeps_every_member_once() -> None:
+    from etcd_inspector.cluster.members import merge_member_lists
     from etcd_inspector.etcd.client import MemberInfo, MemberList
-    from etcd_inspector.members import merge_member_lists
 
     a = MemberInfo(1, "m1", (), ("http://a:2379",), False)
     b = MemberInfo(2, "m2", (), ("http://b:2379",), False)

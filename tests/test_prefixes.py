@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etcd_inspector.prefixes import OTHER, ROOT, PrefixRules, group_of, prefix_of
+from etcd_inspector.keyspace.prefixes import OTHER, ROOT, PrefixRules, group_of, prefix_of
 
 K8S = PrefixRules()
 PLAIN = PrefixRules(depth=2, kubernetes=False)

@@ -26,12 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from conftest import etcdctl, etcdctl_binary
-from etcd_inspector import collector
+from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.config import ConfigError, parse_config
+from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.etcd import client as client_module
 from etcd_inspector.etcd.client import EtcdError, MemberStatus, prefix_range_end
-from etcd_inspector.localcluster import LocalCluster, start_cluster
-from etcd_inspector.prefixes import OTHER, PrefixRules, prefix_of
+from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, prefix_of
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes import bigvalue as bigvalue_module
 from etcd_inspector.probes.base import CACHED, ProbeContext
@@ -55,8 +56,7 @@ from etcd_inspector.probes.bigvalue import (
     sibling_bound,
 )
 from etcd_inspector.probes.status import MemberStatusResult, StatusResult
-from etcd_inspector.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.scheduler import run_probe_once
+from etcd_inspector.web import families as collector
 
 CLUSTER = "c1"
 

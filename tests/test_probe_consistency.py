@@ -15,10 +15,12 @@ from aetcd import rpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
-from etcd_inspector import collector
+from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.cluster.scheduler import run_probe_once
+from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, parse_config
+from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.etcd.client import HashKV, MemberInfo, MemberList, MemberStatus
-from etcd_inspector.localcluster import LocalCluster, start_cluster
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.probes.consistency import (
@@ -32,9 +34,7 @@ from etcd_inspector.probes.consistency import (
     pinned_revision,
     reference_cluster_id,
 )
-from etcd_inspector.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.scheduler import run_probe_once
-from etcd_inspector.state import ClusterState
+from etcd_inspector.web import families as collector
 from exposition import assert_promtool_clean, render
 
 CLUSTER = "c1"

@@ -12,10 +12,11 @@ import pytest
 from aetcd import rpc
 
 from conftest import etcdctl
+from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, EndpointConfig, parse_config
+from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, WatchEvent
-from etcd_inspector.localcluster import LocalCluster, free_ports
-from etcd_inspector.prefixes import PrefixRules
+from etcd_inspector.keyspace.prefixes import PrefixRules
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import CACHED, ProbeContext
 from etcd_inspector.probes.hotkeys import (
@@ -30,7 +31,6 @@ from etcd_inspector.probes.hotkeys import (
     is_stalled,
     watch_order,
 )
-from etcd_inspector.state import ClusterState
 from exposition import assert_promtool_clean, render
 
 # --------------------------------------------------------------------------- pure

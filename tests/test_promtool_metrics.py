@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
+from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import MemberList, MemberStatus
-from etcd_inspector.localcluster import LocalCluster
 from etcd_inspector.probes.base import CACHED, NoOptions
 from etcd_inspector.probes.status import MemberStatusResult, StatusProbe, StatusResult
 from exposition import promtool_check

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 EXPORTER_MODULES = [
-    "etcd_inspector.app",
+    "etcd_inspector.web.app",
     "etcd_inspector.cli",
-    "etcd_inspector.runtime",
-    "etcd_inspector.scheduler",
-    "etcd_inspector.collector",
+    "etcd_inspector.cluster.runtime",
+    "etcd_inspector.cluster.scheduler",
+    "etcd_inspector.web.families",
     "etcd_inspector.probes",
     "etcd_inspector.inspect",
 ]

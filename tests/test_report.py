@@ -7,13 +7,14 @@ import json
 
 import pytest
 
+from etcd_inspector.cluster.state import ProbeOutcome
 from etcd_inspector.etcd.client import MemberInfo, MemberList, MemberStatus
 from etcd_inspector.probes.bigvalue import BigValueResult, PrefixUsage
 from etcd_inspector.probes.consistency import ConsistencyResult, MemberFacts, compare
 from etcd_inspector.probes.hotkeys import HotKey, HotKeysResult, PrefixWrites
 from etcd_inspector.probes.quota import MemberQuota, QuotaResult
 from etcd_inspector.probes.status import MemberStatusResult, StatusResult
-from etcd_inspector.report import (
+from etcd_inspector.report.legacy import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
@@ -24,7 +25,6 @@ from etcd_inspector.report import (
     render_text,
     to_json,
 )
-from etcd_inspector.state import ProbeOutcome
 
 ENDPOINTS = ("http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379")
 NAMES = {e: f"m{i + 1}" for i, e in enumerate(ENDPOINTS)}

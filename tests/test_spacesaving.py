@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from etcd_inspector.spacesaving import RESCALE_EXPONENT, DecayingHeavyHitters, SpaceSaving
+from etcd_inspector.keyspace.spacesaving import RESCALE_EXPONENT, DecayingHeavyHitters, SpaceSaving
 
 
 def zipf_stream(rng: random.Random, distinct: int, length: int, s: float = 1.2) -> list[bytes]:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from etcd_inspector.topn import TopN
+from etcd_inspector.keyspace.topn import TopN
 
 
 def test_keeps_the_n_largest_largest_first() -> None:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Config, ConfigError, load_config_file, merge_raw, parse_config
+from etcd_inspector import __version__
+from etcd_inspector.config import Config, ConfigError, load_config_file, merge_raw, parse_config
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    from .probes import REGISTRY
+    from etcd_inspector.probes import REGISTRY
 
     raw: dict[str, Any] = {}
     source = "flags"
@@ -198,8 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from aiohttp import web
 
-    from .app import create_app
-    from .logsetup import setup_logging
+    from etcd_inspector.logsetup import setup_logging
+    from etcd_inspector.web.app import create_app
 
     setup_logging(config.log_level, config.log_format)
     host, port = parse_listen_address(config.web.listen_address)
@@ -216,13 +216,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import run_inspect
+    from etcd_inspector.inspect import run_inspect
 
     return run_inspect(args, load_config(args))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .mixin import MixinError, generate
+    from etcd_inspector.mixin import MixinError, generate
 
     try:
         written = generate(Path(args.out), Path(args.values) if args.values else None)
@@ -235,7 +235,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from etcd_inspector.demo.run import run_demo
 
     return run_demo(args)
 

@@ -28,17 +28,17 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .config import Config, parse_duration
-from .probes import REGISTRY
-from .report import (
+from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.cluster.scheduler import run_probe_once
+from etcd_inspector.config import Config, parse_duration
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.report.legacy import (
     EXIT_ERROR,
     ClusterInspection,
     exit_code,
     render_text,
     to_json,
 )
-from .runtime import ClusterRuntime, build_runtime
-from .scheduler import run_probe_once
 
 ONE_SHOT_PROBES = ("status", "consistency", "quota", "bigvalue")
 WATCH_PROBE = "hotkeys"
@@ -187,7 +187,7 @@ def _log_level(args: argparse.Namespace, config: Config) -> str:
 
 
 def run_inspect(args: argparse.Namespace, config: Config) -> int:
-    from .logsetup import setup_logging
+    from etcd_inspector.logsetup import setup_logging
 
     watch_seconds: float | None = None
     if getattr(args, "watch_seconds", None):

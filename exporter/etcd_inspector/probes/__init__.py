@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .base import ProbeSpec
-from .bigvalue import SPEC as BIGVALUE
-from .consistency import SPEC as CONSISTENCY
-from .hotkeys import SPEC as HOTKEYS
-from .quota import SPEC as QUOTA
-from .status import SPEC as STATUS
+from etcd_inspector.probes.base import ProbeSpec
+from etcd_inspector.probes.bigvalue import SPEC as BIGVALUE
+from etcd_inspector.probes.consistency import SPEC as CONSISTENCY
+from etcd_inspector.probes.hotkeys import SPEC as HOTKEYS
+from etcd_inspector.probes.quota import SPEC as QUOTA
+from etcd_inspector.probes.status import SPEC as STATUS
 
 REGISTRY: dict[str, ProbeSpec] = {
     spec.name: spec

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from prometheus_client.metrics_core import Metric
 
 if TYPE_CHECKING:
-    from ..config import ClusterConfig
-    from ..etcd.client import MemberClient
-    from ..state import ClusterState
+    from etcd_inspector.cluster.state import ClusterState
+    from etcd_inspector.config import ClusterConfig
+    from etcd_inspector.etcd.client import MemberClient
 
 ResultT = TypeVar("ResultT")
 OptionsT = TypeVar("OptionsT")

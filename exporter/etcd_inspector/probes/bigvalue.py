@@ -39,12 +39,18 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from ..etcd.client import MAX_RECEIVE_BYTES, EtcdError, KeyValueLike, RangePage, prefix_range_end
-from ..keys import key_label
-from ..prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
-from ..topn import TopN
-from .base import CACHED, Probe, ProbeContext, ProbeSpec
-from .status import StatusResult
+from etcd_inspector.etcd.client import (
+    MAX_RECEIVE_BYTES,
+    EtcdError,
+    KeyValueLike,
+    RangePage,
+    prefix_range_end,
+)
+from etcd_inspector.keyspace.keys import key_label
+from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
+from etcd_inspector.keyspace.topn import TopN
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.probes.status import StatusResult
 
 log = logging.getLogger(__name__)
 

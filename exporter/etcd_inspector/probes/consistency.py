@@ -22,8 +22,8 @@ from typing import TypeVar
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
-from .base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
 
 log = logging.getLogger(__name__)
 

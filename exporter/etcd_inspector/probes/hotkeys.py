@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..etcd.client import (
+from etcd_inspector.etcd.client import (
     EtcdError,
     MemberClient,
     MemberStatus,
@@ -36,10 +36,10 @@ from ..etcd.client import (
     WatchEvent,
     prefix_range_end,
 )
-from ..keys import key_label
-from ..prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
-from ..spacesaving import DecayingHeavyHitters
-from .base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.keyspace.keys import key_label
+from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
+from etcd_inspector.keyspace.spacesaving import DecayingHeavyHitters
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import aiohttp
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
-from ..etcd.metrics_fetch import fetch_metrics, ssl_context
-from .base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
+from etcd_inspector.etcd.metrics_fetch import fetch_metrics, ssl_context
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 

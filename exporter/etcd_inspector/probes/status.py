@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..etcd.client import Alarm, EtcdError, MemberList, MemberStatus, call_timeout
-from ..members import member_id_names, merge_member_lists, resolve_member_names
-from .base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.cluster.members import member_id_names, merge_member_lists, resolve_member_names
+from etcd_inspector.etcd.client import Alarm, EtcdError, MemberList, MemberStatus, call_timeout
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
 
 KNOWN_ALARMS = ("NOSPACE", "CORRUPT")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import grpc
 from aetcd import rpc
 
-from .client import grpc_target
+from etcd_inspector.etcd.client import grpc_target
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .members import fallback_name
+from etcd_inspector.cluster.members import fallback_name
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import ClusterConfig, Config, ProbeConfig
-from .etcd.client import Credentials, MemberClient, TLSFiles
-from .etcd.metrics_fetch import ssl_context
-from .probes import REGISTRY
-from .probes.base import ProbeContext, ProbeSpec
-from .scheduler import ScheduledProbe, Scheduler
-from .state import ClusterState
+from etcd_inspector.cluster.scheduler import ScheduledProbe, Scheduler
+from etcd_inspector.cluster.state import ClusterState
+from etcd_inspector.config import ClusterConfig, Config, ProbeConfig
+from etcd_inspector.etcd.client import Credentials, MemberClient, TLSFiles
+from etcd_inspector.etcd.metrics_fetch import ssl_context
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.probes.base import ProbeContext, ProbeSpec
 
 
 def read_password(path: str) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import Iterator
 
-from .etcd.sample_writer import SampleWriter
+from etcd_inspector.demo.sample_writer import SampleWriter
 
 NAMESPACES = ("default", "kube-system", "payments", "search", "monitoring")
 RESOURCES = (("pods", 0.5), ("configmaps", 0.2), ("secrets", 0.1), ("events", 0.15),

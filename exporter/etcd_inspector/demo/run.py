@@ -12,13 +12,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .cli import EXIT_ERROR, EXIT_OK, UsageError, parse_listen_address
-from .config import parse_config
-from .etcd.sample_writer import SampleWriter
-from .localcluster import ClusterStartError, start_cluster
-from .logsetup import setup_logging
-from .probes import REGISTRY
-from .sampledata import HOT_KEY, load_sample_data
+from etcd_inspector.cli import EXIT_ERROR, EXIT_OK, UsageError, parse_listen_address
+from etcd_inspector.config import parse_config
+from etcd_inspector.demo.localcluster import ClusterStartError, start_cluster
+from etcd_inspector.demo.sample_writer import SampleWriter
+from etcd_inspector.demo.sampledata import HOT_KEY, load_sample_data
+from etcd_inspector.logsetup import setup_logging
+from etcd_inspector.probes import REGISTRY
 
 HOT_WRITES_PER_SECOND = 50
 
@@ -92,7 +92,7 @@ async def _serve(args: argparse.Namespace) -> int:
         config = demo_config(
             cluster.endpoints, [m.metrics_url for m in cluster.members], args.listen_address
         )
-        from .app import create_app
+        from etcd_inspector.web.app import create_app
 
         runner = web.AppRunner(create_app(config), access_log=None)
         await runner.setup()

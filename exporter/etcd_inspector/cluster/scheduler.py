@@ -14,9 +14,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .etcd.client import RUN_DEADLINE
-from .probes.base import Probe, ProbeContext, ProbeSpec
-from .state import ClusterState, ProbeOutcome
+from etcd_inspector.cluster.state import ClusterState, ProbeOutcome
+from etcd_inspector.etcd.client import RUN_DEADLINE
+from etcd_inspector.probes.base import Probe, ProbeContext, ProbeSpec
 
 log = logging.getLogger(__name__)
 

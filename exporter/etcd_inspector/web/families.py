@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from . import __version__
-from .etcd.metrics_fetch import FetchResult
-from .runtime import ClusterRuntime
+from etcd_inspector import __version__
+from etcd_inspector.cluster.runtime import ClusterRuntime
+from etcd_inspector.etcd.metrics_fetch import FetchResult
 
 log = logging.getLogger(__name__)
 

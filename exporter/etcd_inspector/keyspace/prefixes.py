@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .keys import printable_key
+from etcd_inspector.keyspace.keys import printable_key
 
 ROOT = "<root>"
 OTHER = "<other>"

@@ -71,7 +71,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .state import ProbeOutcome
+from etcd_inspector.cluster.state import ProbeOutcome
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 SCHEMA_VERSION = 1

@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from . import __version__, collector
-from .config import Config, ScrapeConfig
-from .etcd.metrics_fetch import FetchResult, fetch_metrics
-from .proxy import MalformedMetrics, merge_families, relabel
-from .runtime import ClusterRuntime, build_runtime
+from etcd_inspector import __version__
+from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.config import Config, ScrapeConfig
+from etcd_inspector.etcd.metrics_fetch import FetchResult, fetch_metrics
+from etcd_inspector.web import families as collector
+from etcd_inspector.web.proxy import MalformedMetrics, merge_families, relabel
 
 log = logging.getLogger(__name__)
 
