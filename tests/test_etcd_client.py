@@ -18,11 +18,11 @@ from etcd_inspector.etcd.client import (
     Credentials,
     EtcdError,
     MemberClient,
-    _kind_of,
     call_timeout,
     grpc_target,
     prefix_range_end,
 )
+from etcd_inspector.etcd.errors import classify
 from etcd_inspector.probes.base import NoOptions, Probe, ProbeContext, ProbeSpec
 from harness import enable_auth_with_read_only_user, member_ids
 
@@ -84,7 +84,7 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     ],
 )
 def test_error_kinds(code: grpc.StatusCode, details: str, kind: str) -> None:
-    assert _kind_of(_rpc_error(code, details)) == kind
+    assert classify(_rpc_error(code, details)) == kind
 
 
 class _BudgetProbe(Probe):

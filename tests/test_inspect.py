@@ -23,8 +23,7 @@ from aetcd import rpc
 
 from conftest import etcdctl
 from etcd_inspector.demo.localcluster import LocalCluster, free_ports
-from etcd_inspector.inspect import progress_fields, progress_text
-from etcd_inspector.probes.bigvalue import ScanProgress
+from etcd_inspector.probes.bigvalue import BigValueOptions, BigValueProbe, ScanProgress
 
 BIG_VALUE = b"x" * 1048576
 REWRITES = 2500
@@ -280,7 +279,8 @@ async def test_progress_line_on_a_terminal_only(etcd_cluster: LocalCluster, tmp_
 
 def test_progress_text_from_the_scan_probes_progress():
     progress = ScanProgress(keys_done=120000, revision=5003, started_at=1000.0)
-    keys, rev, rate = progress_fields(progress, now=1001.25)
-    assert (keys, rev) == (120000, 5003)
-    assert progress_text(keys, rev, rate) == "scanning: 120000 keys at revision 5003 (96000 keys/s)"
-    assert progress_text(*progress_fields(object(), now=1.0)) == "scanning: 0 keys"
+    text = BigValueProbe(BigValueOptions()).progress_text(progress, now=1001.25)
+    assert text == "scanning: 120000 keys at revision 5003 (96000 keys/s)"
+    starting = ScanProgress(keys_done=0, revision=0, started_at=1000.0)
+    probe = BigValueProbe(BigValueOptions())
+    assert probe.progress_text(starting, now=1000.0) == "scanning: 0 keys"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from etcd_inspector.cluster.members import fallback_name, member_id_names, resolve_member_names
 from etcd_inspector.cluster.state import ClusterState
+from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.etcd.client import MemberInfo, MemberList, MemberStatus
 
 E1, E2, E3 = "http://127.0.0.1:2379", "http://127.0.0.2:2379", "https://etcd-3.example:2379"
@@ -83,7 +84,15 @@ def test_fallback_name_and_id_names() -> None:
 def test_cluster_state_uses_resolved_names_and_falls_back() -> None:
     state = ClusterState("c", ENDPOINTS)
     assert state.member_name(E1) == "127.0.0.1:2379"
-    state.set_member_names({E1: "infra1"})
+    state.set_topology(
+        Topology(
+            tuple(
+                MemberView(e, "infra1" if e == E1 else fallback_name(e), None) for e in ENDPOINTS
+            ),
+            None,
+            None,
+        )
+    )
     assert state.member_name(E1) == "infra1"
     assert state.member_name(E2) == "127.0.0.2:2379"
 

@@ -28,13 +28,14 @@ from prometheus_client.utils import floatToGoString
 from conftest import etcdctl, etcdctl_binary
 from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.cluster.scheduler import run_probe_once
+from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
+from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd import client as client_module
 from etcd_inspector.etcd.client import EtcdError, MemberStatus, prefix_range_end
 from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, prefix_of
 from etcd_inspector.probes import REGISTRY
-from etcd_inspector.probes import bigvalue as bigvalue_module
 from etcd_inspector.probes.base import CACHED, ProbeContext
 from etcd_inspector.probes.bigvalue import (
     DEFAULT_BUCKETS,
@@ -55,7 +56,8 @@ from etcd_inspector.probes.bigvalue import (
     scan_ranges,
     sibling_bound,
 )
-from etcd_inspector.probes.status import MemberStatusResult, StatusResult
+from etcd_inspector.probes.bigvalue import paging as paging_module
+from etcd_inspector.probes.bigvalue import probe as bigvalue_module
 from etcd_inspector.web import families as collector
 
 CLUSTER = "c1"
@@ -469,15 +471,15 @@ def _status(endpoint: str, member_id: int, leader_id: int, learner: bool = False
         raft_index=9, raft_applied_index=9, revision=5, db_size=1, db_size_in_use=1,
         version="3.4.23", is_learner=learner, errors=(),
     )  # fmt: skip
-    return MemberStatusResult(endpoint, f"m{member_id}", st, None)
+    return MemberView(endpoint, f"m{member_id}", st, None)
 
 
 def test_scan_order_spares_the_leader() -> None:
     eps = ["http://a:1", "http://b:1", "http://c:1", "http://d:1"]
-    status = StatusResult(
+    status = Topology(
         members=(
             _status(eps[0], 1, leader_id=1),
-            MemberStatusResult(eps[1], "m2", None, "unavailable"),
+            MemberView(eps[1], "m2", None, ErrorKind.UNAVAILABLE),
             _status(eps[2], 3, leader_id=1, learner=True),
             _status(eps[3], 4, leader_id=1),
         ),
@@ -639,13 +641,13 @@ async def test_max_prefixes_folds_the_smaller_groups(planted: LocalCluster) -> N
 
 
 @pytest.mark.etcd
-@pytest.mark.parametrize("walk_budget", [0, bigvalue_module.WALK_BUDGET])
+@pytest.mark.parametrize("walk_budget", [0, paging_module.WALK_BUDGET])
 @pytest.mark.parametrize("page_size", [1, 2, 3, 1000])
 async def test_bounded_paging_sees_every_key_once(
     planted: LocalCluster, page_size: int, walk_budget: int, monkeypatch
 ) -> None:
     # budget 0: every guess the Pager can make, against etcd's own range semantics
-    monkeypatch.setattr(bigvalue_module, "WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(paging_module, "WALK_BUDGET", walk_budget)
     result = await scan(
         planted.endpoints, keys_per_second=0, page_size=page_size, prefixes=["/tricky/"],
         kubernetes=False, prefix_depth=3,
@@ -667,7 +669,7 @@ async def test_scan_asks_etcd_for_small_ranges_whatever_the_layout(
     model the pure tests use answers like etcd."""
     keys = {*plain_ids(2000), *random_names(1000), *edge_keys(500), *binary_keys(500)}
     await put_many(etcd_cluster.endpoints[0], ((k, b"v") for k in keys))
-    monkeypatch.setattr(bigvalue_module, "WALK_BUDGET", 0)  # ranges of 2 pages: every guess
+    monkeypatch.setattr(paging_module, "WALK_BUDGET", 0)  # ranges of 2 pages: every guess
     requests: list[tuple[bytes, bytes, int]] = []
     range_page = client_module.MemberClient.range_page
 

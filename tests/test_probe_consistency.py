@@ -20,6 +20,7 @@ from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
+from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import HashKV, MemberInfo, MemberList, MemberStatus
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext
@@ -126,7 +127,7 @@ async def run_consistency(runtime: ClusterRuntime) -> ConsistencyResult:
         ctx = runtime.scheduler.context_for(name)
         outcome = await run_probe_once(runtime.probes[name], ctx, runtime.state)
         assert outcome.success, outcome.error
-    result = runtime.state.latest("consistency")
+    result = runtime.state.outcomes["consistency"].result
     assert isinstance(result, ConsistencyResult)
     return result
 
@@ -557,7 +558,7 @@ async def test_two_silent_members_fail_the_probe(etcd_cluster: LocalCluster):
             runtime.state,
         )  # fmt: skip
         assert not outcome.success
-        assert "NotComparable" in (outcome.error or "")
+        assert outcome.error_kind is ErrorKind.NOT_COMPARABLE
         scraped = samples(render_runtime(runtime))
         assert value(scraped, "etcd_inspector_probe_success", probe="consistency") == 0
         assert value(scraped, "etcd_inspector_consistent") is None

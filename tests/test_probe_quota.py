@@ -182,7 +182,7 @@ async def run(runtime: ClusterRuntime) -> QuotaResult:
             runtime.probes[name], runtime.scheduler.context_for(name), runtime.state
         )
         assert outcome.success, outcome.error
-    result = runtime.state.latest("quota")
+    result = runtime.state.outcomes["quota"].result
     assert isinstance(result, QuotaResult)
     return result
 

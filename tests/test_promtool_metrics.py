@@ -7,10 +7,11 @@ import urllib.request
 
 import pytest
 
+from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import MemberList, MemberStatus
 from etcd_inspector.probes.base import CACHED, NoOptions
-from etcd_inspector.probes.status import MemberStatusResult, StatusProbe, StatusResult
+from etcd_inspector.probes.status import StatusProbe
 from exposition import promtool_check
 from harness import all_members_up, endpoints_flag, run_exporter
 
@@ -32,8 +33,8 @@ def only_families(text: str, prefix: str) -> str:
 def status_probe_family_names() -> set[str]:
     """Every family the status probe's metrics() can produce, from a one-member result."""
     st = MemberStatus("http://h:2379", 1, 2, 1, 3, 4, 4, 5, 6, 7, "3.5.1", False, ())
-    result = StatusResult(
-        members=(MemberStatusResult("http://h:2379", "m1", st, None),),
+    result = Topology(
+        members=(MemberView("http://h:2379", "m1", st, None),),
         member_list=MemberList(2, ()),
         alarms=(("m1", "NOSPACE"),),
     )

@@ -9,8 +9,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from etcd_inspector.config import ScrapeConfig
-from etcd_inspector.web.app import MIN_BUDGET_SECONDS, _Families, scrape_budget
 from etcd_inspector.web.proxy import MalformedMetrics, merge_families, relabel, wanted
+from etcd_inspector.web.scrape import MIN_BUDGET_SECONDS, _Families, scrape_budget
 
 MEMBER_TEXT = """\
 # HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.

@@ -8,23 +8,17 @@ import json
 import pytest
 
 from etcd_inspector.cluster.state import ProbeOutcome
+from etcd_inspector.cluster.topology import MemberView, Topology
+from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import MemberInfo, MemberList, MemberStatus
+from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes.bigvalue import BigValueResult, PrefixUsage
 from etcd_inspector.probes.consistency import ConsistencyResult, MemberFacts, compare
 from etcd_inspector.probes.hotkeys import HotKey, HotKeysResult, PrefixWrites
-from etcd_inspector.probes.quota import MemberQuota, QuotaResult
-from etcd_inspector.probes.status import MemberStatusResult, StatusResult
-from etcd_inspector.report.legacy import (
-    EXIT_ERROR,
-    EXIT_FINDINGS,
-    EXIT_OK,
-    QUOTA_USED_RATIO_LIMIT,
-    ClusterInspection,
-    exit_code,
-    findings,
-    render_text,
-    to_json,
-)
+from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT, MemberQuota, QuotaResult
+from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.report.model import ClusterInspection, exit_code, findings
+from etcd_inspector.report.text import render_text
 
 ENDPOINTS = ("http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379")
 NAMES = {e: f"m{i + 1}" for i, e in enumerate(ENDPOINTS)}
@@ -43,19 +37,24 @@ def member_status(i: int, *, revision: int = 500, leader: int = LEADER) -> Membe
 
 
 def outcome(probe: str, result=None, error: str | None = None) -> ProbeOutcome:
+    """A failed run when `error` is given; "KIND: message" gives it an ErrorKind too."""
+    kind = None
+    if error is not None and error.split(": ", 1)[0] in {k.value for k in ErrorKind}:
+        kind, error = ErrorKind(error.split(": ", 1)[0]), error.split(": ", 1)[1]
     return ProbeOutcome(
         probe=probe, success=error is None, duration_seconds=0.25, finished_at=T0,
         last_success_at=T0 if error is None else None, result=result, error=error,
+        error_kind=kind,
     )  # fmt: skip
 
 
-def status_result(down: tuple[int, ...] = (), alarms=(), leader: int = LEADER) -> StatusResult:
+def status_result(down: tuple[int, ...] = (), alarms=(), leader: int = LEADER) -> Topology:
     members = tuple(
-        MemberStatusResult(
+        MemberView(
             ENDPOINTS[i],
             NAMES[ENDPOINTS[i]],
             None if i in down else member_status(i, leader=leader),
-            "unavailable" if i in down else None,
+            ErrorKind.UNAVAILABLE if i in down else None,
         )
         for i in range(3)
     )
@@ -63,7 +62,7 @@ def status_result(down: tuple[int, ...] = (), alarms=(), leader: int = LEADER) -
         CLUSTER_ID,
         tuple(MemberInfo(i + 1, f"m{i + 1}", (), (ENDPOINTS[i],), False) for i in range(3)),
     )
-    return StatusResult(members=members, member_list=member_list, alarms=tuple(alarms))
+    return Topology(members=members, member_list=member_list, alarms=tuple(alarms))
 
 
 def consistency_result(keys=(100, 100, 100), hashes=(7, 7, 7)) -> ConsistencyResult:
@@ -142,7 +141,7 @@ def inspection(name: str = "prod", watch: float | None = None, unavailable=(), *
         )
     return ClusterInspection(
         name=name, endpoints=ENDPOINTS, member_names=NAMES, outcomes=outcomes,
-        unavailable=tuple(unavailable), options={}, watch_seconds=watch,
+        unavailable=tuple(unavailable), watch_seconds=watch,
     )  # fmt: skip
 
 
@@ -218,7 +217,7 @@ def test_a_failed_probe_is_a_finding():
 def test_consistency_not_comparable_is_left_to_the_member_down_finding():
     insp = inspection(
         status=status_result(down=(1, 2)),
-        consistency="NotComparable: 1 member(s) answered Status; at least 2 are needed",
+        consistency="not_comparable: 1 member(s) answered Status; at least 2 are needed",
     )
     assert checks(insp) == ["member_down", "member_down"]
     assert (
@@ -229,7 +228,7 @@ def test_consistency_not_comparable_is_left_to_the_member_down_finding():
 
 def test_no_member_answering_means_exit_2_whatever_the_other_clusters_say():
     down = inspection(
-        "down", status="NoMemberAnswered: no member answered Status (unavailable)",
+        "down", status="no_answer: no member answered Status (unavailable)",
         consistency=None, quota=None, bigvalue=None,
     )  # fmt: skip
     assert not down.inspected
@@ -325,7 +324,7 @@ def test_json_without_watch_has_no_hot_keys_entry():
 
 def test_json_of_an_unreachable_cluster_keeps_every_key():
     down = inspection(
-        status="NoMemberAnswered: no member answered Status (unavailable)",
+        status="no_answer: no member answered Status (unavailable)",
         consistency=None, quota=None, bigvalue=None,
     )  # fmt: skip
     doc = to_json([down], started_at=T0, finished_at=T0)

@@ -29,7 +29,7 @@ def sidecar_runtime(cluster, local_endpoint):
 
 
 def leader_endpoint(rt) -> str | None:
-    status = rt.state.latest("status")
+    status = rt.state.topology
     for m in status.members if status else ():
         if m.status is not None and m.status.leader_id == m.status.member_id:
             return m.endpoint

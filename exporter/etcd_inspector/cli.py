@@ -14,14 +14,19 @@ from typing import Any
 
 from etcd_inspector import __version__
 from etcd_inspector.config import Config, ConfigError, load_config_file, merge_raw, parse_config
+from etcd_inspector.errors import UsageError
+from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.web.address import parse_listen_address
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+__all__ = ["UsageError", "build_parser", "flag_overrides", "load_config", "main",
+           "parse_listen_address"]  # fmt: skip
 
 
-class UsageError(Exception):
-    pass
+def _probe_flag_dest(probe: str, option: str) -> str:
+    return f"probe__{probe}__{option}"
 
 
 def _split(text: str | None) -> list[str]:
@@ -97,15 +102,16 @@ def add_etcd_flags(p: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="Interval of every probe at once, e.g. 5s (tests and demos).",
     )
-    g.add_argument(
-        "--scan.keys-per-second",
-        dest="scan_keys_per_second",
-        type=int,
-        default=None,
-        metavar="N",
-        help="Pace of the big-value keyspace scan (default 20000; 0 = unpaced, e.g. for a "
-        "one-shot inspect on a cluster that can take it).",
-    )
+    for spec in REGISTRY.values():
+        for flag in spec.flags:
+            g.add_argument(
+                flag.flag,
+                dest=_probe_flag_dest(spec.name, flag.option),
+                type=flag.type,
+                default=None,
+                metavar=flag.metavar,
+                help=flag.help,
+            )
     g.add_argument(
         "--log.level",
         dest="log_level",
@@ -158,16 +164,16 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, attr, None)
         if value is not None:
             raw.setdefault(section, {})[key] = value
-    pace = getattr(args, "scan_keys_per_second", None)
-    if pace is not None:
-        probes = raw.setdefault("inspection", {}).setdefault("probes", {})
-        probes["bigvalue"] = {"keys_per_second": pace}
+    for spec in REGISTRY.values():
+        for flag in spec.flags:
+            value = getattr(args, _probe_flag_dest(spec.name, flag.option), None)
+            if value is not None:
+                probes = raw.setdefault("inspection", {}).setdefault("probes", {})
+                probes.setdefault(spec.name, {})[flag.option] = value
     return raw
 
 
 def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    from etcd_inspector.probes import REGISTRY
-
     raw: dict[str, Any] = {}
     source = "flags"
     if args.config_file:
@@ -180,14 +186,6 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
             "or --config.file=FILE with a clusters: list (see --help)"
         )
     return parse_config(merged, REGISTRY, source=source)
-
-
-def parse_listen_address(address: str) -> tuple[str | None, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"--web.listen-address {address!r}: expected [host]:port, e.g. :9979")
-    host = host.strip("[]")
-    return (host or None), int(port)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -348,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except ConfigError as err:
         print(f"etcd-inspector: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -356,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"etcd-inspector: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,20 +1,19 @@
 """`etcd-inspector inspect`: run the probes once against every configured cluster and report.
 
-Meant for checks before and after a change (upgrade, restart, member swap). Per cluster:
-`status` first (it resolves member names and decides whether the cluster answers at all), then
-`consistency`, `quota` and `bigvalue` once each, concurrently, each with its configured timeout.
-`hotkeys` runs only with --watch: once to open the watch, then again after the window to take
-the snapshot. The command ends as soon as the probes end. Probes run here regardless of their
-`enabled` setting (that setting is for the long-running exporter); a probe this build does not
-ship is reported as "not available".
+Meant for checks before and after a change (upgrade, restart, member swap). Per cluster: the
+topology probe (status) first: it resolves member names and decides whether the cluster answers
+at all; then every probe whose spec says InspectMode.ONCE, concurrently, each with its configured
+timeout. Probes with InspectMode.WATCH run only with --watch: once to start, then again after the
+window to take the snapshot. The command ends as soon as the probes end. Probes run here
+regardless of their `enabled` setting (that setting is for the long-running exporter).
 
 Like the exporter, inspect only ever reads: every call goes through etcd/client.py, which has
 no write RPC at all.
 
-Output: the text report or one JSON document on stdout (schema: see report.py); progress and
-errors on stderr. While the bigvalue scan runs and stderr is a terminal, one line on stderr is
-rewritten in place with its progress. Exit codes (report.exit_code): 0 all clear, 1 findings,
-2 could not inspect.
+Output: the text report or one JSON document on stdout (schema: report/jsondoc.py); progress
+and errors on stderr. While a probe publishes progress (the keyspace scan) and stderr is a
+terminal, one line on stderr is rewritten in place with it. Exit codes (report.model.exit_code):
+0 all clear, 1 findings, 2 could not inspect.
 """
 
 from __future__ import annotations
@@ -26,52 +25,22 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.cluster.scheduler import run_probe_once
+from etcd_inspector.cluster.scheduler import ScheduledProbe, run_probe_once
 from etcd_inspector.config import Config, parse_duration
+from etcd_inspector.exitcodes import EXIT_ERROR
 from etcd_inspector.probes import REGISTRY
-from etcd_inspector.report.legacy import (
-    EXIT_ERROR,
-    ClusterInspection,
-    exit_code,
-    render_text,
-    to_json,
-)
+from etcd_inspector.probes.base import InspectMode
+from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.report.model import ClusterInspection, exit_code
+from etcd_inspector.report.text import render_text
 
-ONE_SHOT_PROBES = ("status", "consistency", "quota", "bigvalue")
-WATCH_PROBE = "hotkeys"
-SCAN_PROBE = "bigvalue"
 PROGRESS_INTERVAL_SECONDS = 0.2
 
 
 # --------------------------------------------------------------------------- progress line
-
-
-def progress_fields(progress: Any, now: float) -> tuple[int, int | None, float | None]:
-    """(keys scanned, revision, keys/s) from the bigvalue probe's ScanProgress. Read by name, not
-    imported, so the line degrades to what is there if the probe's progress type changes."""
-    keys = getattr(progress, "keys_done", 0)
-    revision = getattr(progress, "revision", None)
-    started_at = getattr(progress, "started_at", None)
-    rate = None
-    if isinstance(started_at, int | float) and now > started_at:
-        rate = keys / (now - started_at)
-    return (
-        keys if isinstance(keys, int) else 0,
-        revision if isinstance(revision, int) else None,
-        rate,
-    )
-
-
-def progress_text(keys: int, revision: int | None, rate: float | None) -> str:
-    text = f"scanning: {keys} keys"
-    if revision:
-        text += f" at revision {revision}"
-    if rate is not None:
-        text += f" ({rate:.0f} keys/s)"
-    return text
 
 
 class ProgressLine:
@@ -94,16 +63,21 @@ class ProgressLine:
             self.shown = False
 
 
+def progress_texts(runtimes: Sequence[ClusterRuntime], now: float) -> list[str]:
+    parts = []
+    for rt in runtimes:
+        for name, progress in rt.state.progress.items():
+            scheduled = rt.probes.get(name)
+            text = scheduled.probe.progress_text(progress, now) if scheduled else None
+            if text:
+                parts.append(f"{rt.name}: {text}" if len(runtimes) > 1 else text)
+    return parts
+
+
 async def show_progress(runtimes: Sequence[ClusterRuntime], line: ProgressLine) -> None:
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
-        parts = []
-        for rt in runtimes:
-            progress = rt.state.progress.get(SCAN_PROBE)
-            if progress is None:
-                continue
-            text = progress_text(*progress_fields(progress, time.time()))
-            parts.append(f"{rt.name}: {text}" if len(runtimes) > 1 else text)
+        parts = progress_texts(runtimes, time.time())
         if parts:
             line.show("; ".join(parts))
         else:
@@ -114,43 +88,50 @@ async def show_progress(runtimes: Sequence[ClusterRuntime], line: ProgressLine) 
 
 
 def wanted_probes(watch_seconds: float | None) -> tuple[str, ...]:
-    return ONE_SHOT_PROBES + ((WATCH_PROBE,) if watch_seconds is not None else ())
+    modes = {InspectMode.ONCE} | ({InspectMode.WATCH} if watch_seconds is not None else set())
+    return tuple(name for name, spec in REGISTRY.items() if spec.inspect in modes)
 
 
-async def _watch_window(rt: ClusterRuntime, seconds: float) -> None:
-    """hotkeys: the first run opens the watch, the run after the window reads what it saw."""
-    scheduled = rt.probes[WATCH_PROBE]
-    ctx = rt.scheduler.context_for(WATCH_PROBE)
-    await run_probe_once(scheduled, ctx, rt.state)
+async def _once(rt: ClusterRuntime, scheduled: ScheduledProbe) -> None:
+    await run_probe_once(scheduled, rt.scheduler.context_for(scheduled.spec.name), rt.state)
+
+
+async def _watch_window(rt: ClusterRuntime, scheduled: ScheduledProbe, seconds: float) -> None:
+    """The first run starts watching, the run after the window reads what it saw."""
+    await _once(rt, scheduled)
     await asyncio.sleep(seconds)
-    await run_probe_once(scheduled, ctx, rt.state)
+    await _once(rt, scheduled)
 
 
 async def inspect_cluster(rt: ClusterRuntime, watch_seconds: float | None) -> None:
     """Run the probes once; outcomes land in rt.state (as they do for the exporter)."""
-    status = await run_probe_once(rt.probes["status"], rt.scheduler.context_for("status"), rt.state)
-    if not status.success:
-        return  # nobody answered: the other probes would only time out one by one
-    runs = [
-        run_probe_once(rt.probes[name], rt.scheduler.context_for(name), rt.state)
-        for name in ONE_SHOT_PROBES
-        if name != "status" and name in rt.probes
-    ]
-    if watch_seconds is not None and WATCH_PROBE in rt.probes:
-        runs.append(_watch_window(rt, watch_seconds))
+    probes = list(rt.probes.values())
+    for scheduled in probes:
+        if scheduled.spec.provides_topology:
+            await _once(rt, scheduled)
+            if not rt.state.outcomes[scheduled.spec.name].success:
+                return  # nobody answered: the other probes would only time out one by one
+    runs = []
+    for scheduled in probes:
+        if scheduled.spec.provides_topology:
+            continue
+        if scheduled.spec.inspect is InspectMode.ONCE:
+            runs.append(_once(rt, scheduled))
+        elif scheduled.spec.inspect is InspectMode.WATCH and watch_seconds is not None:
+            runs.append(_watch_window(rt, scheduled, watch_seconds))
     await asyncio.gather(*runs)
 
 
 def inspection_of(
-    rt: ClusterRuntime, config: Config, wanted: Sequence[str], watch_seconds: float | None
+    rt: ClusterRuntime, wanted: Sequence[str], watch_seconds: float | None
 ) -> ClusterInspection:
     return ClusterInspection(
         name=rt.name,
         endpoints=rt.state.endpoints,
-        member_names=dict(rt.state.member_names),
+        member_names={e: rt.state.member_name(e) for e in rt.state.endpoints},
         outcomes=dict(rt.state.outcomes),
         unavailable=tuple(name for name in wanted if name not in rt.probes),
-        options={name: config.probes[name].options for name in rt.probes},
+        probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
         watch_seconds=watch_seconds,
     )
 
@@ -159,25 +140,22 @@ async def inspect_all(
     config: Config, watch_seconds: float | None, line: ProgressLine | None
 ) -> list[ClusterInspection]:
     wanted = wanted_probes(watch_seconds)
-    runtimes = [
-        build_runtime(cluster, config, only={n for n in wanted if n in REGISTRY})
-        for cluster in config.clusters
-    ]
+    runtimes = [build_runtime(cluster, config, only=set(wanted)) for cluster in config.clusters]
     progress = asyncio.create_task(show_progress(runtimes, line)) if line else None
     try:
         await asyncio.gather(*(inspect_cluster(rt, watch_seconds) for rt in runtimes))
     finally:
-        if progress is not None:
+        if progress is not None and line is not None:
             progress.cancel()
             await asyncio.gather(progress, return_exceptions=True)
-            line.clear()  # type: ignore[union-attr]
+            line.clear()
         for rt in runtimes:
             try:
                 async with asyncio.timeout(10):
                     await rt.close()
             except TimeoutError:
                 pass  # a frozen member must not keep the command from ending
-    return [inspection_of(rt, config, wanted, watch_seconds) for rt in runtimes]
+    return [inspection_of(rt, wanted, watch_seconds) for rt in runtimes]
 
 
 def _log_level(args: argparse.Namespace, config: Config) -> str:

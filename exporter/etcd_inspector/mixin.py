@@ -143,7 +143,7 @@ def _evaluate_uncached(snippet: str, source_dir: Path, encoded_values: str) -> s
         )
     except RuntimeError as exc:
         raise MixinError(f"rendering the mixin failed: {exc}".rstrip()) from exc
-    return out
+    return str(out)
 
 
 def config_defaults(source_dir: Path | None = None) -> dict[str, Any]:

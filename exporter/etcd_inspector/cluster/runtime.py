@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from etcd_inspector.cluster.scheduler import ScheduledProbe, Scheduler
 from etcd_inspector.cluster.state import ClusterState
+from etcd_inspector.cluster.supervisor import Supervisor
 from etcd_inspector.config import ClusterConfig, Config, ProbeConfig
 from etcd_inspector.etcd.client import Credentials, MemberClient, TLSFiles
-from etcd_inspector.etcd.metrics_fetch import ssl_context
+from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext, ProbeSpec
 
@@ -48,13 +49,22 @@ def metrics_ssl_context(cluster: ClusterConfig) -> ssl.SSLContext | None:
     return ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
 
 
+def metrics_fetcher(cluster: ClusterConfig) -> MetricsFetcher:
+    return MetricsFetcher(
+        targets={e.url: e.metrics_url for e in cluster.endpoints},
+        ssl=metrics_ssl_context(cluster),
+        server_name=(cluster.metrics_tls or cluster.tls).server_name,
+        dial_timeout=cluster.dial_timeout,
+    )
+
+
 @dataclass
 class ClusterRuntime:
     config: ClusterConfig
     clients: list[MemberClient]
     state: ClusterState
     scheduler: Scheduler
-    metrics_ssl: ssl.SSLContext | None = None
+    metrics: MetricsFetcher
 
     @property
     def name(self) -> str:
@@ -69,6 +79,7 @@ class ClusterRuntime:
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await client.close()
+        await self.metrics.close()
 
 
 def build_runtime(
@@ -82,12 +93,25 @@ def build_runtime(
     state = ClusterState(cluster.name, tuple(e.url for e in cluster.endpoints))
     scheduled: dict[str, ScheduledProbe] = {}
     for name, spec in registry.items():
-        pc: ProbeConfig = config.probes[name]
-        if (only is None and not pc.enabled) or (only is not None and name not in only):
+        pc: ProbeConfig | None = config.probes.get(name)
+        enabled = pc.enabled if pc is not None else spec.default_enabled
+        if (only is None and not enabled) or (only is not None and name not in only):
             continue
         scheduled[name] = ScheduledProbe(
-            spec=spec, probe=spec.probe_type(pc.options), interval=pc.interval, timeout=pc.timeout
+            spec=spec,
+            probe=spec.build(pc.options if pc is not None else None),
+            interval=pc.interval if pc is not None else spec.default_interval,
+            timeout=pc.timeout if pc is not None else spec.default_timeout,
         )
-    ctx = ProbeContext(cluster=cluster, members=clients, state=state, key_labels=config.key_labels)
-    scheduler = Scheduler(state, ctx, scheduled, local_endpoint=cluster.local_member)
-    return ClusterRuntime(cluster, clients, state, scheduler, metrics_ssl_context(cluster))
+    fetcher = metrics_fetcher(cluster)
+    supervisor = Supervisor(cluster.name)
+    ctx = ProbeContext(
+        cluster=cluster,
+        members=clients,
+        state=state,
+        key_labels=config.key_labels,
+        metrics=fetcher,
+        supervisor=supervisor,
+    )
+    scheduler = Scheduler(state, ctx, scheduled, cluster.local_member, supervisor)
+    return ClusterRuntime(cluster, clients, state, scheduler, fetcher)

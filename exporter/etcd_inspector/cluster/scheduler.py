@@ -1,21 +1,28 @@
-"""Runs every enabled probe of a cluster in the background, one task per probe.
+"""Runs every enabled probe of a cluster in the background, one supervised loop per probe.
 
 Each run has its own deadline (asyncio.timeout); a failed or timed-out run is logged and
-published as success=0, never fatal to the loop. Runs of one probe never overlap, so a frozen
-member can hold at most one in-flight request per member per probe.
+published as success=0 with its ErrorKind, never fatal to the loop. Runs of one probe never
+overlap, so a frozen member can hold at most one in-flight request per member per probe. The
+probe that provides the topology runs first; the others wait for its first round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from etcd_inspector.cluster.state import ClusterState, ProbeOutcome
+from etcd_inspector.cluster.supervisor import Supervisor
+from etcd_inspector.cluster.topology import Topology
+from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import RUN_DEADLINE
+from etcd_inspector.etcd.errors import EtcdError
 from etcd_inspector.probes.base import Probe, ProbeContext, ProbeSpec
 
 log = logging.getLogger(__name__)
@@ -24,18 +31,24 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScheduledProbe:
     spec: ProbeSpec
-    probe: Probe
+    probe: Probe[Any, Any]
     interval: float
     timeout: float
 
 
-def local_member_leads(state: ClusterState, local_endpoint: str | None) -> bool:
+def local_member_leads(topology: Topology, local_endpoint: str | None) -> bool:
     """Sidecar mode: True when this instance's own member is the leader (or no sidecar mode)."""
-    if local_endpoint is None:
-        return True
-    status = state.latest("status")
-    st = status.status_of(local_endpoint) if status is not None else None
-    return st is not None and st.leader_id == st.member_id
+    return local_endpoint is None or topology.is_leader(local_endpoint)
+
+
+def _failure(err: Exception, timeout: float) -> tuple[str, ErrorKind]:
+    if isinstance(err, TimeoutError):
+        return f"timed out after {timeout:g}s", ErrorKind.TIMEOUT
+    if isinstance(err, ProbeError):
+        return err.message, err.kind
+    if isinstance(err, EtcdError):
+        return str(err), err.kind
+    return f"{type(err).__name__}: {err}", ErrorKind.INTERNAL
 
 
 async def run_probe_once(
@@ -46,20 +59,18 @@ async def run_probe_once(
     previous = state.outcomes.get(name)
     last_success = previous.last_success_at if previous else None
     deadline = RUN_DEADLINE.set(asyncio.get_running_loop().time() + scheduled.timeout)
+    result: Any = None
+    error: str | None = None
+    kind: ErrorKind | None = None
     try:
         async with asyncio.timeout(scheduled.timeout):
             result = await scheduled.probe.run(ctx)
-    except TimeoutError:
-        error = f"timed out after {scheduled.timeout:g}s"
-        result = None
     except asyncio.CancelledError:
         raise
     except Exception as err:  # a probe bug or an etcd error: record it, keep the loop alive
-        error = f"{type(err).__name__}: {err}"
-        result = None
-        log.debug("probe failed", exc_info=True, extra={"cluster": state.name, "probe": name})
-    else:
-        error = None
+        error, kind = _failure(err, scheduled.timeout)
+        if kind is ErrorKind.INTERNAL:
+            log.exception("probe bug", extra={"cluster": state.name, "probe": name})
     finally:
         RUN_DEADLINE.reset(deadline)
     now = time.time()
@@ -71,9 +82,15 @@ async def run_probe_once(
         last_success_at=now if error is None else last_success,
         result=result,
         error=error,
+        error_kind=kind,
     )
     if error:
-        log.warning("probe run failed", extra={"cluster": state.name, "probe": name, "err": error})
+        log.warning(
+            "probe run failed",
+            extra={"cluster": state.name, "probe": name, "reason": kind, "err": error},
+        )
+    if scheduled.spec.provides_topology and isinstance(result, Topology):
+        state.set_topology(replace(result, taken_at=now))
     state.publish(outcome)
     return outcome
 
@@ -85,35 +102,30 @@ class Scheduler:
         base_ctx: ProbeContext,
         probes: Mapping[str, ScheduledProbe],
         local_endpoint: str | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.state = state
         self.base_ctx = base_ctx
         self.probes = dict(probes)
         self.local_endpoint = local_endpoint
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = supervisor or base_ctx.supervisor or Supervisor(state.name)
         self.first_round = asyncio.Event()
 
     def context_for(self, name: str) -> ProbeContext:
         def progress(p: object) -> None:
             self.state.publish_progress(name, p)
 
-        return ProbeContext(
-            cluster=self.base_ctx.cluster,
-            members=self.base_ctx.members,
-            state=self.state,
-            key_labels=self.base_ctx.key_labels,
-            progress=progress,
-        )
+        return replace(self.base_ctx, progress=progress, supervisor=self.supervisor)
 
     async def _loop(self, scheduled: ScheduledProbe) -> None:
         ctx = self.context_for(scheduled.spec.name)
-        if scheduled.spec.name != "status":
-            await self.first_round.wait()  # the others need the member names status resolves
+        if not scheduled.spec.provides_topology:
+            await self.first_round.wait()  # the others need the names the topology resolves
         active = False
         while True:
             started = time.monotonic()
             if scheduled.spec.cluster_wide and not local_member_leads(
-                self.state, self.local_endpoint
+                self.state.topology, self.local_endpoint
             ):
                 if active:
                     await self._stand_down(scheduled)
@@ -121,7 +133,7 @@ class Scheduler:
             else:
                 active = True
                 await run_probe_once(scheduled, ctx, self.state)
-            if scheduled.spec.name == "status":
+            if scheduled.spec.provides_topology:
                 self.first_round.set()
             await asyncio.sleep(max(0.0, scheduled.interval - (time.monotonic() - started)))
 
@@ -136,20 +148,14 @@ class Scheduler:
         self.state.forget(name)
 
     def start(self) -> None:
-        if "status" not in self.probes:
+        if not any(s.spec.provides_topology for s in self.probes.values()):
             self.first_round.set()
-        # status first: other probes use the member names it resolves
-        for name in sorted(self.probes, key=lambda n: n != "status"):
-            task = asyncio.create_task(self._loop(self.probes[name]), name=f"probe-{name}")
-            self._tasks.append(task)
+        # the topology first: other probes use the member names it resolves
+        for name in sorted(self.probes, key=lambda n: not self.probes[n].spec.provides_topology):
+            self.supervisor.spawn(f"probe/{name}", functools.partial(self._loop, self.probes[name]))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
         for scheduled in self.probes.values():
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):

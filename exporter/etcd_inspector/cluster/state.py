@@ -1,4 +1,5 @@
-"""The latest results of every probe of one cluster, replaced whole, never mutated.
+"""The latest results of every probe of one cluster, and its topology: replaced whole, never
+mutated.
 
 The scheduler publishes; scrapes read. Each publish swaps one immutable ProbeOutcome into a new
 dict, so a scrape sees either the old or the new result of a probe, never half of one.
@@ -10,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from etcd_inspector.cluster.members import fallback_name
+from etcd_inspector.cluster.topology import Topology
+from etcd_inspector.errors import ErrorKind
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,10 @@ class ProbeOutcome:
     duration_seconds: float
     finished_at: float  # wall clock, seconds since the epoch
     last_success_at: float | None
+    # The probe's own result type; only the probe that made it reads it (probes/base.py).
     result: Any | None
-    error: str | None = None
+    error: str | None = None  # for people: what went wrong
+    error_kind: ErrorKind | None = None  # for code: why (never parsed from `error`)
 
 
 class ClusterState:
@@ -30,7 +34,7 @@ class ClusterState:
         self.endpoints = endpoints
         self._outcomes: Mapping[str, ProbeOutcome] = {}
         self._progress: Mapping[str, Any] = {}
-        self._member_names: Mapping[str, str] = {}
+        self._topology = Topology.unknown(endpoints)
 
     @property
     def outcomes(self) -> Mapping[str, ProbeOutcome]:
@@ -41,15 +45,11 @@ class ClusterState:
         return self._progress
 
     @property
-    def member_names(self) -> Mapping[str, str]:
-        return self._member_names
+    def topology(self) -> Topology:
+        return self._topology
 
     def member_name(self, endpoint: str) -> str:
-        return self._member_names.get(endpoint) or fallback_name(endpoint)
-
-    def latest(self, probe: str) -> Any | None:
-        outcome = self._outcomes.get(probe)
-        return outcome.result if outcome is not None else None
+        return self._topology.name_of(endpoint)
 
     def publish(self, outcome: ProbeOutcome) -> None:
         self._outcomes = {**self._outcomes, outcome.probe: outcome}
@@ -62,5 +62,5 @@ class ClusterState:
     def publish_progress(self, probe: str, progress: Any) -> None:
         self._progress = {**self._progress, probe: progress}
 
-    def set_member_names(self, names: Mapping[str, str]) -> None:
-        self._member_names = dict(names)
+    def set_topology(self, topology: Topology) -> None:
+        self._topology = topology

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HEALTH_TIMEOUT_SECONDS = 30.0
 
@@ -192,7 +193,9 @@ class LocalCluster:
             m.start()
         self.wait_healthy(timeout)
 
-    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT_SECONDS, members=None) -> None:
+    def wait_healthy(
+        self, timeout: float = HEALTH_TIMEOUT_SECONDS, members: list[LocalMember] | None = None
+    ) -> None:
         deadline = time.monotonic() + timeout
         pending = list(members or [m for m in self.members if m.running])
         while pending and time.monotonic() < deadline:
@@ -286,7 +289,7 @@ def build_cluster(
     )
 
 
-def start_cluster(size: int = 3, **kwargs) -> LocalCluster:
+def start_cluster(size: int = 3, **kwargs: Any) -> LocalCluster:
     cluster = build_cluster(size, **kwargs)
     try:
         cluster.start()

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from etcd_inspector.cli import EXIT_ERROR, EXIT_OK, UsageError, parse_listen_address
-from etcd_inspector.config import parse_config
+from etcd_inspector.config import Config, parse_config
 from etcd_inspector.demo.localcluster import ClusterStartError, start_cluster
 from etcd_inspector.demo.sample_writer import SampleWriter
 from etcd_inspector.demo.sampledata import HOT_KEY, load_sample_data
+from etcd_inspector.errors import UsageError
+from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_OK
 from etcd_inspector.logsetup import setup_logging
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.web.address import parse_listen_address
 
 HOT_WRITES_PER_SECOND = 50
 
@@ -36,7 +38,7 @@ async def _runaway_writer(endpoint: str) -> None:
         await writer.close()
 
 
-def demo_config(endpoints: list[str], metrics_urls: list[str], listen: str):
+def demo_config(endpoints: list[str], metrics_urls: list[str], listen: str) -> Config:
     return parse_config(
         {
             "web": {"listen_address": listen},

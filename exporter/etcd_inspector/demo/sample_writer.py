@@ -23,7 +23,7 @@ class SampleWriter:
     async def put(self, key: bytes, value: bytes) -> int:
         """Returns the revision of the write."""
         r = await self._kv.Put(rpc.PutRequest(key=key, value=value), timeout=self._timeout)
-        return r.header.revision
+        return int(r.header.revision)
 
     async def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Batched puts, MAX_TXN_OPS per transaction. Returns the number written."""

@@ -20,7 +20,8 @@ CRD_PREFIX = b"/registry/widgets.example.com/widgets/default/"
 
 def ordinary_keys(count: int, seed: int = 42) -> Iterator[tuple[bytes, bytes]]:
     rng = random.Random(seed)
-    names, weights = zip(*RESOURCES, strict=True)
+    names = [name for name, _ in RESOURCES]
+    weights = [weight for _, weight in RESOURCES]
     for i in range(count):
         resource = rng.choices(names, weights)[0]
         ns = rng.choice(NAMESPACES)

@@ -11,14 +11,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 from aetcd import rpc
+
+from etcd_inspector.errors import ErrorKind
+from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, classify
+from etcd_inspector.etcd.types import (
+    Alarm,
+    Credentials,
+    HashKV,
+    KeyValueLike,
+    MemberInfo,
+    MemberList,
+    MemberStatus,
+    RangePage,
+    TLSFiles,
+    WatchBatch,
+    WatchEvent,
+)
+
+# Re-exported: callers that talk to a member get its answer types from one import.
+__all__ = [
+    "MAX_RECEIVE_BYTES",
+    "Alarm",
+    "Credentials",
+    "EtcdError",
+    "HashKV",
+    "KeyValueLike",
+    "MemberClient",
+    "MemberInfo",
+    "MemberList",
+    "MemberStatus",
+    "RangePage",
+    "TLSFiles",
+    "WatchBatch",
+    "WatchCompacted",
+    "WatchEvent",
+    "call_timeout",
+    "grpc_target",
+    "prefix_range_end",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,143 +90,6 @@ def call_timeout(default: float, share: float = 1.0) -> float:
     if deadline is None:
         return default
     return max(0.0, min(default, (deadline - asyncio.get_running_loop().time()) * share))
-
-
-class EtcdError(Exception):
-    """A failed etcd call. `kind` is stable and safe to use as a label value."""
-
-    def __init__(self, endpoint: str, kind: str, detail: str) -> None:
-        super().__init__(f"{endpoint}: {kind}: {detail}")
-        self.endpoint = endpoint
-        self.kind = kind
-        self.detail = detail
-
-
-def _kind_of(err: grpc.aio.AioRpcError) -> str:
-    code = err.code()
-    details = (err.details() or "").lower()
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "timeout"
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return "unavailable"
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return "too_large"
-    if "compacted" in details:
-        return "compacted"
-    if "future revision" in details:
-        return "future_revision"
-    # Before the code-based checks: etcd >= 3.4 sends an expired or unknown token (a restarted
-    # member has forgotten its simple tokens) as UNAUTHENTICATED, older ones as INVALID_ARGUMENT;
-    # "user name is empty" means we sent none. All three are cured by logging in again.
-    if "invalid auth token" in details or "user name is empty" in details:
-        return "invalid_token"
-    if "authentication failed" in details:
-        return "auth_failed"  # wrong user or password: INVALID_ARGUMENT on every version
-    # HashKV and friends as a non-root user: UNKNOWN "auth: permission denied".
-    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED) or (
-        "permission denied" in details
-    ):
-        return "permission_denied"
-    if code == grpc.StatusCode.CANCELLED:
-        return "cancelled"
-    return "error"
-
-
-@dataclass(frozen=True)
-class MemberStatus:
-    endpoint: str
-    member_id: int
-    cluster_id: int
-    leader_id: int
-    raft_term: int
-    raft_index: int
-    raft_applied_index: int
-    revision: int
-    db_size: int
-    db_size_in_use: int
-    version: str
-    is_learner: bool
-    errors: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class MemberInfo:
-    id: int
-    name: str
-    peer_urls: tuple[str, ...]
-    client_urls: tuple[str, ...]
-    is_learner: bool
-
-
-@dataclass(frozen=True)
-class MemberList:
-    cluster_id: int
-    members: tuple[MemberInfo, ...]
-
-
-@dataclass(frozen=True)
-class Alarm:
-    member_id: int
-    alarm: str
-
-
-@dataclass(frozen=True)
-class HashKV:
-    hash: int
-    compact_revision: int
-    revision: int
-
-
-class KeyValueLike(Protocol):
-    key: bytes
-    value: bytes
-    version: int
-    create_revision: int
-    mod_revision: int
-    lease: int
-
-
-@dataclass(frozen=True)
-class RangePage:
-    kvs: Sequence[KeyValueLike]
-    more: bool
-    count: int
-    revision: int
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    key: bytes
-    is_delete: bool
-    mod_revision: int
-
-
-@dataclass(frozen=True)
-class WatchBatch:
-    events: tuple[WatchEvent, ...]
-    revision: int
-
-
-class WatchCompacted(EtcdError):
-    """The watch's start revision is compacted; `compact_revision` is the oldest one left."""
-
-    def __init__(self, endpoint: str, compact_revision: int) -> None:
-        super().__init__(endpoint, "compacted", f"compacted at {compact_revision}")
-        self.compact_revision = compact_revision
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    server_name: str | None = None
 
 
 def grpc_target(url: str) -> tuple[str, bool]:
@@ -244,7 +144,7 @@ class MemberClient:
         if self._channel is not None:
             return
         target, secure = grpc_target(self.endpoint)
-        options = list(_CHANNEL_OPTIONS)
+        options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
         if secure:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(self._tls.ca_file),
@@ -284,7 +184,9 @@ class MemberClient:
             self._token = resp.token
         return (("token", self._token),)
 
-    async def _unary(self, method_name: str, stub_name: str, request, timeout: float | None):
+    async def _unary(
+        self, method_name: str, stub_name: str, request: Any, timeout: float | None
+    ) -> Any:
         """Call one unary RPC with a deadline; map gRPC errors to EtcdError."""
         timeout = self.request_timeout if timeout is None else timeout
         self._ensure_channel()
@@ -294,8 +196,12 @@ class MemberClient:
                 method = getattr(getattr(self, stub_name), method_name)
                 return await method(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as err:
-                kind = _kind_of(err)
-                if kind == "invalid_token" and attempt == 1 and self._credentials is not None:
+                kind = classify(err)
+                if (
+                    kind == ErrorKind.INVALID_TOKEN
+                    and attempt == 1
+                    and self._credentials is not None
+                ):
                     # Tokens expire (--auth-token-ttl) and die with a member's restart, and
                     # auth may have been enabled since we last looked: log in again, once.
                     self._token = None
@@ -406,7 +312,7 @@ class MemberClient:
             )
         )
 
-        async def requests():
+        async def requests() -> AsyncIterator[Any]:
             yield create
             # Keep the request side open: closing it makes etcd end the stream.
             await _forever()
@@ -418,7 +324,9 @@ class MemberClient:
                 if resp.compact_revision:
                     raise WatchCompacted(self.endpoint, resp.compact_revision)
                 if resp.canceled:
-                    raise EtcdError(self.endpoint, "cancelled", resp.cancel_reason or "canceled")
+                    raise EtcdError(
+                        self.endpoint, ErrorKind.CANCELLED, resp.cancel_reason or "canceled"
+                    )
                 events = tuple(
                     WatchEvent(
                         key=ev.kv.key,
@@ -429,7 +337,7 @@ class MemberClient:
                 )
                 yield WatchBatch(events=events, revision=resp.header.revision)
         except grpc.aio.AioRpcError as err:
-            raise EtcdError(self.endpoint, _kind_of(err), err.details() or "") from None
+            raise EtcdError(self.endpoint, classify(err), err.details() or "") from None
         finally:
             call.cancel()
 

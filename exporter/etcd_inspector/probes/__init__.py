@@ -1,4 +1,7 @@
-"""The probe registry. Adding a probe: a new module with a SPEC, and one line here."""
+"""The probe registry. Adding a probe: a new module with a SPEC, and one line here.
+
+The order is the report's: sections of `inspect`, the JSON document and the status page follow it.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ REGISTRY: dict[str, ProbeSpec] = {
         STATUS,
         CONSISTENCY,
         QUOTA,
-        HOTKEYS,
         BIGVALUE,
+        HOTKEYS,
     )
 }
 

@@ -1,24 +1,39 @@
-"""What every probe is: one module, one class, one signature.
+"""What every probe is: one module (or sub-package), one class, one signature.
 
-A probe is built once per cluster (it may keep state between runs, e.g. a watch), `run()` is
-called by the scheduler in the background with a deadline and returns a frozen result, and
-`metrics()` turns that result into metric families. `metrics()` is pure: it runs inside the
-scrape and must never do I/O.
+A probe is built once per cluster (it may keep state between runs, e.g. a watch). The scheduler
+calls `run()` in the background with a deadline; it returns a frozen result or raises (a
+ProbeError with an ErrorKind, an EtcdError, or TimeoutError). Everything else is pure and reads
+only that result:
+
+  metrics()       metric families for /metrics (runs inside the scrape: never any I/O)
+  findings()      what an operator should act on (inspect's exit code, the status page)
+  report_json()   the probe's keys in the cluster's JSON document (inspect, /api/v1/status)
+  report_text()   the probe's section of inspect's text report
+
+So adding a probe is one module plus one line in probes/__init__.py: the scheduler, the scrape
+path, inspect, the report and the CLI work from the ProbeSpec and these methods alone.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
+from etcd_inspector.cluster.members import fallback_name
+from etcd_inspector.report.findings import Finding
+
 if TYPE_CHECKING:
     from etcd_inspector.cluster.state import ClusterState
+    from etcd_inspector.cluster.supervisor import Supervisor
+    from etcd_inspector.cluster.topology import Topology
     from etcd_inspector.config import ClusterConfig
     from etcd_inspector.etcd.client import MemberClient
+    from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
 
 ResultT = TypeVar("ResultT")
 OptionsT = TypeVar("OptionsT")
@@ -31,6 +46,27 @@ class NoOptions:
     pass
 
 
+class InspectMode(Enum):
+    ONCE = "once"  # `inspect` runs it once
+    WATCH = "watch"  # `inspect --watch D` runs it twice, D apart (a probe that observes over time)
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class ProbeFlag:
+    """A command-line flag that sets one option of the probe, e.g. --scan.keys-per-second."""
+
+    flag: str
+    option: str
+    type: Callable[[str], Any]
+    metavar: str
+    help: str
+
+
+def _no_progress(_progress: object) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class ProbeContext:
     cluster: ClusterConfig
@@ -38,10 +74,32 @@ class ProbeContext:
     state: ClusterState
     key_labels: str = "full"
     # Publishes an intermediate result (e.g. scan progress) that scrapes show while run() works.
-    progress: Callable[[Any], None] = field(default=lambda _r: None)
+    progress: Callable[[Any], None] = field(default=_no_progress)
+    # The cluster's one fetcher of members' /metrics (shared with the scrape path).
+    metrics: MetricsFetcher | None = None
+    # Keeps a probe's long-running tasks (a watch) alive; None outside a runtime.
+    supervisor: Supervisor | None = None
+
+    @property
+    def topology(self) -> Topology:
+        return self.state.topology
 
     def member_name(self, endpoint: str) -> str:
         return self.state.member_name(endpoint)
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What a probe's report methods may know besides its result."""
+
+    cluster: str
+    endpoints: tuple[str, ...]
+    member_names: Mapping[str, str]
+    watch_seconds: float | None = None
+    inspected: bool = True
+
+    def member(self, endpoint: str) -> str:
+        return self.member_names.get(endpoint) or fallback_name(endpoint)
 
 
 class Probe(abc.ABC, Generic[OptionsT, ResultT]):
@@ -58,6 +116,23 @@ class Probe(abc.ABC, Generic[OptionsT, ResultT]):
         """Metrics for an intermediate result published with ctx.progress()."""
         return ()
 
+    def progress_text(self, progress: Any, now: float) -> str | None:
+        """One line for inspect's progress display, from a published intermediate result."""
+        return None
+
+    def findings(self, result: ResultT, rc: ReportContext) -> Iterable[Finding]:
+        return ()
+
+    def report_json(self, result: ResultT | None, rc: ReportContext) -> dict[str, Any]:
+        """This probe's keys in a cluster's JSON document; with `result` None (not run, failed)
+        every key is still there, as null."""
+        return {}
+
+    def report_text(self, result: ResultT | None, rc: ReportContext) -> list[str]:
+        """This probe's section of the text report. The report calls it with a result, except
+        for the topology probe of a cluster that did not answer (it then shows what it knows)."""
+        return []
+
     async def close(self) -> None:
         """Release what the probe holds between runs (watch streams, tasks)."""
 
@@ -73,3 +148,15 @@ class ProbeSpec:
     default_timeout: float = 20.0
     # In sidecar mode only the instance whose local member leads runs cluster-wide probes.
     cluster_wide: bool = False
+    # Its result is the cluster's Topology: it runs first, and the others wait for its first run.
+    provides_topology: bool = False
+    inspect: InspectMode = InspectMode.ONCE
+    # The heading of its text section, used when there is no result to show ("Quota: failed").
+    title: str = ""
+    flags: tuple[ProbeFlag, ...] = ()
+
+    def default_options(self) -> Any:
+        return self.options_type()
+
+    def build(self, options: Any = None) -> Probe[Any, Any]:
+        return self.probe_type(self.default_options() if options is None else options)

@@ -15,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from etcd_inspector.etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.errors import ErrorKind, ProbeError
+from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
+from etcd_inspector.etcd.errors import attempt
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.format import table
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Each step (Status, count, HashKV, a retry) gets at most this share of what is left of the run,
 # so a member that froze mid-run costs one step's timeout, not the whole run.
@@ -35,11 +37,14 @@ _SHARE = 0.5
 
 # A member that has not reached R is never asked for it; it gets this error kind instead,
 # the one etcd itself would answer.
-FUTURE_REVISION = "future_revision"
+FUTURE_REVISION = ErrorKind.FUTURE_REVISION
 
 
-class NotComparable(RuntimeError):
+class NotComparable(ProbeError):
     """Fewer than two members gave answers that can be compared."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.NOT_COMPARABLE, message)
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,14 @@ class MemberFacts:
     endpoint: str
     member: str
     status: MemberStatus | None
-    status_error: str | None = None
+    status_error: ErrorKind | None = None
     # IDs of the members its MemberList names (its own view of the membership)
     member_ids: frozenset[int] | None = None
     keys: int | None = None  # number of keys at the pinned revision
-    count_error: str | None = None
+    count_error: ErrorKind | None = None
     hash: int | None = None  # HashKV at the pinned revision
     hash_compact_revision: int | None = None
-    hash_error: str | None = None
+    hash_error: ErrorKind | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def _hash_check(
     """(available, reason when not, mismatch)."""
     if not enabled:
         return False, "disabled", None
-    if any(f.hash_error == "permission_denied" for f in facts):
+    if any(f.hash_error == ErrorKind.PERMISSION_DENIED for f in facts):
         # HashKV needs the root role when auth is on; not having it is a setup choice.
         return False, "permission_denied", None
     hashed = [f for f in facts if f.hash is not None]
@@ -200,23 +205,16 @@ def compare(facts: Sequence[MemberFacts], revision: int, hash_enabled: bool = Tr
 # --------------------------------------------------------------------------- gathering
 
 
-async def _attempt(call: Awaitable[T]) -> tuple[T | None, str | None]:
-    try:
-        return await call, None
-    except EtcdError as err:
-        return None, err.kind
-
-
-async def _status(client: MemberClient) -> tuple[MemberStatus | None, str | None]:
-    return await _attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
+async def _status(client: MemberClient) -> tuple[MemberStatus | None, ErrorKind | None]:
+    return await attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
 
 
 async def _status_and_members(
     client: MemberClient,
-) -> tuple[MemberStatus | None, str | None, frozenset[int] | None]:
+) -> tuple[MemberStatus | None, ErrorKind | None, frozenset[int] | None]:
     timeout = call_timeout(client.request_timeout, _SHARE)
     (status, error), (members, _) = await asyncio.gather(
-        _attempt(client.status(timeout=timeout)), _attempt(client.member_list(timeout=timeout))
+        attempt(client.status(timeout=timeout)), attempt(client.member_list(timeout=timeout))
     )
     ids = frozenset(m.id for m in members.members) if members is not None else None
     return status, error, ids
@@ -241,15 +239,15 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         }
         clients = {c.endpoint: c for c in ctx.members}
         revision = 0
-        for attempt in (1, 2):
+        for round_ in (1, 2):
             up = [f for f in facts.values() if f.status is not None]
             if len(up) < 2:
                 raise NotComparable(f"{len(up)} member(s) answered Status; at least 2 are needed")
             revision = pinned_revision([f.status for f in up if f.status is not None])
             measured = await self._measure(clients, up, revision)
             facts.update({f.endpoint: f for f in measured})
-            compacted = any("compacted" in (f.count_error, f.hash_error) for f in measured)
-            if not compacted or attempt == 2:
+            compacted = any(ErrorKind.COMPACTED in (f.count_error, f.hash_error) for f in measured)
+            if not compacted or round_ == 2:
                 break
             # R fell behind a compaction between Status and the reads: pick a fresh R once.
             fresh = await asyncio.gather(*(_status(clients[f.endpoint]) for f in up))
@@ -283,7 +281,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             if f.status.revision < revision:
                 # Asking would only earn a future_revision error (a member of another cluster).
                 return replace(f, keys=None, count_error=FUTURE_REVISION)
-            result, error = await _attempt(
+            result, error = await attempt(
                 clients[f.endpoint].count_keys(
                     revision,
                     serializable=True,
@@ -299,7 +297,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         async def hash_kv(f: MemberFacts) -> MemberFacts:
             if f.keys is None:
                 return f
-            result, error = await _attempt(
+            result, error = await attempt(
                 clients[f.endpoint].hash_kv(
                     revision, timeout=call_timeout(self.options.hash_timeout_seconds, _SHARE)
                 )
@@ -380,6 +378,69 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             result.revision,
         )
 
+    # ----------------------------------------------------------------------- report
+
+    def findings(self, result: ConsistencyResult, rc: ReportContext) -> Iterable[Finding]:
+        if result.verdict.consistent:
+            return
+        for reason in result.verdict.reasons:
+            yield Finding(
+                rc.cluster, "inconsistent", reason, severity=Severity.CRITICAL,
+                runbook="etcdinspectorinconsistent",
+            )  # fmt: skip
+
+    def report_json(self, result: ConsistencyResult | None, rc: ReportContext) -> dict[str, Any]:
+        return {"consistency": consistency_json(result) if result is not None else None}
+
+    def report_text(self, result: ConsistencyResult | None, rc: ReportContext) -> list[str]:
+        if result is None:
+            return []
+        c = consistency_json(result)
+
+        def agree(v: bool | None) -> str:
+            return "n/a" if v is None else ("yes" if v else "NO")
+
+        rows = [
+            [m["name"], m["keys"], m["hash"], m["cluster_id"], m["error"]] for m in c["members"]
+        ]
+        lines = [
+            f"Consistency (at revision {c['revision']})",
+            *table(["MEMBER", "KEYS", "HASH", "CLUSTER ID", "ERROR"], rows),
+        ]
+        hashes = agree(c["hashes_agree"])
+        if c["hashes_agree"] is None and c["hash_unavailable_reason"]:
+            hashes += f" ({c['hash_unavailable_reason']})"
+        lines.append(
+            f"  key counts agree: {agree(c['key_counts_agree'])}; hashes agree: {hashes}; "
+            f"cluster IDs agree: {agree(c['cluster_ids_agree'])}"
+        )
+        lines.append(f"  verdict: {'consistent' if c['consistent'] else 'INCONSISTENT'}")
+        return lines
+
+
+def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
+    v = result.verdict
+    return {
+        "revision": result.revision,
+        "consistent": v.consistent,
+        "reasons": list(v.reasons),
+        "cluster_ids_agree": v.cluster_id_distinct <= 1,
+        "key_counts_agree": None if v.key_count_diff is None else v.key_count_diff == 0,
+        "hashes_agree": None if v.hash_mismatch is None else not v.hash_mismatch,
+        "hash_unavailable_reason": v.hash_unavailable_reason,
+        "revision_diff": v.revision_diff,
+        "members": [
+            {
+                "name": f.member,
+                "keys": f.keys,
+                "hash": f"{f.hash:08x}" if f.hash is not None else None,
+                "cluster_id": f"{f.status.cluster_id:x}" if f.status else None,
+                "error": f.status_error or f.count_error or f.hash_error,
+            }
+            for f in result.members
+        ],
+    }
+
 
 SPEC = ProbeSpec(
     name="consistency",
@@ -389,4 +450,5 @@ SPEC = ProbeSpec(
     default_interval=60.0,
     default_timeout=30.0,
     cluster_wide=True,
+    title="Consistency",
 )

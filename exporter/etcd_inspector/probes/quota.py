@@ -16,25 +16,27 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import aiohttp
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from etcd_inspector.etcd.client import EtcdError, MemberClient, MemberStatus, call_timeout
-from etcd_inspector.etcd.metrics_fetch import fetch_metrics, ssl_context
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
+from etcd_inspector.errors import ErrorKind, ProbeError
+from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
+from etcd_inspector.etcd.errors import attempt
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.format import duration, size, table
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
+
+# etcd refuses writes at 100%; 80% leaves time to compact and defragment.
+QUOTA_USED_RATIO_LIMIT = 0.8
 
 # Below this the fit is mostly noise.
 MIN_PROJECTION_SAMPLES = 3
 
 _QUOTA_LINE = re.compile(r"^etcd_server_quota_backend_bytes(?:\{[^}]*\})?[ \t]+(\S+)", re.MULTILINE)
-
-
-class NoMemberAnswered(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,8 @@ _SHARE = 0.8
 
 
 async def _own_status(client: MemberClient) -> tuple[MemberStatus | None, float]:
-    try:
-        return await client.status(
-            timeout=call_timeout(client.request_timeout, _SHARE)
-        ), time.time()
-    except EtcdError:
-        return None, time.time()
+    status, _ = await attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
+    return status, time.time()
 
 
 class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
@@ -206,23 +204,21 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                 )
             )
         if not members:
-            raise NoMemberAnswered("no member answered Status")
+            raise ProbeError(ErrorKind.NO_ANSWER, "no member answered Status")
         return QuotaResult(members=tuple(members))
 
     async def _statuses(self, ctx: ProbeContext) -> dict[str, tuple[MemberStatus | None, float]]:
-        """Each member's Status with the time it was taken: the status probe's when fresh."""
+        """Each member's Status with the time it was taken: the topology's when fresh."""
         found: dict[str, tuple[MemberStatus | None, float]] = {}
-        outcome = ctx.state.outcomes.get("status")
+        topology = ctx.topology
         if (
-            outcome is not None
-            and outcome.success
-            and outcome.result is not None
-            and time.time() - outcome.finished_at <= self.options.status_max_age_seconds
+            topology.known
+            and time.time() - topology.taken_at <= self.options.status_max_age_seconds
         ):
             for client in ctx.members:
-                st = outcome.result.status_of(client.endpoint)
+                st = topology.status_of(client.endpoint)
                 if st is not None:
-                    found[client.endpoint] = (st, outcome.finished_at)
+                    found[client.endpoint] = (st, topology.taken_at)
         missing = [c for c in ctx.members if c.endpoint not in found]
         for client, answer in zip(
             missing, await asyncio.gather(*(_own_status(c) for c in missing)), strict=True
@@ -233,30 +229,12 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
     async def _quotas(self, ctx: ProbeContext) -> dict[str, tuple[int, str]]:
         if self.options.quota_bytes > 0:
             return {c.endpoint: (self.options.quota_bytes, "option") for c in ctx.members}
-        cfg = ctx.cluster
-        tls = cfg.metrics_tls or cfg.tls
-        ssl_ctx = None
-        if any(e.metrics_url.startswith("https") for e in cfg.endpoints):
-            ssl_ctx = ssl_context(
-                tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify
-            )
-        async with aiohttp.ClientSession() as session:
-            fetches = await asyncio.gather(
-                *(
-                    fetch_metrics(
-                        session,
-                        e.metrics_url,
-                        call_timeout(cfg.request_timeout, _SHARE),
-                        ssl_ctx,
-                        tls.server_name,
-                    )
-                    for e in cfg.endpoints
-                )
-            )
-        for endpoint, fetch in zip(cfg.endpoints, fetches, strict=True):
+        assert ctx.metrics is not None, "the quota probe needs the cluster's metrics fetcher"
+        fetches = await ctx.metrics.fetch_all(call_timeout(ctx.cluster.request_timeout, _SHARE))
+        for endpoint, fetch in fetches.items():
             reported = parse_quota_backend_bytes(fetch.text) if fetch.text else None
             if reported is not None:
-                self._reported_quota[endpoint.url] = reported
+                self._reported_quota[endpoint] = reported
         return {
             c.endpoint: (
                 (self._reported_quota[c.endpoint], "metrics")
@@ -301,6 +279,66 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                 exhaustion.add_metric(lv, m.exhaustion_seconds)
         yield from (quota, used, headroom, in_use, exhaustion)
 
+    # ----------------------------------------------------------------------- report
+
+    def findings(self, result: QuotaResult, rc: ReportContext) -> Iterable[Finding]:
+        for mq in result.members:
+            ratio = mq.db_size / mq.quota_bytes if mq.quota_bytes else 0.0
+            if ratio > QUOTA_USED_RATIO_LIMIT:
+                yield Finding(
+                    rc.cluster,
+                    "quota",
+                    f"member {mq.member} uses {ratio:.0%} of its quota "
+                    f"({size(mq.db_size)} of {size(mq.quota_bytes)}; limit "
+                    f"{QUOTA_USED_RATIO_LIMIT:.0%})",
+                    mq.member,
+                    Severity.WARNING,
+                    value=ratio,
+                    threshold=QUOTA_USED_RATIO_LIMIT,
+                    runbook="etcdinspectorquotanearlyfull",
+                )
+
+    def report_json(self, result: QuotaResult | None, rc: ReportContext) -> dict[str, Any]:
+        return {"quota": quota_json(result) if result is not None else None}
+
+    def report_text(self, result: QuotaResult | None, rc: ReportContext) -> list[str]:
+        if result is None:
+            return []
+        rows = [
+            [
+                m["name"],
+                size(m["db_size_bytes"]),
+                f"{size(m['quota_bytes'])} ({m['quota_source']})",
+                f"{m['used_ratio']:.1%}" if m["used_ratio"] is not None else None,
+                size(m["headroom_bytes"]),
+                duration(m["exhaustion_seconds"]) if m["exhaustion_seconds"] is not None else "-",
+            ]
+            for m in quota_json(result)["members"]
+        ]
+        return [
+            f"Quota (limit {QUOTA_USED_RATIO_LIMIT:.0%} used)",
+            *table(["MEMBER", "DB SIZE", "QUOTA", "USED", "HEADROOM", "FULL IN"], rows),
+        ]
+
+
+def quota_json(result: QuotaResult) -> dict[str, Any]:
+    return {
+        "used_ratio_limit": QUOTA_USED_RATIO_LIMIT,
+        "members": [
+            {
+                "name": m.member,
+                "db_size_bytes": m.db_size,
+                "db_size_in_use_bytes": m.db_size_in_use,
+                "quota_bytes": m.quota_bytes,
+                "quota_source": m.quota_source,
+                "used_ratio": m.db_size / m.quota_bytes if m.quota_bytes else None,
+                "headroom_bytes": m.quota_bytes - m.db_size,
+                "exhaustion_seconds": m.exhaustion_seconds,
+            }
+            for m in result.members
+        ],
+    }
+
 
 SPEC = ProbeSpec(
     name="quota",
@@ -309,4 +347,5 @@ SPEC = ProbeSpec(
     options_type=QuotaOptions,
     default_interval=30.0,
     default_timeout=15.0,
+    title="Quota",
 )

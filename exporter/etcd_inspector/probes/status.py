@@ -1,5 +1,8 @@
 """status: each member's Maintenance.Status, the member list and the cluster's alarms.
 
+Its result is the cluster's Topology (cluster/topology.py): every other probe, the scrape path
+and the report read member names, the leader and who answered from it.
+
 Every member is asked on its own, concurrently, each call with its own deadline; one frozen
 member costs one timeout, never the others' answers. The run fails only when no member answers.
 """
@@ -8,49 +11,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from etcd_inspector.cluster.members import member_id_names, merge_member_lists, resolve_member_names
-from etcd_inspector.etcd.client import Alarm, EtcdError, MemberList, MemberStatus, call_timeout
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec
-
-KNOWN_ALARMS = ("NOSPACE", "CORRUPT")
-
-
-class NoMemberAnswered(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class MemberStatusResult:
-    endpoint: str
-    member: str
-    status: MemberStatus | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    members: tuple[MemberStatusResult, ...]
-    member_list: MemberList | None
-    # (member name, alarm) pairs; None when the alarm list could not be read
-    alarms: tuple[tuple[str, str], ...] | None
-
-    def up(self, endpoint: str) -> bool:
-        return any(m.endpoint == endpoint and m.status is not None for m in self.members)
-
-    def status_of(self, endpoint: str) -> MemberStatus | None:
-        return next((m.status for m in self.members if m.endpoint == endpoint), None)
-
-
-async def _try(coro):
-    try:
-        return await coro, None
-    except EtcdError as err:
-        return None, err.kind
+from etcd_inspector.cluster.members import (
+    member_id_names,
+    merge_member_lists,
+    resolve_member_names,
+)
+from etcd_inspector.cluster.topology import MemberView, Topology
+from etcd_inspector.errors import ErrorKind, ProbeError
+from etcd_inspector.etcd.client import Alarm, MemberClient, call_timeout
+from etcd_inspector.etcd.errors import attempt
+from etcd_inspector.etcd.types import MemberList
+from etcd_inspector.probes.base import (
+    CACHED,
+    NoOptions,
+    Probe,
+    ProbeContext,
+    ProbeSpec,
+    ReportContext,
+)
+from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.format import size, table
 
 
 def alarm_pairs(alarms: Iterable[Alarm], ids: dict[int, str]) -> tuple[tuple[str, str], ...]:
@@ -62,27 +47,28 @@ def alarm_pairs(alarms: Iterable[Alarm], ids: dict[int, str]) -> tuple[tuple[str
 _SHARE = 0.5
 
 
-class StatusProbe(Probe):
-    async def run(self, ctx: ProbeContext) -> StatusResult:
+def _timeout(client: MemberClient) -> float:
+    return call_timeout(client.request_timeout, _SHARE)
+
+
+class StatusProbe(Probe[NoOptions, Topology]):
+    async def run(self, ctx: ProbeContext) -> Topology:
         statuses = await asyncio.gather(
-            *(_try(m.status(timeout=call_timeout(m.request_timeout, _SHARE))) for m in ctx.members)
+            *(attempt(m.status(timeout=_timeout(m))) for m in ctx.members)
         )
         answered = [m for m, (st, _err) in zip(ctx.members, statuses, strict=True) if st]
         if not answered:
             kinds = sorted({err for _st, err in statuses if err})
-            raise NoMemberAnswered(f"no member answered Status ({', '.join(kinds)})")
-        member_list = alarms = None
+            raise ProbeError(ErrorKind.NO_ANSWER, f"no member answered Status ({', '.join(kinds)})")
+        member_list: MemberList | None = None
+        alarms: tuple[tuple[str, str], ...] | None = None
         # Member list and alarms are cluster-wide: the first member that answers them will do.
         for client in answered:
-            member_list, _ = await _try(
-                client.member_list(timeout=call_timeout(client.request_timeout, _SHARE))
-            )
+            member_list, _ = await attempt(client.member_list(timeout=_timeout(client)))
             if member_list is not None:
                 break
         for client in answered:
-            raw_alarms, _ = await _try(
-                client.alarms(timeout=call_timeout(client.request_timeout, _SHARE))
-            )
+            raw_alarms, _ = await attempt(client.alarms(timeout=_timeout(client)))
             if raw_alarms is not None:
                 alarms = alarm_pairs(raw_alarms, member_id_names(member_list))
                 break
@@ -94,29 +80,24 @@ class StatusProbe(Probe):
         for client in answered:
             st = by_endpoint[client.endpoint]
             if st is not None and st.member_id not in known:
-                own, _ = await _try(
-                    client.member_list(timeout=call_timeout(client.request_timeout, _SHARE))
-                )
+                own, _ = await attempt(client.member_list(timeout=_timeout(client)))
                 if own is not None:
                     lists.append(own)
                     known |= {m.id for m in own.members}
+        previous = {m.endpoint: m.name for m in ctx.topology.members if ctx.topology.known}
         names = resolve_member_names(
-            [m.endpoint for m in ctx.members],
-            by_endpoint,
-            merge_member_lists(lists),
-            ctx.state.member_names,
+            [m.endpoint for m in ctx.members], by_endpoint, merge_member_lists(lists), previous
         )
-        ctx.state.set_member_names(names)
-        return StatusResult(
+        return Topology(
             members=tuple(
-                MemberStatusResult(m.endpoint, names[m.endpoint], st, err)
+                MemberView(m.endpoint, names[m.endpoint], st, err)
                 for m, (st, err) in zip(ctx.members, statuses, strict=True)
             ),
             member_list=member_list,
             alarms=alarms,
         )
 
-    def metrics(self, cluster: str, result: StatusResult) -> Iterable[Metric]:
+    def metrics(self, cluster: str, result: Topology) -> Iterable[Metric]:
         labels = ["cluster", "member"]
 
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
@@ -141,14 +122,14 @@ class StatusProbe(Probe):
             st = m.status
             if st is None:
                 continue
-            lv = [cluster, m.member]
+            lv = [cluster, m.name]
             db.add_metric(lv, st.db_size)
             in_use.add_metric(lv, st.db_size_in_use)
             term.add_metric(lv, st.raft_term)
             index.add_metric(lv, st.raft_index)
             applied.add_metric(lv, st.raft_applied_index)
             revision.add_metric(lv, st.revision)
-            leader.add_metric(lv, 1 if st.leader_id == st.member_id else 0)
+            leader.add_metric(lv, 1 if st.is_leader else 0)
             learner.add_metric(lv, 1 if st.is_learner else 0)
             info.add_metric([*lv, f"{st.member_id:x}", st.version, m.endpoint], 1)
         yield from (db, in_use, term, index, applied, revision, leader, learner, info)
@@ -158,12 +139,94 @@ class StatusProbe(Probe):
                 f"1 when the alarm is active on the member (from the Alarm list). {CACHED}",
                 labels=["cluster", "member", "alarm"],
             )
-            members = sorted({m.member for m in result.members} | {n for n, _ in result.alarms})
-            active = set(result.alarms)
-            for name in members:
-                for kind in KNOWN_ALARMS:
-                    alarm.add_metric([cluster, name, kind], 1 if (name, kind) in active else 0)
+            for name, kind, active in result.alarm_matrix():
+                alarm.add_metric([cluster, name, kind], 1 if active else 0)
             yield alarm
+
+    # ----------------------------------------------------------------------- report
+
+    def findings(self, result: Topology, rc: ReportContext) -> Iterable[Finding]:
+        c = rc.cluster
+        for m in result.members:
+            if m.status is None:
+                yield Finding(
+                    c, "member_down",
+                    f"member {m.name} ({m.endpoint}) did not answer Status: {m.error or 'error'}",
+                    m.name, Severity.CRITICAL, runbook="etcdmembersdown",
+                )  # fmt: skip
+            elif m.status.leader_id == 0:
+                yield Finding(
+                    c, "no_leader", f"member {m.name} knows no leader", m.name, Severity.CRITICAL,
+                    runbook="etcdnoleader",
+                )  # fmt: skip
+        for member, alarm in result.alarms or ():
+            yield Finding(
+                c, "alarm", f"alarm {alarm} is active on member {member}", member,
+                Severity.CRITICAL, subject=alarm, runbook="etcdinspectoralarmactive",
+            )  # fmt: skip
+
+    def report_json(self, result: Topology | None, rc: ReportContext) -> dict[str, Any]:
+        return {
+            "members": members_json(result, rc),
+            "leader": result.leader if result is not None else None,
+            "alarms": (
+                [{"member": m, "alarm": a} for m, a in result.alarms]
+                if result is not None and result.alarms is not None
+                else None
+            ),
+        }
+
+    def report_text(self, result: Topology | None, rc: ReportContext) -> list[str]:
+        return members_text(result, rc)
+
+
+def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, Any]]:
+    rows = []
+    for endpoint in rc.endpoints:
+        m = result.view(endpoint) if result is not None else None
+        st = m.status if m else None
+        rows.append(
+            {
+                "name": rc.member(endpoint),
+                "endpoint": endpoint,
+                "up": st is not None,
+                "error": m.error if m else None,
+                "member_id": f"{st.member_id:x}" if st else None,
+                "leader": st.is_leader if st else None,
+                "learner": st.is_learner if st else None,
+                "version": st.version if st else None,
+                "revision": st.revision if st else None,
+                "raft_term": st.raft_term if st else None,
+                "raft_index": st.raft_index if st else None,
+                "db_size_bytes": st.db_size if st else None,
+                "db_size_in_use_bytes": st.db_size_in_use if st else None,
+                "errors": list(st.errors) if st else [],
+            }
+        )
+    return rows
+
+
+def members_text(result: Topology | None, rc: ReportContext) -> list[str]:
+    rows = []
+    for m in members_json(result, rc):
+        state = "up" if m["up"] else ("DOWN (" + m["error"] + ")" if m["error"] else "DOWN")
+        rows.append(
+            [
+                m["name"], m["endpoint"], state, "*" if m["leader"] else "", m["version"],
+                m["revision"],
+                size(m["db_size_bytes"]) if m["db_size_bytes"] is not None else None,
+                size(m["db_size_in_use_bytes"]) if m["db_size_in_use_bytes"] is not None else None,
+            ]
+        )  # fmt: skip
+    headers = ["NAME", "ENDPOINT", "STATE", "LEADER", "VERSION", "REVISION", "DB SIZE", "IN USE"]
+    lines = ["Members", *table(headers, rows)]
+    if result is not None:
+        if result.alarms is None:
+            lines.append("  alarms: could not be read")
+        else:
+            active = ", ".join(f"{a} on {m}" for m, a in result.alarms) or "none"
+            lines.append(f"  alarms: {active}")
+    return lines
 
 
 SPEC = ProbeSpec(
@@ -172,4 +235,6 @@ SPEC = ProbeSpec(
     description="Maintenance.Status of every member, the member list and the alarm list.",
     default_interval=15.0,
     default_timeout=10.0,
+    provides_topology=True,
+    title="Members",
 )

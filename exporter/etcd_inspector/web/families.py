@@ -1,28 +1,25 @@
 """The exporter's own metric families, rebuilt on every scrape from the latest snapshots.
 
-Pure: reads published state and this scrape's fetch results, does no I/O. A member or probe
-that disappears from the snapshot simply disappears from the output.
+Pure: reads published state and this scrape's result, does no I/O. A member or probe that
+disappears from the snapshot simply disappears from the output.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import __version__
 from etcd_inspector.cluster.runtime import ClusterRuntime
-from etcd_inspector.etcd.metrics_fetch import FetchResult
+from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS
+from etcd_inspector.web.scrape import ScrapeResult
 
 log = logging.getLogger(__name__)
-
-FETCH_ERROR_REASONS = ("timeout", "connect", "http", "too_large", "parse")
-
-# (cluster, member, reason) -> count, since the exporter started
-ScrapeErrors = Mapping[tuple[str, str, str], int]
 
 
 def build_info() -> Metric:
@@ -35,7 +32,7 @@ def build_info() -> Metric:
     return fam
 
 
-def probe_families(runtimes: Sequence[ClusterRuntime]) -> Iterable[Metric]:
+def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
     labels = ["cluster", "probe"]
     success = GaugeMetricFamily(
         "etcd_inspector_probe_success",
@@ -70,7 +67,7 @@ def probe_families(runtimes: Sequence[ClusterRuntime]) -> Iterable[Metric]:
     return [success, duration, last_ok, *results]
 
 
-def _safe(fn, cluster: str, result) -> list[Metric]:
+def _safe(fn: Callable[[str, Any], Iterable[Metric]], cluster: str, result: Any) -> list[Metric]:
     # A bug in one probe's metrics() must not break the whole scrape.
     try:
         return list(fn(cluster, result))
@@ -79,12 +76,8 @@ def _safe(fn, cluster: str, result) -> list[Metric]:
         return []
 
 
-def member_families(
-    runtimes: Sequence[ClusterRuntime],
-    fetches: Mapping[tuple[str, str], FetchResult],
-    errors: ScrapeErrors,
-) -> Iterable[Metric]:
-    """Per member: up (status probe and this scrape's /metrics fetch both answered)."""
+def member_families(runtimes: Sequence[ClusterRuntime], scrape: ScrapeResult) -> list[Metric]:
+    """Per member: up (topology and this scrape's /metrics fetch both answered)."""
     labels = ["cluster", "member"]
     up = GaugeMetricFamily(
         "etcd_inspector_member_up",
@@ -104,22 +97,19 @@ def member_families(
         labels=["cluster", "member", "reason"],
     )
     for rt in runtimes:
-        status = rt.state.latest("status")
-        status_enabled = "status" in rt.probes
+        topology = rt.state.topology
+        topology_known = any(s.spec.provides_topology for s in rt.probes.values())
         for endpoint in rt.state.endpoints:
-            member = rt.state.member_name(endpoint)
-            fetch = fetches.get((rt.name, endpoint))
-            status_ok = (status is not None and status.up(endpoint)) or not status_enabled
+            member = topology.name_of(endpoint)
+            fetch = scrape.fetch_of(rt.name, endpoint)
+            status_ok = topology.up(endpoint) or not topology_known
             metrics_ok = fetch is not None and fetch.error is None
             up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)
             if fetch is not None:
                 scrape_duration.add_metric([rt.name, member], fetch.duration_seconds)
-    # Every current member gets every reason from the start, at 0: the first error is then an
-    # increase that rate() sees, and a dashboard shows 0 rather than "no data".
-    for rt in runtimes:
-        for endpoint in rt.state.endpoints:
-            member = rt.state.member_name(endpoint)
+            # Every member gets every reason from the start, at 0: the first error is then an
+            # increase that rate() sees, and a dashboard shows 0 rather than "no data".
             for reason in FETCH_ERROR_REASONS:
-                count = errors.get((rt.name, member, reason), 0)
+                count = rt.metrics.errors.get((endpoint, reason), 0)
                 errors_total.add_metric([rt.name, member, reason], count)
     return [up, scrape_duration, errors_total]

@@ -1,0 +1,49 @@
+"""Why something failed, as a small closed set of kinds: stable label values, never parsed text.
+
+An etcd call's failure (etcd/errors.py) and a probe run's failure (ProbeError) both carry one
+ErrorKind, so the scheduler, the report and the status page decide on the kind, never on a
+message or an exception's class name.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    # An etcd call (etcd/errors.py classifies gRPC errors into these).
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    TOO_LARGE = "too_large"
+    COMPACTED = "compacted"
+    FUTURE_REVISION = "future_revision"
+    INVALID_TOKEN = "invalid_token"
+    AUTH_FAILED = "auth_failed"
+    PERMISSION_DENIED = "permission_denied"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    # A probe run as a whole.
+    NO_ANSWER = "no_answer"  # no member answered what the probe needs
+    NOT_COMPARABLE = "not_comparable"  # fewer than two members to compare
+    WATCH_DOWN = "watch_down"  # the watch is down or behind
+    SCAN_FAILED = "scan_failed"  # no member could serve the scan
+    INTERNAL = "internal"  # a bug: the exception was logged with its traceback
+
+    @property
+    def is_finding(self) -> bool:
+        """Whether a probe that failed this way is a finding of its own. A comparison that
+        could not be made because members are down is not: the down members are."""
+        return self is not ErrorKind.NOT_COMPARABLE
+
+
+class ProbeError(Exception):
+    """A probe run that could not produce a result, with the kind of reason."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class UsageError(Exception):
+    """A command line that cannot work (exit code 2); the message is one line for the user."""

@@ -1,0 +1,77 @@
+"""bigvalue's options, progress and result (frozen values, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+from etcd_inspector.keyspace.prefixes import PrefixRules
+
+DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 1048576, 1572864)
+
+
+@dataclass(frozen=True)
+class BigValueOptions:
+    page_size: int = 1000
+    keys_per_second: int = 20000  # 0 = unpaced
+    threshold_bytes: int = 102400
+    top_n: int = 10
+    prefixes: tuple[str, ...] = ()  # () = the whole keyspace
+    prefix_depth: int = 2
+    max_prefixes: int = 200
+    kubernetes: bool = True
+    value_size_buckets: tuple[int, ...] = DEFAULT_BUCKETS
+
+    def __post_init__(self) -> None:
+        at_least = {
+            "page_size": (self.page_size, 1),
+            "keys_per_second": (self.keys_per_second, 0),
+            "threshold_bytes": (self.threshold_bytes, 0),
+            "top_n": (self.top_n, 0),
+            "prefix_depth": (self.prefix_depth, 1),
+            "max_prefixes": (self.max_prefixes, 1),
+        }
+        for name, (value, low) in at_least.items():
+            if value < low:
+                raise ValueError(f"{name} must be {low} or more, got {value}")
+        buckets = self.value_size_buckets
+        if not buckets or buckets[0] <= 0 or any(a >= b for a, b in pairwise(buckets)):
+            raise ValueError(
+                f"value_size_buckets must be positive and strictly increasing, got {list(buckets)}"
+            )
+
+    @property
+    def rules(self) -> PrefixRules:
+        return PrefixRules(depth=self.prefix_depth, kubernetes=self.kubernetes)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    keys_done: int
+    revision: int
+    started_at: float  # wall clock, seconds since the epoch
+
+
+@dataclass(frozen=True)
+class PrefixUsage:
+    prefix: str
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class BigValueResult:
+    revision: int
+    member: str  # the member that served the scan's last page
+    keys: int
+    total_bytes: int
+    bucket_bounds: tuple[int, ...]
+    bucket_counts: tuple[int, ...]  # per bucket, not cumulative; the last one is (max bound, +Inf)
+    threshold_bytes: int
+    big_values: int
+    big_values_bytes: int
+    top_values: tuple[tuple[int, str], ...]  # (value size, key label), largest first
+    top_versions: tuple[tuple[int, str], ...]  # (version, key label), largest first
+    prefixes: tuple[PrefixUsage, ...]  # sorted by prefix; OTHER collects what did not fit
+    duration_seconds: float
+    restarts: int  # scans restarted because R was compacted (0 or 1)

@@ -1,0 +1,431 @@
+"""bigvalue: a paced, paged scan of the keyspace at one pinned revision.
+
+What it finds: the value-size distribution, values over a threshold, the largest values, the
+most rewritten keys (the KeyValue `version`, a long-term hot-key signal that needs no watch) and
+keys/bytes per prefix group. "bytes" is always the size of values.
+
+How it stays gentle:
+  * one member serves the whole scan, a follower when the status probe says which one leads;
+    every page is a serializable read at revision R, the revision of the scan's first page, so
+    the result is the keyspace at R whatever is written meanwhile, and a failed member is
+    replaced by the next one from the last key on (every member has the same history);
+  * `keys_per_second` paces the pages, and a page is never larger than one second's budget;
+  * a page too large for gRPC is retried at half the size (down to 1 key);
+  * memory is flat in the key count: one page at a time, two top-N heaps, a bounded prefix dict.
+
+etcd answers every Range with `count`, the number of keys in [key, range_end), and computes it
+by walking its index over that whole range under the index lock (3.4 and 3.5), `limit` or not:
+paging [key, end-of-keyspace) costs O(remaining keys) per page, O(n^2) per scan, and holds up
+writes meanwhile. So each page asks for a range only a few pages long, chosen by a Pager from
+what the pages so far showed of the layout: etcd counts each key a few times per scan, not
+n / page_size times, and the scan is linear in the key count. Only a scan's first page counts
+the whole range (nothing is known yet); the next scan by the same probe starts where the last
+one's first small range ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
+from etcd_inspector.cluster.topology import Topology
+from etcd_inspector.errors import ErrorKind
+from etcd_inspector.etcd.client import MAX_RECEIVE_BYTES, EtcdError, RangePage
+from etcd_inspector.keyspace.prefixes import OTHER
+from etcd_inspector.probes.base import (
+    CACHED,
+    Probe,
+    ProbeContext,
+    ProbeFlag,
+    ProbeSpec,
+    ReportContext,
+)
+from etcd_inspector.probes.bigvalue.model import (
+    BigValueOptions,
+    BigValueResult,
+    PrefixUsage,
+    ScanProgress,
+)
+from etcd_inspector.probes.bigvalue.paging import Pager, ScanFailed, scan_ranges
+from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
+from etcd_inspector.report.findings import Finding
+from etcd_inspector.report.format import size, table
+
+# Rows per top list in the text report when top_n is 0.
+DEFAULT_TOP_ROWS = 10
+
+log = logging.getLogger(__name__)
+
+# A member that lags behind R answers "future revision"; followers catch up within milliseconds.
+_FUTURE_REVISION_RETRIES = 5
+_FUTURE_REVISION_BACKOFF_SECONDS = 0.05
+
+
+def scan_order(endpoints: Sequence[str], topology: Topology | None) -> list[int]:
+    """Indexes of the members to read from, best first: followers that answered the last status
+    probe, learners, the leader (spare it), then members of unknown state. Config order within
+    each group, so the choice is stable from one scan to the next."""
+
+    def rank(i: int) -> int:
+        st = topology.status_of(endpoints[i]) if topology is not None else None
+        if st is None:
+            return 3
+        if st.is_learner:
+            return 1
+        return 2 if st.is_leader else 0
+
+    return sorted(range(len(endpoints)), key=rank)
+
+
+# --------------------------------------------------------------------------- reading pages
+
+
+class _Reader:
+    """Pages from one member at a time, at one revision; moves on to the next member when one
+    fails, and shrinks the page when gRPC finds it too large."""
+
+    def __init__(self, ctx: ProbeContext, order: Sequence[int], page_size: int) -> None:
+        self.ctx = ctx
+        self.order = list(order)
+        self.position = 0
+        self.page_size = page_size
+        self.limit = page_size
+        self.revision = 0  # 0 until the first page pins it
+        self.failures: list[str] = []
+
+    @property
+    def endpoint(self) -> str:
+        return self.ctx.members[self.order[self.position]].endpoint
+
+    def _fail_over(self, err: EtcdError) -> None:
+        member = self.ctx.member_name(self.endpoint)
+        self.failures.append(f"{member}: {err.kind}")
+        self.position += 1
+        if self.position >= len(self.order):
+            raise ScanFailed(f"no member could serve the scan ({', '.join(self.failures)})")
+        log.warning(
+            "bigvalue scan moves to another member",
+            extra={
+                "cluster": self.ctx.cluster.name,
+                "probe": "bigvalue",
+                "member": member,
+                "next_member": self.ctx.member_name(self.endpoint),
+                "err": str(err),
+            },
+        )
+
+    async def page(self, key: bytes, range_end: bytes) -> RangePage:
+        lagging = 0
+        while True:
+            client = self.ctx.members[self.order[self.position]]
+            try:
+                page = await client.range_page(
+                    key, range_end, limit=self.limit, revision=self.revision, serializable=True
+                )
+            except EtcdError as err:
+                if err.kind == ErrorKind.COMPACTED:
+                    raise
+                if err.kind == ErrorKind.TOO_LARGE and self.limit > 1:
+                    self.limit //= 2
+                    continue
+                if err.kind == ErrorKind.FUTURE_REVISION and lagging < _FUTURE_REVISION_RETRIES:
+                    lagging += 1
+                    await asyncio.sleep(_FUTURE_REVISION_BACKOFF_SECONDS * 2**lagging)
+                    continue
+                self._fail_over(err)
+                lagging = 0
+                continue
+            if not self.revision:
+                self.revision = page.revision
+            return page
+
+    def grow(self, page_bytes: int) -> None:
+        """Back toward page_size after a shrink, while a doubled page would stay well under
+        gRPC's limit (a page rejected as too large was read by etcd for nothing)."""
+        if self.limit < self.page_size and page_bytes * 4 < MAX_RECEIVE_BYTES:
+            self.limit = min(self.page_size, self.limit * 2)
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
+    def __init__(self, options: BigValueOptions) -> None:
+        super().__init__(options)
+        # Per scan range, where the last scan's first small range ended: the next scan starts
+        # there instead of having etcd count the whole range (see Pager).
+        self._openings: dict[tuple[bytes, bytes], bytes] = {}
+        # True once this run has published progress: from then until the run ends (when the
+        # scheduler drops the progress), progress_metrics() owns the scan_* series and metrics()
+        # leaves them out, so a scrape never renders them twice and never misses them.
+        self._progress_published = False
+
+    async def run(self, ctx: ProbeContext) -> BigValueResult:
+        try:
+            return await self._run(ctx)
+        finally:
+            self._progress_published = False
+
+    async def _run(self, ctx: ProbeContext) -> BigValueResult:
+        opts = self.options
+        started = time.monotonic()
+        started_at = time.time()
+        order = scan_order([m.endpoint for m in ctx.members], ctx.topology)
+        restarts = 0
+        while True:
+            tally = ScanTally(opts)
+            try:
+                reader = await self._scan(ctx, order, tally, started_at)
+            except EtcdError as err:
+                # R was compacted under us: the result would mix revisions, start over once.
+                if err.kind != ErrorKind.COMPACTED or restarts:
+                    raise
+                restarts += 1
+                log.info(
+                    "bigvalue scan restarts: its revision was compacted",
+                    extra={"cluster": ctx.cluster.name, "probe": "bigvalue", "err": str(err)},
+                )
+                continue
+            break
+        tally.finish()
+        mode, rules = ctx.key_labels, opts.rules
+        return BigValueResult(
+            revision=reader.revision,
+            member=ctx.member_name(reader.endpoint),
+            keys=tally.keys,
+            total_bytes=tally.total_bytes,
+            bucket_bounds=opts.value_size_buckets,
+            bucket_counts=tuple(tally.counts),
+            threshold_bytes=opts.threshold_bytes,
+            big_values=tally.big_values,
+            big_values_bytes=tally.big_values_bytes,
+            top_values=labelled(tally.top_values.items(), mode, rules),
+            top_versions=labelled(tally.top_versions.items(), mode, rules),
+            prefixes=tally.prefixes.usage(),
+            duration_seconds=time.monotonic() - started,
+            restarts=restarts,
+        )
+
+    async def _scan(
+        self, ctx: ProbeContext, order: Sequence[int], tally: ScanTally, started_at: float
+    ) -> _Reader:
+        opts = self.options
+        rate = opts.keys_per_second
+        # A page is at most one second's budget, so pacing sleeps stay short and even.
+        page_size = min(opts.page_size, rate) if rate else opts.page_size
+        reader = _Reader(ctx, order, page_size)
+        for start, end in scan_ranges(opts.prefixes):
+            pager = Pager(start, end, opening=self._openings.get((start, end)))
+            while not pager.done:
+                asked_at = time.monotonic()
+                page = await reader.page(pager.key, pager.range_end)
+                limit = reader.limit  # what this page asked for; grow() may change it
+                kvs = page.kvs
+                if kvs:
+                    reader.grow(tally.add(kvs))
+                    ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
+                    self._progress_published = True
+                    if rate:
+                        await asyncio.sleep(max(0.0, asked_at + len(kvs) / rate - time.monotonic()))
+                pager.advance(kvs, page.more, page.count, limit)
+            if pager.opening is not None:
+                self._openings[start, end] = pager.opening
+        return reader
+
+    def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:
+        return _scan_families(cluster, progress.keys_done, progress.revision)
+
+    def metrics(self, cluster: str, result: BigValueResult) -> Iterable[Metric]:
+        labels = ["cluster"]
+        hist = HistogramMetricFamily(
+            "etcd_inspector_value_size_bytes",
+            f"Sizes of the values in the keyspace at the scanned revision. {CACHED}",
+            labels=labels,
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip(result.bucket_bounds, result.bucket_counts, strict=False):
+            cumulative += count
+            bound_text = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            buckets.append((bound_text, cumulative))
+        buckets.append(("+Inf", result.keys))
+        hist.add_metric([cluster], buckets, sum_value=result.total_bytes)
+        yield hist
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            fam = GaugeMetricFamily(f"etcd_inspector_{name}", f"{doc} {CACHED}", labels=labels)
+            fam.add_metric([cluster], value)
+            return fam
+
+        yield gauge("big_values", "Values larger than the big-value threshold.", result.big_values)
+        yield gauge(
+            "big_values_bytes",
+            "Total size of the values larger than the big-value threshold.",
+            result.big_values_bytes,
+        )
+        yield gauge(
+            "big_value_threshold_bytes",
+            "The big-value threshold the last scan used.",
+            result.threshold_bytes,
+        )
+        top = GaugeMetricFamily(
+            "etcd_inspector_value_size_top_bytes",
+            f"Sizes of the largest values, by key (top N). {CACHED}",
+            labels=["cluster", "key"],
+        )
+        for nbytes, label in result.top_values:
+            top.add_metric([cluster, label], nbytes)
+        yield top
+        versions = GaugeMetricFamily(
+            "etcd_inspector_key_version_top",
+            "Versions (writes since creation) of the most rewritten keys (top N). " + CACHED,
+            labels=["cluster", "key"],
+        )
+        for version, label in result.top_versions:
+            versions.add_metric([cluster, label], version)
+        yield versions
+        pkeys = GaugeMetricFamily(
+            "etcd_inspector_prefix_keys",
+            f"Keys per prefix group ({OTHER} collects the groups over the limit). {CACHED}",
+            labels=["cluster", "prefix"],
+        )
+        pbytes = GaugeMetricFamily(
+            "etcd_inspector_prefix_bytes",
+            f"Total size of the values per prefix group. {CACHED}",
+            labels=["cluster", "prefix"],
+        )
+        for usage in result.prefixes:
+            pkeys.add_metric([cluster, usage.prefix], usage.keys)
+            pbytes.add_metric([cluster, usage.prefix], usage.bytes)
+        yield pkeys
+        yield pbytes
+        if not self._progress_published:
+            yield from _scan_families(cluster, result.keys, result.revision)
+        yield gauge(
+            "scan_duration_seconds",
+            "How long the last complete scan took.",
+            result.duration_seconds,
+        )
+
+    def progress_text(self, progress: ScanProgress, now: float) -> str | None:
+        text = f"scanning: {progress.keys_done} keys"
+        if progress.revision:
+            text += f" at revision {progress.revision}"
+        if now > progress.started_at:
+            text += f" ({progress.keys_done / (now - progress.started_at):.0f} keys/s)"
+        return text
+
+    # ----------------------------------------------------------------------- report
+
+    def findings(self, result: BigValueResult, rc: ReportContext) -> Iterable[Finding]:
+        if not result.big_values:
+            return
+        over = [(size_, key) for size_, key in result.top_values if size_ > result.threshold_bytes]
+        largest = ", ".join(f"{key} ({size(size_)})" for size_, key in over[:3])
+        message = (
+            f"{result.big_values} value(s) larger than {size(result.threshold_bytes)} "
+            f"({size(result.big_values_bytes)} in all)"
+        )
+        yield Finding(
+            rc.cluster,
+            "big_value",
+            f"{message}, largest: {largest}" if over else message,
+            subject=over[0][1] if over else None,
+            value=over[0][0] if over else None,
+            threshold=result.threshold_bytes,
+            runbook="etcdinspectorbigvalues",
+        )
+
+    def report_json(self, result: BigValueResult | None, rc: ReportContext) -> dict[str, Any]:
+        if result is None:
+            return {"keyspace": None}
+        r = result
+        return {
+            "keyspace": {
+                "revision": r.revision,
+                "member": r.member,
+                "keys": r.keys,
+                "total_value_bytes": r.total_bytes,
+                "duration_seconds": round(r.duration_seconds, 3),
+                "threshold_bytes": r.threshold_bytes,
+                "big_values": r.big_values,
+                "big_values_bytes": r.big_values_bytes,
+                "largest_values": [{"key": k, "bytes": s} for s, k in r.top_values],
+                "most_modified": [{"key": k, "version": v} for v, k in r.top_versions],
+                "prefixes": [
+                    {"prefix": p.prefix, "keys": p.keys, "bytes": p.bytes}
+                    for p in biggest_prefixes(r, len(r.prefixes))
+                ],
+            }
+        }
+
+    def report_text(self, result: BigValueResult | None, rc: ReportContext) -> list[str]:
+        if result is None:
+            return []
+        r, n = result, self.options.top_n or DEFAULT_TOP_ROWS
+        lines = [
+            f"Keyspace scan (at revision {r.revision}, from {r.member}): {r.keys} keys, "
+            f"{size(r.total_bytes)} of values, {r.duration_seconds:.1f}s",
+            "",
+            f"Largest values (threshold {size(r.threshold_bytes)}; {r.big_values} over it)",
+        ]
+        rows: list[list[Any]] = [
+            [size(s), "OVER" if s > r.threshold_bytes else "", k] for s, k in r.top_values[:n]
+        ]
+        lines += table(["SIZE", "", "KEY"], rows) if rows else ["  (no keys)"]
+        lines += ["", "Most-modified keys (version = writes since creation)"]
+        rows = [[v, k] for v, k in r.top_versions[:n]]
+        lines += table(["VERSION", "KEY"], rows) if rows else ["  (no keys)"]
+        lines += ["", "Biggest prefixes (by value bytes)"]
+        rows = [[p.prefix, p.keys, size(p.bytes)] for p in biggest_prefixes(r, n)]
+        lines += table(["PREFIX", "KEYS", "BYTES"], rows) if rows else ["  (no keys)"]
+        return lines
+
+
+def biggest_prefixes(result: BigValueResult, n: int) -> list[PrefixUsage]:
+    return sorted(result.prefixes, key=lambda p: (-p.bytes, -p.keys, p.prefix))[:n]
+
+
+def _scan_families(cluster: str, keys: int, revision: int) -> list[Metric]:
+    done = GaugeMetricFamily(
+        "etcd_inspector_scan_keys",
+        "Keys read by the keyspace scan: so far while it runs, then its total. " + CACHED,
+        labels=["cluster"],
+    )
+    done.add_metric([cluster], keys)
+    rev = GaugeMetricFamily(
+        "etcd_inspector_scan_revision",
+        f"The revision the keyspace scan reads (pinned for the whole scan). {CACHED}",
+        labels=["cluster"],
+    )
+    rev.add_metric([cluster], revision)
+    return [done, rev]
+
+
+SPEC = ProbeSpec(
+    name="bigvalue",
+    probe_type=BigValueProbe,
+    description="Paced scan of the keyspace at a pinned revision: value sizes, big values, "
+    "most rewritten keys, keys and bytes per prefix.",
+    options_type=BigValueOptions,
+    default_interval=600.0,
+    default_timeout=540.0,
+    cluster_wide=True,
+    title="Keyspace scan",
+    flags=(
+        ProbeFlag(
+            flag="--scan.keys-per-second",
+            option="keys_per_second",
+            type=int,
+            metavar="N",
+            help="Pace of the big-value keyspace scan (default 20000; 0 = unpaced, e.g. for a "
+            "one-shot inspect on a cluster that can take it).",
+        ),
+    ),
+)

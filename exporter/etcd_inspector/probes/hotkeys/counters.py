@@ -1,0 +1,74 @@
+"""What the watchers count (pure): a Space-Saving sketch and bounded prefix counters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from etcd_inspector.etcd.types import WatchEvent
+from etcd_inspector.keyspace.keys import key_label
+from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
+from etcd_inspector.keyspace.spacesaving import DecayingHeavyHitters
+from etcd_inspector.probes.hotkeys.model import HotKey, HotKeysOptions, PrefixWrites
+
+
+class WriteCounters:
+    """Everything the watchers count, shared by all watched ranges. Mutated only by the event
+    loop's one thread, so snapshots need no lock."""
+
+    def __init__(self, options: HotKeysOptions, rules: PrefixRules, now: float) -> None:
+        self.options = options
+        self.rules = rules
+        self.sketch = DecayingHeavyHitters(options.capacity, options.rate_window_seconds, now)
+        # raw prefix group (None: OTHER) -> [puts, deletes]; labels are made at snapshot time,
+        # which keeps the per-event work to one group_of() and one dict lookup.
+        self.groups: dict[bytes | None, list[int]] = {}
+        self.events_total = 0
+        self.missed_windows_total = 0
+        self.restarts_total = 0
+
+    def count(self, events: Sequence[WatchEvent], now: float) -> None:
+        self.sketch.add_many([ev.key for ev in events], now)
+        groups, rules, max_groups = self.groups, self.rules, self.options.max_prefixes
+        for ev in events:
+            group: bytes | None = group_of(ev.key, rules)[0]
+            counts = groups.get(group)
+            if counts is None:
+                # Once full, new groups go to OTHER, which may take one slot past the bound;
+                # a group that has its own series keeps it, so every series stays monotonic.
+                if len(groups) >= max_groups:
+                    group = None
+                counts = groups.setdefault(group, [0, 0])
+            counts[ev.is_delete] += 1
+        self.events_total += len(events)
+
+    def prefix_writes(self) -> tuple[PrefixWrites, ...]:
+        # Distinct groups can share a label (printable_key cuts very long ones): add them up.
+        by_label: dict[str, list[int]] = {}
+        for group, counts in self.groups.items():
+            label = OTHER if group is None else group_label(group)
+            total = by_label.setdefault(label, [0, 0])
+            total[0] += counts[0]
+            total[1] += counts[1]
+        return tuple(
+            PrefixWrites(label, op, counts[i])
+            for label, counts in sorted(by_label.items())
+            for i, op in enumerate(("put", "delete"))
+        )
+
+    def hot_keys(self, now: float, key_labels: str) -> tuple[HotKey, ...]:
+        """The top-N keys by recent rate at or above min_rate, as label values.
+
+        Rates are the sketch's guaranteed lower bounds: with many more keys than counters, a
+        key that just took over a counter inherits its count as error, and the upper bound
+        would show a key written once as hot. Exact for keys tracked since their first write.
+        Keys that share a label (prefix mode, cut long keys) are added up so no series is
+        duplicated."""
+        by_label: dict[str, float] = {}
+        for rate in self.sketch.top(self.options.top_n, now, guaranteed=True):
+            per_second = rate.guaranteed_per_second
+            if per_second < self.options.min_rate:
+                break
+            label = key_label(rate.key, key_labels, prefix_of(rate.key, self.rules))
+            by_label[label] = by_label.get(label, 0.0) + per_second
+        ranked = sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple(HotKey(label, per_second) for label, per_second in ranked)

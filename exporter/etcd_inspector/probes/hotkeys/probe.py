@@ -1,0 +1,248 @@
+"""hotkeys: a continuous watch on the keyspace counting writes per prefix and the hottest keys.
+
+The scheduler calls run() once per interval with a deadline, but a watch lives for hours, so the
+watch runs in background tasks (one per watched range) that the cluster's supervisor keeps
+alive: started by the first run(), restarted with backoff if one dies, cancelled by close().
+run() itself only snapshots the counters into a frozen result.
+
+Each range's watcher streams from one member, preferring a follower so the leader does not
+also carry the watch. When the stream breaks (member down, keepalive failure) or stalls, it
+moves to the next member and resumes from the last revision it saw + 1, so no event is lost or
+counted twice. If etcd compacted that revision meanwhile, the events in between are gone: the
+watcher counts a missed window and resumes from the compaction revision, the oldest one left.
+
+Per-key state is only the Space-Saving sketch (`capacity` counters, see spacesaving.py); the
+prefix counters are bounded by `max_prefixes` (beyond it, `<other>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from etcd_inspector.cluster.supervisor import Supervisor
+from etcd_inspector.etcd.client import prefix_range_end
+from etcd_inspector.keyspace.prefixes import PrefixRules
+from etcd_inspector.probes.base import (
+    CACHED,
+    InspectMode,
+    Probe,
+    ProbeContext,
+    ProbeSpec,
+    ReportContext,
+)
+from etcd_inspector.probes.hotkeys.counters import WriteCounters
+from etcd_inspector.probes.hotkeys.model import HotKeysOptions, HotKeysResult, WatchUnavailable
+from etcd_inspector.probes.hotkeys.watch import RangeWatcher, max_known_revision
+from etcd_inspector.report.format import table
+
+log = logging.getLogger(__name__)
+
+# Reconnecting to another member takes well under this; a run in the middle of a failover still
+# succeeds, a watch that stays down fails the run (probe_success 0).
+DOWN_GRACE_SECONDS = 5.0
+
+# Supervisor task names of the watchers: one per watched range.
+TASK_PREFIX = "hotkeys/watch-"
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
+    def __init__(self, options: HotKeysOptions) -> None:
+        super().__init__(options)
+        rules = PrefixRules(depth=options.prefix_depth)
+        self.counters = WriteCounters(options, rules, time.monotonic())
+        self.watchers: list[RangeWatcher] = []
+        self._supervisor: Supervisor | None = None
+
+    def _ranges(self) -> list[tuple[bytes, bytes]]:
+        if not self.options.prefixes:
+            return [(b"\0", b"\0")]
+        return [(p.encode(), prefix_range_end(p.encode())) for p in self.options.prefixes]
+
+    def _ensure_watching(self, ctx: ProbeContext) -> None:
+        """Start a watcher per range, or restart one that died (a bug: the supervisor logs it,
+        counts a restart and backs off)."""
+        if not self.watchers:
+            self.watchers = [
+                RangeWatcher(key, end, self.counters, self.options, ctx.cluster.name)
+                for key, end in self._ranges()
+            ]
+        self._supervisor = ctx.supervisor or self._supervisor or Supervisor(ctx.cluster.name)
+        for i, watcher in enumerate(self.watchers):
+            watcher.ctx = ctx
+            self._supervisor.spawn(f"{TASK_PREFIX}{i}", watcher.run_forever)
+
+    async def run(self, ctx: ProbeContext) -> HotKeysResult:
+        self._ensure_watching(ctx)
+        # The first run waits for the first stream; the scheduler's deadline bounds the wait.
+        await asyncio.gather(*(w.settled.wait() for w in self.watchers))
+        now = time.monotonic()
+        for w in self.watchers:
+            if w.connected:
+                continue
+            down_for = now - w.down_since if w.down_since is not None else 0.0
+            if w.last_seen is None or down_for >= DOWN_GRACE_SECONDS:
+                raise WatchUnavailable(
+                    f"watch down for {down_for:.0f}s: {w.last_error or 'not started'}"
+                )
+        return self.snapshot(ctx, now)
+
+    def snapshot(self, ctx: ProbeContext, now: float) -> HotKeysResult:
+        seen = [w.last_seen for w in self.watchers]
+        revision = None if not seen or None in seen else min(s for s in seen if s is not None)
+        lag = None
+        if revision is not None and not self.options.prefixes:
+            known = max_known_revision(ctx.topology)
+            lag = max(0, known - revision) if known else None
+        c = self.counters
+        return HotKeysResult(
+            prefix_writes=c.prefix_writes(),
+            hot_keys=c.hot_keys(now, ctx.key_labels),
+            events_total=c.events_total,
+            revision=revision,
+            lag_revisions=lag,
+            missed_windows_total=c.missed_windows_total,
+            restarts_total=c.restarts_total + self._watcher_deaths(),
+            watched_endpoints=tuple(w.endpoint for w in self.watchers if w.endpoint),
+            sketch_entries=len(c.sketch),
+        )
+
+    def _watcher_deaths(self) -> int:
+        """Watcher tasks the supervisor restarted (only a bug ends one)."""
+        if self._supervisor is None:
+            return 0
+        return sum(n for t, n in self._supervisor.restarts.items() if t.startswith(TASK_PREFIX))
+
+    async def close(self) -> None:
+        """Stop watching; the counters and last seen revisions stay, so a later run() resumes."""
+        if self._supervisor is not None:
+            await self._supervisor.stop(TASK_PREFIX)
+        for w in self.watchers:
+            w.endpoint = None
+            w.settled = asyncio.Event()
+            w.down_since = time.monotonic()
+
+    def metrics(self, cluster: str, result: HotKeysResult) -> Iterable[Metric]:
+        writes = CounterMetricFamily(
+            "etcd_inspector_prefix_writes",
+            "Write events seen by the exporter's watch, per key prefix and operation (put or "
+            f"delete), since the exporter started. {CACHED}",
+            labels=["cluster", "prefix", "op"],
+        )
+        for pw in result.prefix_writes:
+            writes.add_metric([cluster, pw.prefix, pw.op], pw.count)
+        hot = GaugeMetricFamily(
+            "etcd_inspector_hot_key_writes_per_second",
+            "Recent write rate of the hottest keys (top-N by an exponentially decayed rate; "
+            f"a lower bound from a Space-Saving sketch). {CACHED}",
+            labels=["cluster", "key"],
+        )
+        for hk in result.hot_keys:
+            hot.add_metric([cluster, hk.key], hk.writes_per_second)
+        events = CounterMetricFamily(
+            "etcd_inspector_watch_events",
+            f"Events received by the exporter's watch. {CACHED}",
+            labels=["cluster"],
+        )
+        events.add_metric([cluster], result.events_total)
+        missed = CounterMetricFamily(
+            "etcd_inspector_watch_missed_windows",
+            "Times the watch could not resume where it stopped because the revision was "
+            f"compacted, so events were missed. {CACHED}",
+            labels=["cluster"],
+        )
+        missed.add_metric([cluster], result.missed_windows_total)
+        restarts = CounterMetricFamily(
+            "etcd_inspector_watch_restarts",
+            f"Times the watch broke or stalled and was restarted. {CACHED}",
+            labels=["cluster"],
+        )
+        restarts.add_metric([cluster], result.restarts_total)
+        yield from (writes, hot, events, missed, restarts)
+        if result.revision is not None:
+            revision = GaugeMetricFamily(
+                "etcd_inspector_watch_revision",
+                f"The revision up to which the watch has seen every event. {CACHED}",
+                labels=["cluster"],
+            )
+            revision.add_metric([cluster], result.revision)
+            yield revision
+        if result.lag_revisions is not None:
+            lag = GaugeMetricFamily(
+                "etcd_inspector_watch_lag_revisions",
+                "Highest member revision (status probe) minus the revision the watch has seen "
+                f"up to. {CACHED}",
+                labels=["cluster"],
+            )
+            lag.add_metric([cluster], result.lag_revisions)
+            yield lag
+
+    # ----------------------------------------------------------------------- report
+
+    def report_json(self, result: HotKeysResult | None, rc: ReportContext) -> dict[str, Any]:
+        if result is None or rc.watch_seconds is None:
+            return {"hot_keys": None}
+        r, window = result, rc.watch_seconds
+        return {
+            "hot_keys": {
+                "watch_seconds": window,
+                "events": r.events_total,
+                "events_per_second": round(r.events_total / window, 3),
+                "revision": r.revision,
+                "lag_revisions": r.lag_revisions,
+                "keys": [
+                    {"key": hk.key, "writes_per_second": round(hk.writes_per_second, 3)}
+                    for hk in r.hot_keys
+                ],
+                "prefixes": [
+                    {"prefix": p, "puts": puts, "deletes": dels}
+                    for p, puts, dels in prefix_write_totals(r)
+                ],
+            }
+        }
+
+    def report_text(self, result: HotKeysResult | None, rc: ReportContext) -> list[str]:
+        h = self.report_json(result, rc)["hot_keys"]
+        if h is None:
+            return []
+        lines = [
+            f"Hot keys (watched {h['watch_seconds']:g}s: {h['events']} writes, "
+            f"{h['events_per_second']:.1f}/s)"
+        ]
+        rows = [[f"{k['writes_per_second']:.1f}", k["key"]] for k in h["keys"]]
+        lines += table(["WRITES/S", "KEY"], rows) if rows else ["  (no key over the minimum rate)"]
+        rows = [[p["prefix"], p["puts"], p["deletes"]] for p in h["prefixes"][: self.options.top_n]]
+        if rows:
+            lines += ["", *table(["PREFIX", "PUTS", "DELETES"], rows)]
+        return lines
+
+
+def prefix_write_totals(result: HotKeysResult) -> list[tuple[str, int, int]]:
+    """(prefix, puts, deletes), most writes first."""
+    totals: dict[str, list[int]] = {}
+    for pw in result.prefix_writes:
+        totals.setdefault(pw.prefix, [0, 0])[pw.op == "delete"] += pw.count
+    rows = [(p, puts, dels) for p, (puts, dels) in totals.items() if puts or dels]
+    return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
+
+
+SPEC = ProbeSpec(
+    name="hotkeys",
+    probe_type=HotKeysProbe,
+    description="A continuous watch counting writes per key prefix and the hottest keys.",
+    options_type=HotKeysOptions,
+    default_interval=15.0,
+    default_timeout=10.0,
+    cluster_wide=True,
+    inspect=InspectMode.WATCH,
+    title="Hot keys",
+)

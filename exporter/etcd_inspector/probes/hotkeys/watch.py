@@ -1,0 +1,277 @@
+"""One watched key range, streamed from one member at a time, resumed where it left off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from etcd_inspector.cluster.topology import Topology
+from etcd_inspector.etcd.client import MemberClient
+from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, attempt
+from etcd_inspector.etcd.types import MemberStatus, WatchBatch
+from etcd_inspector.probes.base import ProbeContext
+from etcd_inspector.probes.hotkeys.counters import WriteCounters
+from etcd_inspector.probes.hotkeys.model import HotKeysOptions
+
+log = logging.getLogger(__name__)
+
+# etcd sends a progress notification to an idle watcher every 10 minutes (its default
+# --experimental-watch-progress-notify-interval); a narrow watch that has heard nothing for
+# longer than that plus one stall period is stalled, whatever the revision says.
+PROGRESS_NOTIFY_SECONDS = 600.0
+
+
+BACKOFF_MIN_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 10.0
+
+
+class WatchStalled(Exception):
+    pass
+
+
+class WatchEnded(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- pure logic
+
+
+def watch_order(
+    endpoints: Sequence[str],
+    statuses: dict[str, MemberStatus | None],
+    last_failed: str | None,
+) -> list[str]:
+    """Which members to try, best first: followers that answered, the leader, members that did
+    not answer, learners (they serve no watches); the member that just failed goes last."""
+
+    def rank(endpoint: str) -> int:
+        st = statuses.get(endpoint)
+        if st is None:
+            return 2
+        if st.is_learner:
+            return 3
+        return 1 if st.leader_id == st.member_id else 0
+
+    order = sorted(endpoints, key=lambda e: (e == last_failed, rank(e)))
+    return order
+
+
+def is_stalled(
+    *,
+    member_revision: int | None,
+    known_revision: int,
+    last_seen: int,
+    whole_keyspace: bool,
+    silent_seconds: float,
+    stall_seconds: float,
+) -> bool:
+    """Whether a watch that has been silent for `silent_seconds` is stuck.
+
+    `member_revision` is None when the watched member did not answer Status: stuck. A quiet
+    cluster is not: nothing was written after `last_seen`. On a narrow watch, writes elsewhere
+    move the revision too, so only a missing progress notification proves it stuck.
+    """
+    if member_revision is None:
+        return True
+    if max(member_revision, known_revision) <= last_seen:
+        return False
+    return whole_keyspace or silent_seconds >= PROGRESS_NOTIFY_SECONDS + stall_seconds
+
+
+# --------------------------------------------------------------------------- the watch
+
+
+async def _next_batch(stream: AsyncIterator[WatchBatch]) -> WatchBatch:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        # Tasks and futures handle StopAsyncIteration badly; name it for what it is.
+        raise WatchEnded("the watch stream ended") from None
+
+
+async def _status_or_none(client: MemberClient) -> MemberStatus | None:
+    status, _ = await attempt(client.status())
+    return status
+
+
+def max_known_revision(topology: Topology) -> int:
+    return topology.max_revision
+
+
+class RangeWatcher:
+    """Watches one key range from one member at a time, forever, resuming where it left off."""
+
+    def __init__(
+        self,
+        key: bytes,
+        range_end: bytes,
+        counters: WriteCounters,
+        options: HotKeysOptions,
+        cluster: str,
+    ) -> None:
+        self.key = key
+        self.range_end = range_end
+        self.whole_keyspace = key == b"\0" and range_end == b"\0"
+        self.counters = counters
+        self.options = options
+        self.cluster = cluster
+        self.ctx: ProbeContext | None = None
+        # Every event with a revision <= last_seen has been counted (None: never streamed).
+        self.last_seen: int | None = None
+        self.endpoint: str | None = None  # the member streaming now
+        self.down_since: float | None = time.monotonic()
+        self.last_error: str | None = None
+        # Set once the first stream is up or every member has failed once.
+        self.settled = asyncio.Event()
+        self._last_failed: str | None = None
+        self._delivered = False  # the current stream delivered a response after "created"
+
+    @property
+    def connected(self) -> bool:
+        return self.endpoint is not None
+
+    async def _candidates(self) -> list[MemberClient]:
+        assert self.ctx is not None
+        members = list(self.ctx.members)
+        statuses = self.ctx.topology.statuses() if self.ctx.topology.known else None
+        if statuses is None:  # the status probe is disabled or has not run: ask ourselves
+            answers = await asyncio.gather(*(_status_or_none(m) for m in members))
+            statuses = {m.endpoint: st for m, st in zip(members, answers, strict=True)}
+        by_endpoint = {m.endpoint: m for m in members}
+        order = watch_order([m.endpoint for m in members], statuses, self._last_failed)
+        return [by_endpoint[e] for e in order]
+
+    async def run_forever(self) -> None:
+        try:
+            await self._watch_forever()
+        finally:
+            # Only cancellation (close) or a bug ends the loop: the watch is down from now on.
+            self.endpoint = None
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+
+    async def _watch_forever(self) -> None:
+        backoff = BACKOFF_MIN_SECONDS
+        while True:
+            candidates = await self._candidates()
+            for tried, client in enumerate(candidates, start=1):
+                self._delivered = False
+                try:
+                    await self._stream(client)
+                except WatchCompacted as err:
+                    self.counters.missed_windows_total += 1
+                    log.warning(
+                        "watch start revision compacted, events were missed",
+                        extra={"cluster": self.cluster, "probe": "hotkeys",
+                               "resume_from": self.resume_revision(),
+                               "compacted": err.compact_revision},
+                    )  # fmt: skip
+                    # The compaction revision itself is still readable: nothing after it is lost.
+                    self.last_seen = max(self.last_seen or 0, err.compact_revision - 1)
+                    self.endpoint = None
+                    break
+                except (EtcdError, WatchStalled, WatchEnded, TimeoutError) as err:
+                    self._stream_ended(client, err)
+                    if self._delivered:
+                        backoff = BACKOFF_MIN_SECONDS
+                        break  # a working stream broke: re-rank the members, retry at once
+                    if tried == len(candidates):
+                        # Every member failed (or streams die right after creation): wait.
+                        self.settled.set()
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def _stream_ended(self, client: MemberClient, err: BaseException) -> None:
+        was_connected = self.connected
+        self.endpoint = None
+        self._last_failed = client.endpoint
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        self.last_error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        if was_connected:
+            self.counters.restarts_total += 1
+            log.warning(
+                "watch broke, moving to the next member",
+                extra={"cluster": self.cluster, "probe": "hotkeys", "endpoint": client.endpoint,
+                       "err": self.last_error, "resume_from": self.resume_revision()},
+            )  # fmt: skip
+        else:
+            log.debug(
+                "watch could not start",
+                extra={"cluster": self.cluster, "endpoint": client.endpoint,
+                       "err": self.last_error},
+            )  # fmt: skip
+
+    def resume_revision(self) -> int:
+        """0 asks etcd for "from now on" (only before the very first stream)."""
+        return 0 if self.last_seen is None else self.last_seen + 1
+
+    async def _stream(self, client: MemberClient) -> None:
+        start_revision = self.resume_revision()
+        stream = client.watch(self.key, self.range_end, start_revision)
+        pending: asyncio.Task[WatchBatch] | None = None
+        try:
+            # etcd answers a create request at once; a member that does not is not serving.
+            created = await asyncio.wait_for(_next_batch(stream), client.request_timeout)
+            if start_revision == 0:
+                # etcd watches "from now" as header revision + 1: nothing up to it is ours.
+                self.last_seen = created.revision
+            self._apply(created)
+            self.endpoint = client.endpoint
+            self.down_since = None
+            self.last_error = None
+            self.settled.set()
+            heard_at = time.monotonic()
+            while True:
+                pending = asyncio.create_task(_next_batch(stream))
+                while True:
+                    try:
+                        # shield: a timeout must not cancel (and so end) the stream itself
+                        async with asyncio.timeout(self.options.stall_seconds):
+                            batch = await asyncio.shield(pending)
+                        break
+                    except TimeoutError:
+                        if await self._stalled(client, time.monotonic() - heard_at):
+                            raise WatchStalled(
+                                f"no watch response for {time.monotonic() - heard_at:.0f}s "
+                                "while the revision moved on"
+                            ) from None
+                pending = None
+                heard_at = time.monotonic()
+                self._delivered = True
+                self._apply(batch)
+        finally:
+            if pending is not None:
+                # Also a finished one: its exception must be retrieved. A batch it may hold is
+                # not lost, the next stream starts after the last batch applied.
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    def _apply(self, batch: WatchBatch) -> None:
+        if batch.events:
+            self.counters.count(batch.events, time.monotonic())
+            # Responses never split a revision, and events come in revision order.
+            self.last_seen = max(self.last_seen or 0, batch.events[-1].mod_revision)
+        elif self.endpoint is not None and self.last_seen is not None:
+            # A progress notification (etcd sends them only to watchers that are caught up):
+            # every event up to its revision has been delivered. The created response, the
+            # first of every stream, says nothing of the kind when resuming from the past.
+            self.last_seen = max(self.last_seen, batch.revision)
+
+    async def _stalled(self, client: MemberClient, silent_seconds: float) -> bool:
+        assert self.ctx is not None and self.last_seen is not None
+        status = await _status_or_none(client)
+        return is_stalled(
+            member_revision=status.revision if status is not None else None,
+            known_revision=max_known_revision(self.ctx.topology),
+            last_seen=self.last_seen,
+            whole_keyspace=self.whole_keyspace,
+            silent_seconds=silent_seconds,
+            stall_seconds=self.options.stall_seconds,
+        )

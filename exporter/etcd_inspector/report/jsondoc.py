@@ -1,0 +1,86 @@
+"""The JSON document of `inspect --output json` (pure).
+
+Keys are stable, new keys may be added, "schema" changes when a key changes meaning or goes
+away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
+
+  {
+    "schema": 1,
+    "started_at": str, "finished_at": str,
+    "exit_code": 0 | 1 | 2,
+    "watch_seconds": float | null,        # --watch window, null when not watched
+    "findings": [Finding, ...],           # every cluster's, in cluster order
+    "clusters": [{
+      "name": str,
+      "inspected": bool,                  # false: no member answered, see "error"
+      "error": str | null,
+      "probes": {<probe>: {"available": bool, "ran": bool, "success": bool | null,
+                           "duration_seconds": float | null, "error": str | null}},
+      ...each probe's own keys, in registry order (probes' report_json), e.g.
+      "members": [...], "leader": str | null, "alarms": [...] | null        (status)
+      "consistency": {...} | null                                          (consistency)
+      "quota": {...} | null                                                (quota)
+      "keyspace": {...} | null                                             (bigvalue)
+      "hot_keys": {...} | null                                             (hotkeys)
+      "findings": [Finding, ...]
+    }]
+  }
+  Finding = {"cluster": str, "check": str, "member": str | null, "message": str}
+
+Keys appear as the exporter labels them (key_labels: full, prefix or hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from etcd_inspector.report.format import rfc3339
+from etcd_inspector.report.model import ClusterInspection, exit_code, findings
+
+SCHEMA_VERSION = 1
+
+
+def _probes_json(insp: ClusterInspection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in insp.specs:
+        if not insp.watched(spec):
+            continue  # not asked for
+        outcome = insp.outcomes.get(spec.name)
+        out[spec.name] = {
+            "available": spec.name not in insp.unavailable,
+            "ran": outcome is not None,
+            "success": outcome.success if outcome else None,
+            "duration_seconds": round(outcome.duration_seconds, 3) if outcome else None,
+            "error": outcome.error if outcome else None,
+        }
+    return out
+
+
+def cluster_json(insp: ClusterInspection) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": insp.name,
+        "inspected": insp.inspected,
+        "error": insp.error,
+        "probes": _probes_json(insp),
+    }
+    rc = insp.context
+    for spec in insp.specs:
+        doc.update(insp.probe(spec).report_json(insp.result(spec.name), rc))
+    doc["findings"] = [f.as_json() for f in findings(insp)]
+    return doc
+
+
+def to_json(
+    inspections: Sequence[ClusterInspection], *, started_at: float, finished_at: float
+) -> dict[str, Any]:
+    clusters = [cluster_json(i) for i in inspections]
+    watch = next((i.watch_seconds for i in inspections), None)
+    return {
+        "schema": SCHEMA_VERSION,
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(finished_at),
+        "exit_code": exit_code(inspections),
+        "watch_seconds": watch,
+        "findings": [f for c in clusters for f in c["findings"]],
+        "clusters": clusters,
+    }

@@ -1,0 +1,151 @@
+"""One inspected cluster as the report sees it, its findings and the exit code (pure).
+
+Generic over the probe registry: every section, finding and JSON key comes from the probes' own
+report methods (probes/base.py), so a new probe shows up here with no change to this module.
+A probe that this build does not ship is "not available", one that ran and failed carries its
+error; the report shows what it has and never invents a value for what it lacks.
+
+Findings (each one makes the exit code 1) come from the probes, plus:
+  unreachable      no member answered (the topology probe failed): exit code 2
+  probe_failed     a probe ran and failed, so its check could not be made
+Exit codes: 2 when a cluster could not be inspected at all, else 1 when there is any finding,
+else 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from etcd_inspector.cluster.state import ProbeOutcome
+from etcd_inspector.errors import ErrorKind
+from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.probes.base import InspectMode, Probe, ProbeSpec, ReportContext
+from etcd_inspector.report.findings import Finding, Severity
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FINDINGS",
+    "EXIT_OK",
+    "ClusterInspection",
+    "exit_code",
+    "findings",
+]
+
+
+@dataclass(frozen=True)
+class ClusterInspection:
+    name: str
+    endpoints: tuple[str, ...]
+    member_names: Mapping[str, str]
+    outcomes: Mapping[str, ProbeOutcome]
+    unavailable: tuple[str, ...] = ()  # probes wanted but not in this build
+    # The probe objects that ran (their options shape the sections); others use their defaults.
+    probes: Mapping[str, Probe[Any, Any]] = field(default_factory=dict)
+    watch_seconds: float | None = None
+    registry: Mapping[str, ProbeSpec] = field(default_factory=lambda: REGISTRY)
+
+    @property
+    def specs(self) -> list[ProbeSpec]:
+        """The probes that have a place in the report, in report order."""
+        names = list(self.registry) + [n for n in self.unavailable if n not in self.registry]
+        return [
+            self.registry.get(n) or ProbeSpec(name=n, probe_type=_Unavailable, description="")
+            for n in names
+            if n not in self.registry or self.registry[n].inspect is not InspectMode.NEVER
+        ]
+
+    def watched(self, spec: ProbeSpec) -> bool:
+        return spec.inspect is not InspectMode.WATCH or self.watch_seconds is not None
+
+    def probe(self, spec: ProbeSpec) -> Probe[Any, Any]:
+        return self.probes.get(spec.name) or spec.build()
+
+    def result(self, probe: str) -> Any | None:
+        outcome = self.outcomes.get(probe)
+        return outcome.result if outcome is not None and outcome.success else None
+
+    @property
+    def topology_spec(self) -> ProbeSpec | None:
+        return next((s for s in self.registry.values() if s.provides_topology), None)
+
+    @property
+    def inspected(self) -> bool:
+        spec = self.topology_spec
+        return spec is not None and self.result(spec.name) is not None
+
+    @property
+    def error(self) -> str | None:
+        if self.inspected:
+            return None
+        spec = self.topology_spec
+        outcome = self.outcomes.get(spec.name) if spec is not None else None
+        if outcome is None:
+            unavailable = spec is None or spec.name in self.unavailable
+            return "status probe not available" if unavailable else "not run"
+        return outcome.error or "status probe failed"
+
+    @property
+    def context(self) -> ReportContext:
+        return ReportContext(
+            cluster=self.name,
+            endpoints=self.endpoints,
+            member_names=self.member_names,
+            watch_seconds=self.watch_seconds,
+            inspected=self.inspected,
+        )
+
+    def member(self, endpoint: str) -> str:
+        return self.context.member(endpoint)
+
+    def why_no_result(self, spec: ProbeSpec) -> str | None:
+        """Why a probe's section is empty, or None when it has a result."""
+        if spec.name in self.unavailable:
+            return f"not available (this build has no {spec.name} probe)"
+        outcome = self.outcomes.get(spec.name)
+        if outcome is None:
+            return "not run" if self.inspected else "not run: the cluster did not answer"
+        if not outcome.success:
+            if outcome.error_kind is ErrorKind.NOT_COMPARABLE:
+                return f"not comparable: {outcome.error}"
+            return f"failed: {outcome.error}"
+        return None
+
+
+class _Unavailable(Probe[Any, None]):
+    """Stands in for a probe this build does not have: it reports nothing."""
+
+    async def run(self, ctx: Any) -> None:
+        return None
+
+    def metrics(self, cluster: str, result: None) -> list[Any]:
+        return []
+
+
+def findings(insp: ClusterInspection) -> list[Finding]:
+    c = insp.name
+    if not insp.inspected:
+        return [Finding(c, "unreachable", f"could not inspect: {insp.error}", None,
+                        Severity.CRITICAL)]  # fmt: skip
+    rc = insp.context
+    out: list[Finding] = []
+    for spec in insp.specs:
+        result = insp.result(spec.name)
+        if result is not None and insp.watched(spec):
+            out.extend(insp.probe(spec).findings(result, rc))
+    for spec in insp.specs:
+        outcome = insp.outcomes.get(spec.name)
+        if outcome is None or outcome.success:
+            continue
+        if outcome.error_kind is not None and not outcome.error_kind.is_finding:
+            continue  # e.g. nothing to compare: the members that are down have their finding
+        out.append(Finding(c, "probe_failed", f"probe {spec.name} failed: {outcome.error}"))
+    return out
+
+
+def exit_code(inspections: Sequence[ClusterInspection]) -> int:
+    if not inspections or any(not i.inspected for i in inspections):
+        return EXIT_ERROR
+    return EXIT_FINDINGS if any(findings(i) for i in inspections) else EXIT_OK
