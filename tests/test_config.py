@@ -720,3 +720,71 @@ def test_merge_raw_over_empty_file_then_parse() -> None:
     assert config.clusters[0].endpoints == (
         EndpointConfig("http://127.0.0.1:2379", "http://127.0.0.1:2379/metrics"),
     )
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def test_int_options_must_fit_in_int64() -> None:
+    raw = merge_raw(MINIMAL, {"inspection": {"probes": {"bigvalue": {"top_n": 2**64}}}})
+    assert errors_of(raw) == [
+        "inspection.probes.bigvalue.top_n: must be between -9223372036854775808 and "
+        "9223372036854775807 (etcd's int64), got 18446744073709551616"
+    ]
+
+
+def test_real_page_size_of_2_to_the_64_is_rejected() -> None:
+    from etcd_inspector.probes import REGISTRY
+
+    raw = merge_raw(MINIMAL, {"inspection": {"probes": {"bigvalue": {"page_size": 2**64}}}})
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, REGISTRY)
+    assert info.value.errors == [
+        "inspection.probes.bigvalue.page_size: must be between -9223372036854775808 and "
+        "9223372036854775807 (etcd's int64), got 18446744073709551616"
+    ]
+
+
+def test_float_options_must_be_finite() -> None:
+    raw = merge_raw(MINIMAL, {"inspection": {"probes": {"bigvalue": {"ratio": float("inf")}}}})
+    assert errors_of(raw) == ["inspection.probes.bigvalue.ratio: must be a finite number, got inf"]
+
+
+@pytest.mark.parametrize("value", ["1000000y", "2y", "366d", "99999999999999999999999999y"])
+def test_durations_above_a_year_are_rejected(value: str) -> None:
+    raw = merge_raw(MINIMAL, {})
+    raw["clusters"][0]["request_timeout"] = value
+    assert errors_of(raw) == [f"clusters[0].request_timeout: must be at most 1y, got {value!r}"]
+
+
+def test_duration_of_exactly_a_year_is_accepted() -> None:
+    raw = merge_raw(MINIMAL, {"scrape": {"timeout": "1y"}})
+    assert parse_config(raw, SPECS).scrape.timeout == 365 * 86400.0
+
+
+def test_seconds_options_are_bounded_too() -> None:
+    raw = merge_raw(MINIMAL, {"inspection": {"probes": {"hotkeys": {"max_age_seconds": 10**12}}}})
+    assert errors_of(raw) == [
+        "inspection.probes.hotkeys.max_age_seconds: must be at most 1y, got 1000000000000"
+    ]
+    raw = merge_raw(MINIMAL, {"inspection": {"probes": {"hotkeys": {"max_age_seconds": -1}}}})
+    assert errors_of(raw) == [
+        "inspection.probes.hotkeys.max_age_seconds: must not be negative, got -1"
+    ]
+
+
+def test_load_rejects_deep_nesting(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yml"
+    path.write_text("clusters: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config_file(str(path), SPECS)
+    assert info.value.errors == ["invalid YAML: nested deeper than 100 levels (line 1, column 110)"]
+
+
+def test_load_rejects_deep_block_nesting(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yml"
+    path.write_text("".join(f"{'  ' * i}k{i}:\n" for i in range(10_000)))
+    with pytest.raises(ConfigError) as info:
+        load_config_file(str(path), SPECS)
+    assert len(info.value.errors) == 1
+    assert info.value.errors[0].startswith("invalid YAML: nested deeper than 100 levels")
