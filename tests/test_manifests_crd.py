@@ -1,7 +1,7 @@
 """Generated Prometheus-Operator objects validate against the operator's CRD schemas.
 
-The schemas are prometheus-operator's CRDs in ../shared/crds beside the checkout (CI has them
-there too); missing schemas are a failure. Besides JSON-schema validation, every field must be
+The schemas are prometheus-operator's CRDs, vendored in tests/schemas/crds (see its README);
+missing schemas are a failure. Besides JSON-schema validation, every field must be
 one the schema declares: Kubernetes silently prunes unknown fields, so a typo (`honorlabels`)
 would pass validation and then do nothing.
 """
@@ -20,7 +20,7 @@ import yaml
 from etcd_inspector import mixin
 
 REPO = Path(__file__).resolve().parents[1]
-CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
+CRDS = REPO / "tests" / "schemas" / "crds"
 CRD_FILES = {
     "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
     "PodMonitor": "monitoring.coreos.com_podmonitors.yaml",
@@ -60,7 +60,7 @@ def python_patterns(schema: Any) -> Any:
 def schema_for(kind: str) -> dict[str, Any]:
     path = CRDS / CRD_FILES[kind]
     if not path.is_file():
-        pytest.fail(f"CRD schema missing: {path} (shared/crds must sit beside the checkout)")
+        pytest.fail(f"CRD schema missing: {path} (vendored in tests/schemas/crds)")
     crd = yaml.safe_load(path.read_text())
     assert crd["spec"]["names"]["kind"] == kind
     return python_patterns(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
