@@ -146,10 +146,11 @@
     exporter_job: 'etcd-inspector',
     // Labels of the exporter's Service (Deployment setup), selected by the ServiceMonitor.
     exporter_service_labels: { 'app.kubernetes.io/name': 'etcd-inspector' },
-    // Labels of the etcd pods that carry the sidecar, selected by the PodMonitor
-    // (kubeadm static pods: { component: 'etcd', tier: 'control-plane' }).
-    sidecar_pod_labels: { 'app.kubernetes.io/name': 'etcd' },
-    // Namespaces the ServiceMonitor/PodMonitor look in.
+    // Labels of the etcd StatefulSet's pods that carry the sidecar, selected by the PodMonitor
+    // podmonitor.yaml (bitnami's etcd chart: name etcd, instance = the Helm release).
+    sidecar_pod_labels: { 'app.kubernetes.io/name': 'etcd', 'app.kubernetes.io/instance': 'etcd' },
+    // Namespaces the ServiceMonitor and the StatefulSet's PodMonitor look in (the ServiceMonitor
+    // also looks in exporter_namespace).
     monitored_namespaces: ['etcd', 'kube-system'],
     // Name the exporter gives the cluster (--etcd.cluster-name), the `cluster` label.
     etcd_cluster_name: 'etcd',
@@ -157,6 +158,52 @@
     // tls.key), and the kubeadm directory holding the healthcheck client certificate.
     sidecar_tls_secret: 'etcd-inspector-etcd-client',
     kubeadm_etcd_pki_dir: '/etc/kubernetes/pki/etcd',
+
+    // ---- Kubernetes workloads (servicemonitors/: deployment.yaml, -------------------------
+    // ---- statefulset-sidecar-patch.yaml, kubeadm-static-pod.yaml) --------------------------
+
+    // UID and GID the image runs as (the Dockerfile's USER); the Deployment and the StatefulSet
+    // sidecar run as this user, non-root.
+    exporter_uid: 65532,
+    // Requests and limits of every etcd-inspector container. The value scan holds one page of
+    // values at a time; a cluster with many large values may need more memory.
+    exporter_resources: {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '500m', memory: '256Mi' },
+    },
+    // One exporter per cluster (deployment.yaml): the namespace of its Deployment and Service ...
+    exporter_namespace: 'etcd',
+    // ... the Secret in that namespace with its etcd client certificate: ca.crt, tls.crt and
+    // tls.key (a kubernetes.io/tls Secret with ca.crt added) ...
+    exporter_tls_secret: 'etcd-inspector-etcd-client',
+    // ... and the client URLs of the members it inspects (--etcd.endpoints). The default is the
+    // etcd StatefulSet below, seen from exporter_namespace; for etcd outside Kubernetes list
+    // its members, e.g. ['https://10.0.0.1:2379', 'https://10.0.0.2:2379'].
+    exporter_etcd_endpoints: [
+      'https://%s-%d.%s.%s.svc.%s:%d' % [
+        self.etcd_statefulset_name, i, self.etcd_statefulset_service, self.exporter_namespace,
+        self.cluster_domain, self.etcd_client_port,
+      ]
+      for i in std.range(0, self.etcd_statefulset_replicas - 1)
+    ],
+    // The etcd StatefulSet the sidecar patch is for (bitnami's etcd chart, release "etcd").
+    // Each sidecar lists every member by its pod DNS name,
+    // https://<pod>.<service>.<namespace>.svc.<cluster_domain>:<client port>, and names its
+    // own with --etcd.local-member. The StatefulSet's name: its pods are <name>-0, <name>-1, ...
+    etcd_statefulset_name: 'etcd',
+    // Its replica count (spec.replicas): scale the StatefulSet and this together.
+    etcd_statefulset_replicas: 3,
+    // Its headless Service (spec.serviceName), which gives each pod its DNS name.
+    etcd_statefulset_service: 'etcd-headless',
+    // etcd's client port (also of the Deployment's default endpoints and the kubeadm pod).
+    etcd_client_port: 2379,
+    // The cluster's DNS domain (kubelet --cluster-domain).
+    cluster_domain: 'cluster.local',
+    // kubeadm static pod (kubeadm-static-pod.yaml): etcd's metrics URL on the node (kubeadm
+    // sets etcd --listen-metrics-urls=http://127.0.0.1:2381) ...
+    kubeadm_metrics_url: 'http://127.0.0.1:2381/metrics',
+    // ... and the static pod's labels, selected by kubeadm-podmonitor.yaml.
+    kubeadm_pod_labels: { component: 'etcd-inspector', tier: 'control-plane' },
     // Exporters Prometheus scrapes in the static (VM) scrape config.
     static_exporter_targets: ['etcd-inspector.example.internal:9979'],
   },

@@ -1,7 +1,8 @@
-// Deployment manifests under the hidden field `manifests`: a ServiceMonitor for the exporter
-// run as a Deployment, a PodMonitor for the exporter run as a sidecar of the etcd pods, a
-// PrometheusRule with every alert and recording rule, a Prometheus configuration for VMs
-// (static targets), and the sidecar itself (sidecar.libsonnet).
+// Prometheus-Operator and Prometheus manifests under the hidden field `manifests`: a
+// ServiceMonitor for the exporter run as a Deployment, a PodMonitor for the sidecar in an etcd
+// StatefulSet, a PodMonitor for the kubeadm static pod, a PrometheusRule with every alert and
+// recording rule, and a Prometheus configuration for VMs (static targets). The workloads
+// themselves are in kubernetes.libsonnet.
 {
   local c = $._config,
   local interval = '%ds' % c.scrape_interval_seconds,
@@ -28,7 +29,8 @@
       metadata: { name: 'etcd-inspector', namespace: c.namespace, labels: labels },
       spec: {
         selector: { matchLabels: c.exporter_service_labels },
-        namespaceSelector: { matchNames: c.monitored_namespaces },
+        // Also the Deployment's namespace, so its Service is found whatever monitored_namespaces says.
+        namespaceSelector: { matchNames: std.uniq(std.sort(c.monitored_namespaces + [c.exporter_namespace])) },
         endpoints: [endpoint { port: 'metrics' }],
       },
     },
@@ -40,6 +42,18 @@
       spec: {
         selector: { matchLabels: c.sidecar_pod_labels },
         namespaceSelector: { matchNames: c.monitored_namespaces },
+        podMetricsEndpoints: [endpoint { port: 'inspector' }],
+      },
+    },
+
+    // kubeadm's static pods live in kube-system; mirror pods carry the manifest's labels.
+    kubeadmPodMonitor: {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'PodMonitor',
+      metadata: { name: 'etcd-inspector-kubeadm', namespace: c.namespace, labels: labels },
+      spec: {
+        selector: { matchLabels: c.kubeadm_pod_labels },
+        namespaceSelector: { matchNames: ['kube-system'] },
         podMetricsEndpoints: [endpoint { port: 'inspector' }],
       },
     },
@@ -77,22 +91,56 @@
             --web.listen-address=:%(exporter_port)d
         Check it with: promtool check config scrape-config.yaml
       ||| % c,
-      'servicemonitor.yaml': 'ServiceMonitor for etcd-inspector run as a Deployment behind a Service\nwith a port named "metrics" (%d).\n' % c.exporter_port,
-      'podmonitor.yaml': 'PodMonitor for etcd-inspector run as a sidecar of the etcd pods (sidecar.yaml),\nport "inspector" (%d).\n' % c.exporter_port,
+      'servicemonitor.yaml': |||
+        ServiceMonitor for etcd-inspector run as a Deployment (deployment.yaml): selects its
+        Service by the labels %(exporter_service_labels)s,
+        port "metrics" (%(exporter_port)d).
+      ||| % { exporter_service_labels: std.manifestJsonMinified(c.exporter_service_labels), exporter_port: c.exporter_port },
+      'podmonitor.yaml': |||
+        PodMonitor for etcd-inspector as a sidecar in an etcd StatefulSet
+        (statefulset-sidecar-patch.yaml): selects the etcd pods by the labels
+        %(labels)s, port "inspector" (%(exporter_port)d).
+      ||| % { labels: std.manifestJsonMinified(c.sidecar_pod_labels), exporter_port: c.exporter_port },
+      'kubeadm-podmonitor.yaml': |||
+        PodMonitor for etcd-inspector as a kubeadm static pod (kubeadm-static-pod.yaml): selects
+        its pods in kube-system by the labels %(labels)s,
+        port "inspector" (%(exporter_port)d).
+      ||| % { labels: std.manifestJsonMinified(c.kubeadm_pod_labels), exporter_port: c.exporter_port },
       'prometheusrule.yaml': 'Every etcd-inspector alert and recording rule, for Prometheus-Operator.\n',
       'prometheus-rules.yaml': 'Every etcd-inspector alert and recording rule, as a plain Prometheus rule file.\n',
-      'sidecar.yaml': |||
-        etcd-inspector as a sidecar of each etcd member, talking to its member on 127.0.0.1 with
-        etcd's client certificates. Two examples, one per document:
-          1. an etcd StatefulSet: kubectl -n etcd patch statefulset etcd --patch-file FILE
-             (save the first document as FILE); the client certificate comes from the Secret
-             %(sidecar_tls_secret)s (ca.crt, tls.crt, tls.key).
-          2. a kubeadm static pod: merge the container and volume into
-             /etc/kubernetes/manifests/etcd.yaml on each control-plane node; it uses kubeadm's
-             healthcheck client certificate from %(kubeadm_etcd_pki_dir)s.
-        Scrape the sidecars with podmonitor.yaml.
+      'deployment.yaml': |||
+        etcd-inspector as one Deployment per etcd cluster, and the Service that
+        servicemonitor.yaml scrapes. It inspects the members in --etcd.endpoints with the client
+        certificate from the Secret %(exporter_tls_secret)s in namespace %(exporter_namespace)s
+        (files ca.crt, tls.crt, tls.key, mounted read-only). Create the Secret first, e.g.:
+          kubectl -n %(exporter_namespace)s create secret generic %(exporter_tls_secret)s \
+            --from-file=ca.crt=ca.crt --from-file=tls.crt=client.crt --from-file=tls.key=client.key
+          kubectl apply -f deployment.yaml -f servicemonitor.yaml
+        Set exporter_etcd_endpoints, exporter_namespace and exporter_tls_secret with
+        `etcd-inspector generate --values`.
+      ||| % c,
+      'statefulset-sidecar-patch.yaml': |||
+        etcd-inspector as a sidecar in each pod of the etcd StatefulSet "%(etcd_statefulset_name)s" (e.g. bitnami's
+        etcd chart), %(etcd_statefulset_replicas)d replicas, headless Service "%(etcd_statefulset_service)s", client port %(etcd_client_port)d.
+        A strategic-merge patch: the container and the volume are added by name.
+          kubectl -n etcd patch statefulset %(etcd_statefulset_name)s --patch-file statefulset-sidecar-patch.yaml
+        Each sidecar lists every member by its pod DNS name and names its own with
+        --etcd.local-member (from its pod name), so only the one beside the leader runs the
+        cluster-wide probes. The client certificate comes from the Secret %(sidecar_tls_secret)s
+        (ca.crt, tls.crt, tls.key) in the StatefulSet's namespace; its names must be in the
+        members' server certificates (bitnami's: *.%(etcd_statefulset_service)s.<namespace>.svc.%(cluster_domain)s).
+        Scale the StatefulSet and etcd_statefulset_replicas together. Scrape with podmonitor.yaml.
+      ||| % c,
+      'kubeadm-static-pod.yaml': |||
+        etcd-inspector as a static pod beside kubeadm's etcd: copy it to
+        /etc/kubernetes/manifests/etcd-inspector.yaml on every control-plane node; the kubelet
+        starts it. It talks to its own member on 127.0.0.1 (client port and kubeadm's metrics
+        listener) with kubeadm's healthcheck client certificate from %(kubeadm_etcd_pki_dir)s.
+        It runs as root because kubeadm keeps those keys root-only (0600); root reads them as
+        their owner, so every capability is dropped, privilege escalation is off and the root
+        filesystem is read-only. Scrape with kubeadm-podmonitor.yaml.
       ||| % c,
     },
   },
 }
-+ (import 'sidecar.libsonnet')
++ (import 'kubernetes.libsonnet')

@@ -1,7 +1,7 @@
 """Generated Prometheus-Operator objects validate against the operator's CRD schemas.
 
-The schemas are prometheus-operator's CRDs in ../shared/crds beside the checkout (CI has them
-there too); missing schemas are a failure. Besides JSON-schema validation, every field must be
+The schemas are prometheus-operator's CRDs, vendored in tests/schemas/crds (see its README);
+missing schemas are a failure. Besides JSON-schema validation, every field must be
 one the schema declares: Kubernetes silently prunes unknown fields, so a typo (`honorlabels`)
 would pass validation and then do nothing.
 """
@@ -20,7 +20,7 @@ import yaml
 from etcd_inspector import mixin
 
 REPO = Path(__file__).resolve().parents[1]
-CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
+CRDS = REPO / "tests" / "schemas" / "crds"
 CRD_FILES = {
     "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
     "PodMonitor": "monitoring.coreos.com_podmonitors.yaml",
@@ -29,13 +29,15 @@ CRD_FILES = {
 MANIFESTS = {
     "servicemonitor.yaml": "ServiceMonitor",
     "podmonitor.yaml": "PodMonitor",
+    "kubeadm-podmonitor.yaml": "PodMonitor",
     "prometheusrule.yaml": "PrometheusRule",
 }
 OVERRIDES = {
     "namespace": "observability",
     "prometheus_operator_labels": {"release": "kube-prometheus-stack"},
     "scrape_interval_seconds": 15,
-    "sidecar_pod_labels": {"component": "etcd", "tier": "control-plane"},
+    "sidecar_pod_labels": {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": "main"},
+    "kubeadm_pod_labels": {"app": "etcd-inspector"},
     "monitored_namespaces": ["kube-system"],
 }
 
@@ -60,7 +62,7 @@ def python_patterns(schema: Any) -> Any:
 def schema_for(kind: str) -> dict[str, Any]:
     path = CRDS / CRD_FILES[kind]
     if not path.is_file():
-        pytest.fail(f"CRD schema missing: {path} (shared/crds must sit beside the checkout)")
+        pytest.fail(f"CRD schema missing: {path} (vendored in tests/schemas/crds)")
     crd = yaml.safe_load(path.read_text())
     assert crd["spec"]["names"]["kind"] == kind
     return python_patterns(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
@@ -121,7 +123,11 @@ def test_prometheusrule_carries_every_rule(rendered: dict) -> None:
 
 
 def test_monitors_keep_the_exporter_labels_and_job(rendered: dict) -> None:
-    monitors = (("servicemonitor.yaml", "endpoints"), ("podmonitor.yaml", "podMetricsEndpoints"))
+    monitors = (
+        ("servicemonitor.yaml", "endpoints"),
+        ("podmonitor.yaml", "podMetricsEndpoints"),
+        ("kubeadm-podmonitor.yaml", "podMetricsEndpoints"),
+    )
     for name, endpoints in monitors:
         (monitor,) = objects(rendered, name)
         (endpoint,) = monitor["spec"][endpoints]
@@ -142,32 +148,12 @@ def test_overrides_reach_the_manifests() -> None:
     assert monitor["spec"]["podMetricsEndpoints"][0]["scrapeTimeout"] == "10s"
 
 
-def test_sidecar_examples_use_etcd_client_certificates() -> None:
-    statefulset, static_pod = objects(mixin.render(), "sidecar.yaml")
-    assert (statefulset["kind"], static_pod["kind"]) == ("StatefulSet", "Pod")
-    for pod_spec, tls_dir in (
-        (statefulset["spec"]["template"]["spec"], "/etc/etcd-inspector/tls"),
-        (static_pod["spec"], "/etc/kubernetes/pki/etcd"),
-    ):
-        (container,) = pod_spec["containers"]
-        assert container["image"] == "ghcr.io/etcd-inspector/etcd-inspector:0.1.0"
-        args = container["args"]
-        assert args[0] == "run"
-        assert "--etcd.endpoints=https://127.0.0.1:2379" in args
-        for flag in ("ca-file", "cert-file", "key-file"):
-            (value,) = [a for a in args if a.startswith(f"--etcd.{flag}=")]
-            assert value.split("=", 1)[1].startswith(tls_dir + "/")
-        assert "--web.listen-address=:9979" in args
-        (port,) = container["ports"]
-        assert port == {"name": "inspector", "containerPort": 9979, "protocol": "TCP"}
-        mounted = {m["name"]: m for m in container["volumeMounts"]}
-        volumes = {v["name"] for v in pod_spec["volumes"]}
-        assert set(mounted) <= volumes
-        assert all(m["readOnly"] for m in mounted.values())
-        assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    # The PodMonitor scrapes the port the sidecar opens.
-    (monitor,) = objects(mixin.render(), "podmonitor.yaml")
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "inspector"
+def test_overrides_reach_the_kubeadm_podmonitor() -> None:
+    (monitor,) = objects(mixin.render(OVERRIDES), "kubeadm-podmonitor.yaml")
+    assert monitor["metadata"]["namespace"] == "observability"
+    assert monitor["spec"]["selector"]["matchLabels"] == OVERRIDES["kubeadm_pod_labels"]
+    # kubeadm's static pods are in kube-system, whatever monitored_namespaces says.
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["kube-system"]
 
 
 def test_scrape_config_passes_promtool_check_config(tmp_path: Path) -> None:

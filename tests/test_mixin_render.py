@@ -55,8 +55,11 @@ OUTPUTS = {
     "prometheusrule.yaml",
     "servicemonitor.yaml",
     "podmonitor.yaml",
+    "kubeadm-podmonitor.yaml",
     "scrape-config.yaml",
-    "sidecar.yaml",
+    "deployment.yaml",
+    "statefulset-sidecar-patch.yaml",
+    "kubeadm-static-pod.yaml",
     "dashboards/etcd-inspector-overview.json",
     "dashboards/etcd-inspector-inspections.json",
 }
@@ -162,8 +165,8 @@ def test_generate_writes_every_file(tmp_path: Path) -> None:
             assert json.loads(text)["uid"].startswith("etcd-inspector-")
         else:
             assert list(yaml.safe_load_all(text))
-    sidecar = (tmp_path / "out" / "sidecar.yaml").read_text()
-    assert "--web.listen-address=:9100" in sidecar
+    for name in ("deployment.yaml", "statefulset-sidecar-patch.yaml", "kubeadm-static-pod.yaml"):
+        assert "--web.listen-address=:9100" in (tmp_path / "out" / name).read_text(), name
 
 
 def test_generate_without_values_matches_the_committed_files(tmp_path: Path) -> None:

@@ -52,8 +52,11 @@ _STATIC_COMMITTED = {
     "prometheusrule.yaml": "servicemonitors/prometheusrule.yaml",
     "servicemonitor.yaml": "servicemonitors/servicemonitor.yaml",
     "podmonitor.yaml": "servicemonitors/podmonitor.yaml",
+    "kubeadm-podmonitor.yaml": "servicemonitors/kubeadm-podmonitor.yaml",
     "scrape-config.yaml": "servicemonitors/scrape-config.yaml",
-    "sidecar.yaml": "servicemonitors/sidecar.yaml",
+    "deployment.yaml": "servicemonitors/deployment.yaml",
+    "statefulset-sidecar-patch.yaml": "servicemonitors/statefulset-sidecar-patch.yaml",
+    "kubeadm-static-pod.yaml": "servicemonitors/kubeadm-static-pod.yaml",
 }
 COMMITTED_PATHS: Mapping[str, str] = _STATIC_COMMITTED
 
@@ -69,8 +72,11 @@ local rules = { groups: mixin.prometheusAlerts.groups + mixin.prometheusRules.gr
     'prometheusrule.yaml': mixin.manifests.prometheusRule { spec: rules },
     'servicemonitor.yaml': mixin.manifests.serviceMonitor,
     'podmonitor.yaml': mixin.manifests.podMonitor,
+    'kubeadm-podmonitor.yaml': mixin.manifests.kubeadmPodMonitor,
     'scrape-config.yaml': mixin.manifests.scrapeConfig,
-    'sidecar.yaml': mixin.manifests.sidecar,
+    'deployment.yaml': mixin.manifests.deployment,
+    'statefulset-sidecar-patch.yaml': mixin.manifests.statefulsetSidecarPatch,
+    'kubeadm-static-pod.yaml': mixin.manifests.kubeadmStaticPod,
   },
   comments: mixin.manifests.comments,
   dashboards: mixin.grafanaDashboards,
