@@ -104,7 +104,7 @@ class DurationRule:
     @staticmethod
     def _seconds(value: object, key: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return parse_duration(value)  # type: ignore[arg-type]  # it reports the type
+            return parse_duration(value)  # it reports a wrong type itself
         if key.endswith("_seconds"):
             return float(value)
         # Through parse_duration for its "add a unit" hint.
