@@ -22,10 +22,9 @@ SELF_REGISTRY = web.AppKey("self_registry", CollectorRegistry)
 
 
 def scrape_targets(runtimes: list[ClusterRuntime]) -> list[ClusterTarget]:
-    return [
-        ClusterTarget(rt.name, rt.metrics, {e: rt.state.member_name(e) for e in rt.state.endpoints})
-        for rt in runtimes
-    ]
+    """Each cluster with the topology it has now: one scrape labels everything by it, even if
+    a status round lands while the members' /metrics are being fetched."""
+    return [ClusterTarget(rt.name, rt.metrics, rt.state.topology) for rt in runtimes]
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -35,12 +34,13 @@ async def handle_metrics(request: web.Request) -> web.Response:
         request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), scrape_config
     )
     runtimes = app[RUNTIMES]
+    targets = scrape_targets(runtimes)
     result = await scrape_members(
-        scrape_targets(runtimes), budget, scrape_config.metrics_allow, scrape_config.metrics_deny
+        targets, budget, scrape_config.metrics_allow, scrape_config.metrics_deny
     )
     own = [
         families.build_info(),
-        *families.member_families(runtimes, result),
+        *families.member_families(runtimes, targets, result),
         *families.probe_families(runtimes),
     ]
     body, content_type = encode(

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector import __version__
 from etcd_inspector.cluster.runtime import ClusterRuntime
 from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS
-from etcd_inspector.web.scrape import ScrapeResult
+from etcd_inspector.web.scrape import ClusterTarget, ScrapeResult
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ def _safe(fn: Callable[[str, Any], Iterable[Metric]], cluster: str, result: Any)
         return []
 
 
-def member_families(runtimes: Sequence[ClusterRuntime], scrape: ScrapeResult) -> list[Metric]:
+def member_families(
+    runtimes: Sequence[ClusterRuntime], targets: Sequence[ClusterTarget], scrape: ScrapeResult
+) -> list[Metric]:
     """Per member: up (topology and this scrape's /metrics fetch both answered)."""
     labels = ["cluster", "member"]
     up = GaugeMetricFamily(
@@ -96,8 +98,8 @@ def member_families(runtimes: Sequence[ClusterRuntime], scrape: ScrapeResult) ->
         "(timeout, connect, http, too_large, parse).",
         labels=["cluster", "member", "reason"],
     )
-    for rt in runtimes:
-        topology = rt.state.topology
+    for rt, target in zip(runtimes, targets, strict=True):
+        topology = target.topology
         topology_known = any(s.spec.provides_topology for s in rt.probes.values())
         for endpoint in rt.state.endpoints:
             member = topology.name_of(endpoint)

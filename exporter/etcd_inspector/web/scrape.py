@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from etcd_inspector.cluster.topology import Topology
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import FetchResult, MetricsFetcher
 from etcd_inspector.web.proxy import MalformedMetrics, merge_families, relabel
@@ -41,7 +42,7 @@ class ClusterTarget:
 
     name: str
     fetcher: MetricsFetcher
-    member_names: dict[str, str]  # endpoint -> member label
+    topology: Topology  # as the scrape started: names every member of this scrape
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ async def scrape_members(
     proxied: list[Metric] = []
     for target, fetches in zip(targets, fetched, strict=True):
         for endpoint, fetch in fetches.items():
-            member = target.member_names.get(endpoint, endpoint)
+            member = target.topology.name_of(endpoint)
             if fetch.error is None and fetch.text is not None:
                 try:
                     proxied.extend(relabel(fetch.text, target.name, member, allow, deny))
