@@ -20,6 +20,7 @@ class ErrorKind(StrEnum):
     INVALID_TOKEN = "invalid_token"
     AUTH_FAILED = "auth_failed"
     PERMISSION_DENIED = "permission_denied"
+    TLS = "tls"  # a TLS problem: certificates, names, TLS spoken to a plain port or the reverse
     CANCELLED = "cancelled"
     ERROR = "error"
     # A probe run as a whole.

@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.scheduler import ScheduledProbe, Scheduler
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.cluster.supervisor import Supervisor
 from etcd_inspector.config import ClusterConfig, Config, ProbeConfig
-from etcd_inspector.etcd.client import Credentials, MemberClient, TLSFiles
+from etcd_inspector.etcd.auth import AuthGate
+from etcd_inspector.etcd.client import MemberClient, TLSFiles
 from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext, ProbeSpec
 
 
-def read_password(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        # A trailing newline is an editor's, not part of the password.
-        return f.read().rstrip("\r\n")
-
-
-def member_clients(cluster: ClusterConfig) -> list[MemberClient]:
-    tls = TLSFiles(
+def tls_files(cluster: ClusterConfig) -> TLSFiles:
+    return TLSFiles(
         ca_file=cluster.tls.ca_file,
         cert_file=cluster.tls.cert_file,
         key_file=cluster.tls.key_file,
         server_name=cluster.tls.server_name,
     )
-    creds = (
-        Credentials(cluster.username, read_password(cluster.password_file))
-        if cluster.username and cluster.password_file
-        else None
+
+
+def auth_gate(cluster: ClusterConfig) -> AuthGate | None:
+    """One login state per cluster, shared by all its members' clients (etcd/auth.py)."""
+    if not (cluster.username and cluster.password_file):
+        return None
+    return AuthGate(cluster.username, password_file=cluster.password_file, cluster=cluster.name)
+
+
+def member_client(cluster: ClusterConfig, url: str, gate: AuthGate | None) -> MemberClient:
+    return MemberClient(
+        url,
+        tls=tls_files(cluster),
+        credentials=gate,
+        request_timeout=cluster.request_timeout,
+        dial_timeout=cluster.dial_timeout,
     )
-    return [
-        MemberClient(e.url, tls=tls, credentials=creds, request_timeout=cluster.request_timeout)
-        for e in cluster.endpoints
-    ]
+
+
+def member_clients(cluster: ClusterConfig, gate: AuthGate | None = None) -> list[MemberClient]:
+    gate = gate or auth_gate(cluster)
+    return [member_client(cluster, e.url, gate) for e in cluster.endpoints]
 
 
 def metrics_ssl_context(cluster: ClusterConfig) -> ssl.SSLContext | None:
@@ -61,7 +69,7 @@ def metrics_fetcher(cluster: ClusterConfig) -> MetricsFetcher:
 @dataclass
 class ClusterRuntime:
     config: ClusterConfig
-    clients: list[MemberClient]
+    clients: Membership
     state: ClusterState
     scheduler: Scheduler
     metrics: MetricsFetcher
@@ -76,9 +84,7 @@ class ClusterRuntime:
 
     async def close(self) -> None:
         await self.scheduler.stop()
-        for client in self.clients:
-            with contextlib.suppress(Exception):
-                await client.close()
+        await self.clients.close()
         await self.metrics.close()
 
 
@@ -89,7 +95,14 @@ def build_runtime(
     only: set[str] | None = None,
 ) -> ClusterRuntime:
     """`only` restricts the probes (the one-shot `inspect` picks its own set)."""
-    clients = member_clients(cluster)
+    gate = auth_gate(cluster)
+    clients = Membership(
+        cluster.name,
+        member_clients(cluster, gate),
+        {e.url: e.metrics_url for e in cluster.endpoints},
+        lambda url: member_client(cluster, url, gate),
+        discover=cluster.discover,
+    )
     state = ClusterState(cluster.name, tuple(e.url for e in cluster.endpoints))
     scheduled: dict[str, ScheduledProbe] = {}
     for name, spec in registry.items():
@@ -104,6 +117,11 @@ def build_runtime(
             timeout=pc.timeout if pc is not None else spec.default_timeout,
         )
     fetcher = metrics_fetcher(cluster)
+
+    def follow_membership() -> None:
+        fetcher.targets = clients.metrics_targets()
+
+    clients.on_change.append(follow_membership)
     supervisor = Supervisor(cluster.name)
     ctx = ProbeContext(
         cluster=cluster,

@@ -31,7 +31,6 @@ class ProbeOutcome:
 class ClusterState:
     def __init__(self, name: str, endpoints: tuple[str, ...]) -> None:
         self.name = name
-        self.endpoints = endpoints
         self._outcomes: Mapping[str, ProbeOutcome] = {}
         self._progress: Mapping[str, Any] = {}
         self._topology = Topology.unknown(endpoints)
@@ -43,6 +42,11 @@ class ClusterState:
     @property
     def progress(self) -> Mapping[str, Any]:
         return self._progress
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every member's client URL: the configured ones, then those discovered since."""
+        return self._topology.endpoints
 
     @property
     def topology(self) -> Topology:

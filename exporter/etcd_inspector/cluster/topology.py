@@ -25,6 +25,7 @@ class MemberView:
     name: str
     status: MemberStatus | None  # None: it did not answer Status (or was never asked)
     error: ErrorKind | None = None  # why it did not answer
+    detail: str = ""  # the cause in one line (e.g. which certificate problem)
 
     @property
     def up(self) -> bool:

@@ -181,9 +181,9 @@ class ClusterConfig:
     ``metrics_tls`` is ``None`` when the YAML has no ``metrics_tls`` section; that means
     "use ``tls`` for https metrics URLs too". It is left unresolved so consumers can tell
     an explicit metrics TLS setup from the inherited one.
-    ``password_file`` is only checked for readability here; its content is read once, when
-    the cluster's etcd clients are built at start-up (``runtime.member_clients``), so a
-    rotated password takes effect on the next start.
+    ``password_file`` is only checked for readability here; its content is read at every
+    login (etcd/auth.py), so a rotated password needs no restart.
+    ``discover``: also inspect the members the member list names that no endpoint reaches.
     """
 
     __pydantic_config__: ClassVar[ConfigDict] = _SECTION
@@ -198,6 +198,7 @@ class ClusterConfig:
     request_timeout: PositiveDuration = 5.0
     # The sidecar's own member, normalized like the endpoint URLs and one of them.
     local_member: MemberURL | None = None
+    discover: StrictBool = True
 
     @field_validator("local_member")
     @classmethod

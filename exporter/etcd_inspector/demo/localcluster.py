@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etcd_inspector.demo.pki import PKI
+
 HEALTH_TIMEOUT_SECONDS = 30.0
 
 
@@ -85,10 +87,12 @@ class LocalMember:
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     frozen: bool = False
+    # Clients must speak TLS and show a certificate signed by the cluster's CA (--client-cert-auth).
+    tls: bool = False
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -155,8 +159,10 @@ class LocalMember:
         self.process = None
 
     def healthy(self, timeout: float = 1.0) -> bool:
+        # The metrics listener is plain http (like kubeadm's) and serves /health too.
+        url = f"http://127.0.0.1:{self.metrics_port}/health"
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return b'"health":"true"' in resp.read().replace(b" ", b"")
         except OSError:
             return False
@@ -239,8 +245,10 @@ def build_cluster(
     token: str | None = None,
     quota_backend_bytes: int | None = None,
     extra_args: tuple[str, ...] = (),
+    pki: PKI | None = None,
 ) -> LocalCluster:
-    """Lay out (but do not start) a `size`-member cluster on free loopback ports."""
+    """Lay out (but do not start) a `size`-member cluster on free loopback ports. With `pki`,
+    client URLs are https with client certificates required (peers stay plain http)."""
     binary = find_etcd_binary(binary)
     owns = base_dir is None
     base = Path(base_dir or tempfile.mkdtemp(prefix="etcd-inspector-cluster-"))
@@ -255,10 +263,19 @@ def build_cluster(
             metrics_port=ports[3 * i + 2],
             data_dir=base / f"{name_prefix}{i + 1}.etcd",
             log_path=base / f"{name_prefix}{i + 1}.log",
+            tls=pki is not None,
         )
         for i in range(size)
     ]
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    tls_args: list[str] = []
+    if pki is not None:
+        tls_args = [
+            "--cert-file", str(pki.server_cert),
+            "--key-file", str(pki.server_key),
+            "--trusted-ca-file", str(pki.ca_file),
+            "--client-cert-auth",
+        ]  # fmt: skip
     for m in members:
         m.args = [
             binary,
@@ -277,6 +294,7 @@ def build_cluster(
             "--logger", "zap",
             "--log-level", "warn",
             *(["--quota-backend-bytes", str(quota_backend_bytes)] if quota_backend_bytes else []),
+            *tls_args,
             *extra_args,
         ]  # fmt: skip
     return LocalCluster(

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import re
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +22,10 @@ import grpc
 from aetcd import rpc
 
 from etcd_inspector.errors import ErrorKind
+from etcd_inspector.etcd.auth import AuthGate, Credentials
 from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, classify
 from etcd_inspector.etcd.types import (
     Alarm,
-    Credentials,
     HashKV,
     KeyValueLike,
     MemberInfo,
@@ -76,7 +78,6 @@ _CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 5_000),
 )
 
-ALARM_NAMES = {rpc.NOSPACE: "NOSPACE", rpc.CORRUPT: "CORRUPT"}
 
 # Event-loop time by which the current background probe run must finish; set by the scheduler.
 # A probe that makes several calls in a row sizes each from what is left, so one frozen member's
@@ -117,6 +118,32 @@ def _read(path: str | None) -> bytes | None:
         return f.read()
 
 
+def _file_stamps(tls: TLSFiles) -> tuple[tuple[int, int] | None, ...]:
+    """(mtime, size) of each TLS file: a change means kubelet or cert-manager rotated them."""
+    stamps = []
+    for path in (tls.ca_file, tls.cert_file, tls.key_file):
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        stamps.append((st.st_mtime_ns, st.st_size) if st else None)
+    return tuple(stamps)
+
+
+def parse_alarms(errors: Sequence[str]) -> tuple[Alarm, ...]:
+    """Active alarms from Status' `errors` ("memberID:123 alarm:NOSPACE "): etcd lists them there,
+    so they are read without the Alarm RPC, which goes through raft even to list."""
+    found = []
+    for text in errors:
+        m = _ALARM_TEXT.search(text)
+        if m:
+            found.append(Alarm(member_id=int(m.group(1)), alarm=m.group(2)))
+    return tuple(found)
+
+
+_ALARM_TEXT = re.compile(r"memberID:(\d+)\s+alarm:([A-Z_]+)")
+
+
 class MemberClient:
     """One etcd member, reached at one client URL. Every call has a deadline."""
 
@@ -125,14 +152,19 @@ class MemberClient:
         endpoint: str,
         *,
         tls: TLSFiles | None = None,
-        credentials: Credentials | None = None,
+        credentials: Credentials | AuthGate | None = None,
         request_timeout: float = 5.0,
+        dial_timeout: float | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._tls = tls or TLSFiles()
-        self._credentials = credentials
+        self.tls = tls or TLSFiles()
+        if isinstance(credentials, Credentials):
+            credentials = AuthGate(credentials.username, password=credentials.password)
+        self.auth = credentials
         self.request_timeout = request_timeout
+        self.dial_timeout = dial_timeout
         self._channel: grpc.aio.Channel | None = None
+        self._stamps: tuple[tuple[int, int] | None, ...] = ()
         self._token: str | None = None
         self._auth_not_enabled = False
         self._kv: rpc.KVStub | None = None
@@ -141,18 +173,31 @@ class MemberClient:
         self._watch: rpc.WatchStub | None = None
 
     def _ensure_channel(self) -> None:
-        if self._channel is not None:
-            return
         target, secure = grpc_target(self.endpoint)
+        if self._channel is not None:
+            if not secure or _file_stamps(self.tls) == self._stamps:
+                return
+            # Rotated certificate files: new connections must present the new ones. The old
+            # channel is dropped (its calls in flight finish or fail on their own deadlines).
+            log.info("TLS files changed; reconnecting", extra={"endpoint": self.endpoint})
+            old, self._channel = self._channel, None
+            self._token = None
+            asyncio.get_running_loop().create_task(old.close(grace=1.0))
         options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
-        if secure:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read(self._tls.ca_file),
-                private_key=_read(self._tls.key_file),
-                certificate_chain=_read(self._tls.cert_file),
+        if self.dial_timeout is not None:
+            # gRPC's MIN_CONNECT_TIMEOUT: how long one connection attempt may take (default 20s).
+            options.append(
+                ("grpc.min_reconnect_backoff_ms", max(100, int(self.dial_timeout * 1000)))
             )
-            if self._tls.server_name:
-                options.append(("grpc.ssl_target_name_override", self._tls.server_name))
+        if secure:
+            self._stamps = _file_stamps(self.tls)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(self.tls.ca_file),
+                private_key=_read(self.tls.key_file),
+                certificate_chain=_read(self.tls.cert_file),
+            )
+            if self.tls.server_name:
+                options.append(("grpc.ssl_target_name_override", self.tls.server_name))
             self._channel = grpc.aio.secure_channel(target, creds, options=options)
         else:
             self._channel = grpc.aio.insecure_channel(target, options=options)
@@ -162,25 +207,44 @@ class MemberClient:
         self._watch = rpc.WatchStub(self._channel)
 
     async def _metadata(self, timeout: float) -> tuple[tuple[str, str], ...] | None:
-        if self._credentials is None or self._auth_not_enabled:
+        """The auth token to send, logging in first if there is none. Raises EtcdError."""
+        gate = self.auth
+        if gate is None or self._auth_not_enabled:
             return None
         if self._token is None:
+            wait = gate.wait_seconds()
+            if wait > 0:
+                raise EtcdError(
+                    self.endpoint,
+                    ErrorKind.AUTH_FAILED,
+                    f"authentication failed; next login attempt in {wait:.0f}s",
+                )
+            try:
+                password = gate.password()
+            except OSError as err:
+                raise EtcdError(
+                    self.endpoint, ErrorKind.AUTH_FAILED, f"cannot read the password file: {err}"
+                ) from None
             auth = rpc.AuthStub(self._channel)
+            gate.attempted()
             try:
                 resp = await auth.Authenticate(
-                    rpc.AuthenticateRequest(
-                        name=self._credentials.username, password=self._credentials.password
-                    ),
+                    rpc.AuthenticateRequest(name=gate.username, password=password),
                     timeout=timeout,
                 )
             except grpc.aio.AioRpcError as err:
+                detail = err.details() or str(err.code())
                 # Like etcd's own clients, go on without a token while auth is off: credentials
                 # are often rolled out before `etcdctl auth enable`. Once it is on, calls fail
                 # with "user name is empty" and _unary logs in again.
-                if "authentication is not enabled" not in (err.details() or "").lower():
-                    raise
-                self._auth_not_enabled = True
-                return None
+                if "authentication is not enabled" in detail.lower():
+                    self._auth_not_enabled = True
+                    return None
+                kind = classify(err)
+                if kind == ErrorKind.AUTH_FAILED:
+                    gate.failed(self.endpoint, detail)
+                raise EtcdError(self.endpoint, kind, detail) from None
+            gate.succeeded()
             self._token = resp.token
         return (("token", self._token),)
 
@@ -191,17 +255,13 @@ class MemberClient:
         timeout = self.request_timeout if timeout is None else timeout
         self._ensure_channel()
         for attempt in (1, 2):
+            metadata = await self._metadata(timeout)
             try:
-                metadata = await self._metadata(timeout)
                 method = getattr(getattr(self, stub_name), method_name)
                 return await method(request, timeout=timeout, metadata=metadata)
             except grpc.aio.AioRpcError as err:
                 kind = classify(err)
-                if (
-                    kind == ErrorKind.INVALID_TOKEN
-                    and attempt == 1
-                    and self._credentials is not None
-                ):
+                if kind == ErrorKind.INVALID_TOKEN and attempt == 1 and self.auth is not None:
                     # Tokens expire (--auth-token-ttl) and die with a member's restart, and
                     # auth may have been enabled since we last looked: log in again, once.
                     self._token = None
@@ -227,6 +287,7 @@ class MemberClient:
             version=r.version,
             is_learner=r.isLearner,
             errors=tuple(r.errors),
+            alarms=parse_alarms(r.errors),
         )
 
     async def member_list(self, timeout: float | None = None) -> MemberList:
@@ -245,14 +306,6 @@ class MemberClient:
                 )
                 for m in r.members
             ),
-        )
-
-    async def alarms(self, timeout: float | None = None) -> tuple[Alarm, ...]:
-        req = rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=rpc.NONE)
-        r = await self._unary("Alarm", "_maint", req, timeout)
-        return tuple(
-            Alarm(member_id=a.memberID, alarm=ALARM_NAMES.get(a.alarm, str(a.alarm)))
-            for a in r.alarms
         )
 
     async def range_page(
@@ -308,7 +361,13 @@ class MemberClient:
         metadata = await self._metadata(self.request_timeout)
         create = rpc.WatchRequest(
             create_request=rpc.WatchCreateRequest(
-                key=key, range_end=range_end, start_revision=start_revision, progress_notify=True
+                key=key,
+                range_end=range_end,
+                start_revision=start_revision,
+                progress_notify=True,
+                # A backlog of big values comes as parts of at most --max-request-bytes each,
+                # not as one message that no receive limit could bound (etcd >= 3.4).
+                fragment=True,
             )
         )
 
@@ -319,6 +378,9 @@ class MemberClient:
 
         assert self._watch is not None
         call = self._watch.Watch(requests(), metadata=metadata)
+        # Events of a fragmented response, held until its last part: a revision is applied whole
+        # or not at all, so resuming after a break never skips the rest of one.
+        parts: list[Any] = []
         try:
             async for resp in call:
                 if resp.compact_revision:
@@ -327,13 +389,18 @@ class MemberClient:
                     raise EtcdError(
                         self.endpoint, ErrorKind.CANCELLED, resp.cancel_reason or "canceled"
                     )
+                if resp.fragment:
+                    parts.extend(resp.events)
+                    continue
+                raw = [*parts, *resp.events] if parts else resp.events
+                parts = []
                 events = tuple(
                     WatchEvent(
                         key=ev.kv.key,
                         is_delete=ev.type == rpc.Event.DELETE,
                         mod_revision=ev.kv.mod_revision,
                     )
-                    for ev in resp.events
+                    for ev in raw
                 )
                 yield WatchBatch(events=events, revision=resp.header.revision)
         except grpc.aio.AioRpcError as err:

@@ -22,6 +22,8 @@ class MemberStatus:
     version: str
     is_learner: bool
     errors: tuple[str, ...]
+    # Active alarms of the whole cluster, as this member knows them (parsed from `errors`).
+    alarms: tuple[Alarm, ...] = ()
 
     @property
     def is_leader(self) -> bool:
@@ -85,12 +87,6 @@ class WatchEvent:
 class WatchBatch:
     events: tuple[WatchEvent, ...]
     revision: int
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
 
 
 @dataclass(frozen=True)

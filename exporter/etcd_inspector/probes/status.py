@@ -21,11 +21,13 @@ from etcd_inspector.cluster.members import (
     merge_member_lists,
     resolve_member_names,
 )
+from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import Alarm, MemberClient, call_timeout
-from etcd_inspector.etcd.errors import attempt
-from etcd_inspector.etcd.types import MemberList
+from etcd_inspector.etcd.errors import EtcdError, attempt
+from etcd_inspector.etcd.tls import handshake
+from etcd_inspector.etcd.types import MemberList, MemberStatus
 from etcd_inspector.probes.base import (
     CACHED,
     NoOptions,
@@ -51,28 +53,58 @@ def _timeout(client: MemberClient) -> float:
     return call_timeout(client.request_timeout, _SHARE)
 
 
+Answer = tuple[MemberStatus | None, ErrorKind | None, str]  # status, why not, one-line detail
+
+
+async def _status(client: MemberClient) -> Answer:
+    """A member's Status; when it fails for a reason TLS could explain, the handshake says."""
+    try:
+        return await client.status(timeout=_timeout(client)), None, ""
+    except EtcdError as err:
+        # gRPC reports every TLS failure as "unavailable"; a frozen member times out instead,
+        # and must not cost more of the run.
+        if err.kind != ErrorKind.UNAVAILABLE:
+            return None, err.kind, err.detail
+        shake = await handshake(client.endpoint, client.tls, _timeout(client))
+        if shake.kind == ErrorKind.TLS:
+            return None, ErrorKind.TLS, shake.message
+        return None, err.kind, err.detail
+
+
+async def _statuses(clients: list[MemberClient]) -> dict[str, Answer]:
+    answers = await asyncio.gather(*(_status(c) for c in clients))
+    return {c.endpoint: a for c, a in zip(clients, answers, strict=True)}
+
+
+async def _no_answer(clients: list[MemberClient], answers: dict[str, Answer]) -> str:
+    """One line: why no member answered, with the first TLS problem spelled out."""
+    kinds = sorted({kind for _st, kind, _d in answers.values() if kind})
+    text = f"no member answered Status ({', '.join(kinds)})"
+    tls = next(((c.endpoint, answers[c.endpoint][2]) for c in clients
+                if answers[c.endpoint][1] == ErrorKind.TLS), None)  # fmt: skip
+    return f"{text}: {tls[0]}: {tls[1]}" if tls else text
+
+
 class StatusProbe(Probe[NoOptions, Topology]):
     async def run(self, ctx: ProbeContext) -> Topology:
-        statuses = await asyncio.gather(
-            *(attempt(m.status(timeout=_timeout(m))) for m in ctx.members)
-        )
-        answered = [m for m, (st, _err) in zip(ctx.members, statuses, strict=True) if st]
+        clients = list(ctx.members)
+        answers = await _statuses(clients)
+        answered = [c for c in clients if answers[c.endpoint][0] is not None]
         if not answered:
-            kinds = sorted({err for _st, err in statuses if err})
-            raise ProbeError(ErrorKind.NO_ANSWER, f"no member answered Status ({', '.join(kinds)})")
+            raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
         member_list: MemberList | None = None
-        alarms: tuple[tuple[str, str], ...] | None = None
-        # Member list and alarms are cluster-wide: the first member that answers them will do.
+        # The member list is cluster-wide: the first member that answers it will do.
         for client in answered:
             member_list, _ = await attempt(client.member_list(timeout=_timeout(client)))
             if member_list is not None:
                 break
-        for client in answered:
-            raw_alarms, _ = await attempt(client.alarms(timeout=_timeout(client)))
-            if raw_alarms is not None:
-                alarms = alarm_pairs(raw_alarms, member_id_names(member_list))
-                break
-        by_endpoint = {m.endpoint: st for m, (st, _e) in zip(ctx.members, statuses, strict=True)}
+        if member_list is not None and isinstance(ctx.members, Membership):
+            statuses = {e: a[0] for e, a in answers.items()}
+            added = ctx.members.sync(member_list, statuses)
+            if added:
+                answers |= await _statuses(added)
+            clients = list(ctx.members)
+        by_endpoint = {e: a[0] for e, a in answers.items()}
         # A member the list does not know (another cluster's, listed by mistake) is named by
         # its own member list, so the operator sees which member it is.
         known = {m.id for m in member_list.members} if member_list else set()
@@ -86,12 +118,18 @@ class StatusProbe(Probe[NoOptions, Topology]):
                     known |= {m.id for m in own.members}
         previous = {m.endpoint: m.name for m in ctx.topology.members if ctx.topology.known}
         names = resolve_member_names(
-            [m.endpoint for m in ctx.members], by_endpoint, merge_member_lists(lists), previous
+            [c.endpoint for c in clients], by_endpoint, merge_member_lists(lists), previous
         )
+        # Alarms are cluster state every member reports in its Status (no Alarm RPC: that one
+        # is a raft proposal even to list).
+        ids = member_id_names(member_list)
+        alarms = alarm_pairs((a for st in by_endpoint.values() if st for a in st.alarms), ids)
         return Topology(
             members=tuple(
-                MemberView(m.endpoint, names[m.endpoint], st, err)
-                for m, (st, err) in zip(ctx.members, statuses, strict=True)
+                MemberView(
+                    c.endpoint, names[c.endpoint], answers[c.endpoint][0], *answers[c.endpoint][1:]
+                )
+                for c in clients
             ),
             member_list=member_list,
             alarms=alarms,
