@@ -137,8 +137,8 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
         "clusters:\n"
         "  - name: main\n"
         "    endpoints:\n"
-        "      - http://10.0.0.1:2379\n"
-        "      - {url: 'http://10.0.0.2:2379', metrics_url: 'http://10.0.0.2:2381'}\n"
+        "      - http://127.0.0.1:9\n"
+        "      - {url: 'http://127.0.0.2:9', metrics_url: 'http://127.0.0.2:2381'}\n"
     )
     out = cli("run", f"--config.file={config}", "--config.check")
     assert (out.returncode, out.stderr) == (0, "")
@@ -147,14 +147,17 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
 
 def test_flags_override_the_file_and_are_checked_too(tmp_path: Path) -> None:
     config = tmp_path / "good.yml"
-    config.write_text("clusters:\n  - name: main\n    endpoints: ['http://10.0.0.1:2379']\n")
+    config.write_text("clusters:\n  - name: main\n    endpoints: ['http://127.0.0.1:9']\n")
     out = cli(
         "run", f"--config.file={config}", "--config.check",
-        "--etcd.endpoints=http://a:2379,http://b:2379", "--etcd.metrics-urls=http://a:2381",
+        "--etcd.endpoints=http://127.0.0.1:9,http://127.0.0.2:9",
+        "--etcd.metrics-urls=http://127.0.0.1:2381",
     )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr == "etcd-inspector: --etcd.metrics-urls has 1 URLs for 2 endpoints\n"
-    out = cli("run", "--config.check", "--etcd.endpoints=http://a:2379", "--inspection.interval=5")
+    out = cli(
+        "run", "--config.check", "--etcd.endpoints=http://127.0.0.1:9", "--inspection.interval=5"
+    )
     assert out.returncode == 2
     assert "inspection.interval: '5' has no unit; write e.g. '5s'" in out.stderr
 

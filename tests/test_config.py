@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from etcd_inspector.config import (
     parse_config,
     parse_duration,
 )
+from etcd_inspector.demo.pki import make_pki
 
 TESTDATA = Path(__file__).parent / "testdata" / "config"
 
@@ -85,9 +87,13 @@ MINIMAL = {"clusters": [{"name": "main", "endpoints": ["https://10.0.0.1:2379"]}
 
 @pytest.fixture
 def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run from a directory holding the files the testdata YAML names by relative path."""
-    for name in ("ca.pem", "client.pem", "client-key.pem", "password"):
-        (tmp_path / name).write_text(f"not really {name}\n")
+    """Run from a directory holding the files the testdata YAML names by relative path: real
+    PEM files, since the loader loads them as the client will."""
+    pki = make_pki(tmp_path / "pki")
+    shutil.copy(pki.ca_file, tmp_path / "ca.pem")
+    shutil.copy(pki.client_cert, tmp_path / "client.pem")
+    shutil.copy(pki.client_key, tmp_path / "client-key.pem")
+    (tmp_path / "password").write_text("not really a password\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -271,7 +277,7 @@ def test_several_errors_in_one_section_are_all_reported() -> None:
     assert len(errors) == 6, errors
     assert errors[0] == (
         "clusters[0]: unknown key 'colour' (allowed: name, endpoints, tls, metrics_tls, "
-        "username, password_file, dial_timeout, request_timeout, local_member)"
+        "username, password_file, dial_timeout, request_timeout, local_member, discover)"
     )
     assert [e.split(":")[0] for e in errors[1:]] == [
         "clusters[0].endpoints[0]",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ import yaml
 
 import etcd_inspector
 from etcd_inspector import mixin
+from etcd_inspector.demo.pki import make_pki
 
 try:
     import kubernetes_validate
@@ -164,18 +166,41 @@ def downward_env(container: dict[str, Any], pod: dict[str, str]) -> dict[str, st
     return env
 
 
+PEM_FILES = {"--etcd.ca-file": "ca_file", "--etcd.cert-file": "client_cert",
+             "--etcd.key-file": "client_key"}  # fmt: skip
+URL_HOST = re.compile(r"(https?://)([^/:,]+)")
+
+
+def loopback_hosts(arg: str, hosts: dict[str, str]) -> str:
+    """Each host name in an argument's URLs as its own 127.0.0.N: --config.check shakes hands
+    with every endpoint, and a test talks to nothing but loopback (nothing listens there, so
+    it only warns)."""
+
+    def local(m: re.Match[str]) -> str:
+        host = hosts.setdefault(m.group(2), f"127.0.0.{len(hosts) + 2}")
+        return m.group(1) + host
+
+    return URL_HOST.sub(local, arg)
+
+
 def config_check(args: list[str], tmp_path: Path) -> list[str]:
     """`etcd-inspector <args> --config.check` (the image's entrypoint with the container's
-    args), with the certificate files the args name made under tmp_path. Returns the args run."""
+    args), with the certificate files the args name made under tmp_path (real PEM files: the
+    check loads them). Returns the args run."""
+    pki = make_pki(tmp_path / "pki")
     checked = []
+    hosts: dict[str, str] = {}
     for arg in args:
         name, _, value = arg.partition("=")
         if name in FILE_FLAGS:
             path = tmp_path / value.lstrip("/")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("not read by --config.check\n")
+            if name in PEM_FILES:
+                shutil.copy(getattr(pki, PEM_FILES[name]), path)
+            else:
+                path.write_text("a password\n")
             arg = f"{name}={path}"
-        checked.append(arg)
+        checked.append(loopback_hosts(arg, hosts))
     package_root = str(Path(etcd_inspector.__file__).resolve().parents[1])
     env = {
         **os.environ,

@@ -16,6 +16,7 @@ from etcd_inspector import __version__
 from etcd_inspector.config import Config, ConfigError, load_config_file, merge_raw, parse_config
 from etcd_inspector.errors import UsageError
 from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from etcd_inspector.flags import add_etcd_flags, flag_overrides
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.web.address import parse_listen_address
 
@@ -23,154 +24,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["UsageError", "build_parser", "flag_overrides", "load_config", "main",
            "parse_listen_address"]  # fmt: skip
-
-
-def _probe_flag_dest(probe: str, option: str) -> str:
-    return f"probe__{probe}__{option}"
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def add_etcd_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("etcd (flags override the config file; --etcd.* define one cluster)")
-    g.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="FILE",
-        help="YAML configuration file (see README: Configuration).",
-    )
-    g.add_argument(
-        "--etcd.endpoints",
-        dest="endpoints",
-        metavar="URLS",
-        help="Comma-separated client URLs of the members, e.g. "
-        "https://10.0.0.1:2379,https://10.0.0.2:2379. Replaces the file's clusters.",
-    )
-    g.add_argument(
-        "--etcd.metrics-urls",
-        dest="metrics_urls",
-        metavar="URLS",
-        help="Comma-separated /metrics URLs, in the order of --etcd.endpoints, where "
-        "they differ from the client URLs (etcd's --listen-metrics-urls, e.g. :2381).",
-    )
-    g.add_argument(
-        "--etcd.cluster-name",
-        dest="cluster_name",
-        default=None,
-        metavar="NAME",
-        help="Value of the `cluster` label (default: default).",
-    )
-    g.add_argument(
-        "--etcd.ca-file", dest="ca_file", metavar="FILE", help="CA bundle for etcd's TLS."
-    )
-    g.add_argument(
-        "--etcd.cert-file", dest="cert_file", metavar="FILE", help="Client certificate for etcd."
-    )
-    g.add_argument(
-        "--etcd.key-file", dest="key_file", metavar="FILE", help="Client certificate key for etcd."
-    )
-    g.add_argument(
-        "--etcd.server-name",
-        dest="server_name",
-        metavar="NAME",
-        help="TLS server name to verify instead of the endpoint's host.",
-    )
-    g.add_argument(
-        "--etcd.username",
-        dest="username",
-        metavar="USER",
-        help="etcd user (a read-only role is enough).",
-    )
-    g.add_argument(
-        "--etcd.password-file",
-        dest="password_file",
-        metavar="FILE",
-        help="File holding the etcd user's password.",
-    )
-    g.add_argument(
-        "--etcd.local-member",
-        dest="local_member",
-        metavar="URL",
-        help="Sidecar mode: the client URL of the member this instance runs beside; "
-        "cluster-wide probes then run only while that member leads.",
-    )
-    g.add_argument(
-        "--inspection.interval",
-        dest="inspection_interval",
-        metavar="DURATION",
-        help="Interval of every probe at once, e.g. 5s (tests and demos).",
-    )
-    for spec in REGISTRY.values():
-        for flag in spec.flags:
-            g.add_argument(
-                flag.flag,
-                dest=_probe_flag_dest(spec.name, flag.option),
-                type=flag.type,
-                default=None,
-                metavar=flag.metavar,
-                help=flag.help,
-            )
-    g.add_argument(
-        "--log.level",
-        dest="log_level",
-        choices=["debug", "info", "warn", "error"],
-        help="Log level (default: info).",
-    )
-    g.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"],
-                   help="Log format (default: logfmt).")  # fmt: skip
-
-
-def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The raw-config dict the flags stand for; merged over the config file's."""
-    raw: dict[str, Any] = {}
-    endpoints = _split(getattr(args, "endpoints", None))
-    metrics_urls = _split(getattr(args, "metrics_urls", None))
-    cluster_flags = {
-        k: getattr(args, k, None)
-        for k in ("cluster_name", "ca_file", "cert_file", "key_file", "server_name",
-                  "username", "password_file", "local_member", "metrics_urls")
-    }  # fmt: skip
-    if endpoints:
-        if metrics_urls and len(metrics_urls) != len(endpoints):
-            raise UsageError(
-                f"--etcd.metrics-urls has {len(metrics_urls)} URLs for {len(endpoints)} endpoints"
-            )
-        cluster: dict[str, Any] = {
-            "name": args.cluster_name or "default",
-            "endpoints": [
-                {"url": e, "metrics_url": metrics_urls[i]} if metrics_urls else e
-                for i, e in enumerate(endpoints)
-            ],
-        }
-        tls = {k: cluster_flags[k] for k in ("ca_file", "cert_file", "key_file", "server_name")}
-        if any(tls.values()):
-            cluster["tls"] = {k: v for k, v in tls.items() if v}
-        for k in ("username", "password_file", "local_member"):
-            if cluster_flags[k]:
-                cluster[k] = cluster_flags[k]
-        raw["clusters"] = [cluster]
-    elif any(cluster_flags.values()):
-        used = ", ".join(f"--etcd.{k.replace('_', '-')}" for k, v in cluster_flags.items() if v)
-        raise UsageError(f"{used} need --etcd.endpoints (or put them in the config file)")
-    for section, key, attr in (
-        ("web", "listen_address", "listen_address"),
-        ("web", "telemetry_path", "telemetry_path"),
-        ("log", "level", "log_level"),
-        ("log", "format", "log_format"),
-        ("inspection", "interval", "inspection_interval"),
-    ):
-        value = getattr(args, attr, None)
-        if value is not None:
-            raw.setdefault(section, {})[key] = value
-    for spec in REGISTRY.values():
-        for flag in spec.flags:
-            value = getattr(args, _probe_flag_dest(spec.name, flag.option), None)
-            if value is not None:
-                probes = raw.setdefault("inspection", {}).setdefault("probes", {})
-                probes.setdefault(spec.name, {})[flag.option] = value
-    return raw
 
 
 def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
@@ -191,9 +44,7 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args)
     if args.config_check:
-        print(f"{args.config_file or 'flags'}: configuration OK "
-              f"({len(config.clusters)} cluster(s))")  # fmt: skip
-        return EXIT_OK
+        return check_config(args, config)
     from aiohttp import web
 
     from etcd_inspector.logsetup import setup_logging
@@ -210,6 +61,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         create_app(config), host=host, port=port, print=None, shutdown_timeout=5,
         access_log=None,
     )  # fmt: skip
+    return EXIT_OK
+
+
+def check_config(args: argparse.Namespace, config: Config) -> int:
+    """The file and flags are valid; then a TLS handshake with every endpoint."""
+    import asyncio
+
+    from etcd_inspector.cluster.preflight import check_connections
+
+    errors, warnings = asyncio.run(check_connections(config))
+    for line in warnings:
+        print(f"etcd-inspector: warning: {line}", file=sys.stderr)
+    for line in errors:
+        print(f"etcd-inspector: {line}", file=sys.stderr)
+    if errors:
+        return EXIT_ERROR
+    print(f"{args.config_file or 'flags'}: configuration OK ({len(config.clusters)} cluster(s))")
     return EXIT_OK
 
 
@@ -349,7 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as err:
-        print(f"etcd-inspector: {err}", file=sys.stderr)
+        if len(err.errors) == 1:  # one problem, one line
+            print(f"etcd-inspector: {err.source}: {err.errors[0]}", file=sys.stderr)
+        else:
+            print(f"etcd-inspector: {err}", file=sys.stderr)
         return EXIT_ERROR
     except UsageError as err:
         print(f"etcd-inspector: {err}", file=sys.stderr)

@@ -98,6 +98,15 @@ def _readable_file(path: str) -> str:
 ReadableFile = Annotated[NonEmptyStr, AfterValidator(_readable_file)]
 
 
+def _readable_dir(path: str) -> str:
+    if not os.path.isdir(path):
+        raise ValueError(f"{path!r} is not a directory")
+    return path
+
+
+ReadableDir = Annotated[NonEmptyStr, AfterValidator(_readable_dir)]
+
+
 def _listen_address(address: str) -> str:
     host, sep, port = address.rpartition(":")
     if not sep or not re.fullmatch(r"\d{1,5}", port, re.ASCII) or int(port) > 65535:

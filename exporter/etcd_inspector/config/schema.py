@@ -9,6 +9,7 @@ written here, once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Protocol
@@ -28,6 +29,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from etcd_inspector.etcd.tls import check_files
+from etcd_inspector.etcd.types import TLSFiles
+
 from .durations import Duration, PositiveDuration
 from .errors import problem, problems, reraise, type_name
 from .fields import (
@@ -37,6 +41,7 @@ from .fields import (
     MemberURL,
     MetricsURL,
     NonEmptyStr,
+    ReadableDir,
     ReadableFile,
     Regex,
     TelemetryPath,
@@ -58,7 +63,33 @@ def _tls_pairs(data: Mapping[str, Any]) -> list[InitErrorDetails]:
         return [problem((), "cert_file is set but key_file is not (a client cert needs both)")]
     if key and not cert:
         return [problem((), "key_file is set but cert_file is not (a client cert needs both)")]
-    return []
+    files = [
+        data.get(k) if _is_set(data.get(k)) else None for k in ("ca_file", "cert_file", "key_file")
+    ]
+    if any(f is not None and not os.path.isfile(f) for f in files):
+        return []  # the missing file is reported on its own key
+    # Loaded as the client will load them: a file that is not PEM, or a key that does not
+    # match its certificate, is one line here rather than a traceback at the first call.
+    found = check_files(TLSFiles(*files))
+    return [problem((), message) for message in found]
+
+
+# A Kubernetes TLS Secret mounted as a directory: these names, where present.
+TLS_DIR_FILES = {"ca_file": "ca.crt", "cert_file": "tls.crt", "key_file": "tls.key"}
+
+
+def _from_dir(data: object) -> object:
+    """`dir: /etc/etcd/pki` stands for the files of a mounted Secret that the section does not
+    name itself."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("dir"), str):
+        return data
+    directory = data["dir"]
+    filled = dict(data)
+    for key, name in TLS_DIR_FILES.items():
+        path = os.path.join(directory, name)
+        if filled.get(key) is None and os.path.isfile(path):
+            filled[key] = path
+    return filled
 
 
 def _is_set(value: object) -> bool:
@@ -74,6 +105,9 @@ class TLSConfig:
     key_file: ReadableFile | None = None
     server_name: NonEmptyStr | None = None
     insecure_skip_verify: StrictBool = False
+    # A directory holding ca.crt, tls.crt and tls.key (a mounted Kubernetes Secret); files
+    # named explicitly win.
+    dir: ReadableDir | None = None
 
     @property
     def enabled(self) -> bool:
@@ -83,7 +117,7 @@ class TLSConfig:
     @model_validator(mode="wrap")
     @classmethod
     def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return validate_section(cls, data, handler, checks=_tls_pairs)
+        return validate_section(cls, _from_dir(data), handler, checks=_tls_pairs)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -165,13 +199,24 @@ Endpoints = Annotated[
 # --------------------------------------------------------------------------- clusters
 
 
-def _credentials_pair(data: Mapping[str, Any]) -> list[InitErrorDetails]:
+def _cluster_checks(data: Mapping[str, Any]) -> list[InitErrorDetails]:
+    found = []
     user, password = _is_set(data.get("username")), _is_set(data.get("password_file"))
     if user and not password:
-        return [problem((), "username is set but password_file is not")]
+        found.append(problem((), "username is set but password_file is not"))
     if password and not user:
-        return [problem((), "password_file is set but username is not")]
-    return []
+        found.append(problem((), "password_file is set but username is not"))
+    tls = data.get("tls")
+    if isinstance(tls, Mapping) and tls.get("insecure_skip_verify") is True:
+        found.append(
+            problem(
+                ("tls", "insecure_skip_verify"),
+                "not supported for etcd's gRPC API (gRPC cannot skip certificate verification); "
+                "give tls.ca_file, and tls.server_name if the certificate names another host "
+                "(metrics_tls.insecure_skip_verify works for https metrics URLs)",
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -216,7 +261,7 @@ class ClusterConfig:
     @classmethod
     def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         return validate_section(
-            cls, data, handler, keep_null=("endpoints",), checks=_credentials_pair
+            cls, data, handler, keep_null=("endpoints",), checks=_cluster_checks
         )
 
 

@@ -198,6 +198,12 @@ async def handshake(url: str, files: TLSFiles, timeout: float) -> Handshake:
     return Handshake(True, None, "", peer)
 
 
+async def serving_not_after(url: str, files: TLSFiles, timeout: float) -> float | None:
+    """When the certificate a member serves at an https URL expires (None: no answer)."""
+    parts = urlsplit(url)
+    return await _peer_certificate(parts.hostname or "", parts.port or 2379, files, timeout)
+
+
 async def _peer_certificate(host: str, port: int, files: TLSFiles, timeout: float) -> float | None:
     """The serving certificate's expiry, read without verifying it (nothing is sent)."""
     ctx = ssl.create_default_context()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from etcd_inspector.probes.base import ProbeSpec
 from etcd_inspector.probes.bigvalue import SPEC as BIGVALUE
+from etcd_inspector.probes.certs import SPEC as CERTS
 from etcd_inspector.probes.consistency import SPEC as CONSISTENCY
 from etcd_inspector.probes.hotkeys import SPEC as HOTKEYS
 from etcd_inspector.probes.quota import SPEC as QUOTA
@@ -20,6 +21,7 @@ REGISTRY: dict[str, ProbeSpec] = {
         QUOTA,
         BIGVALUE,
         HOTKEYS,
+        CERTS,
     )
 }
 

@@ -174,7 +174,8 @@ class StatusProbe(Probe[NoOptions, Topology]):
         if result.alarms is not None:
             alarm = GaugeMetricFamily(
                 "etcd_inspector_member_alarm",
-                f"1 when the alarm is active on the member (from the Alarm list). {CACHED}",
+                "1 when the alarm is active on the member (from the members' Status answers). "
+                + CACHED,
                 labels=["cluster", "member", "alarm"],
             )
             for name, kind, active in result.alarm_matrix():

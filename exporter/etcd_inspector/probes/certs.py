@@ -1,0 +1,145 @@
+"""certs: when the certificates between the exporter and etcd expire.
+
+Expired etcd certificates are a classic control-plane outage. For every https member this
+probe reads the serving certificate from a TLS handshake (nothing is sent), and it reads the
+client certificate the exporter presents from its file (rotated files are read again each run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from etcd_inspector.etcd.client import call_timeout
+from etcd_inspector.etcd.tls import file_not_after, serving_not_after
+from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.format import duration, rfc3339, table
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class CertsOptions:
+    # A certificate expiring within this many days is a finding (the mixin's alerts have their
+    # own thresholds in config.libsonnet: certificateExpiryWarningDays / ...CriticalDays).
+    warning_days: float = 21.0
+    critical_days: float = 7.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.critical_days <= self.warning_days:
+            raise ValueError("need 0 <= critical_days <= warning_days")
+
+
+@dataclass(frozen=True)
+class CertExpiry:
+    cert: str  # client | serving
+    member: str  # the member serving it; "" for the exporter's client certificate
+    source: str  # the file or the URL it was read from
+    not_after: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class CertsResult:
+    certs: tuple[CertExpiry, ...]
+    taken_at: float
+
+
+class CertsProbe(Probe[CertsOptions, CertsResult]):
+    async def run(self, ctx: ProbeContext) -> CertsResult:
+        found: list[CertExpiry] = []
+        clients = list(ctx.members)
+        files = clients[0].tls if clients else None
+        if files is not None and files.cert_file:
+            found.append(CertExpiry("client", "", files.cert_file, file_not_after(files.cert_file)))
+        https = [c for c in clients if c.endpoint.startswith("https://")]
+        expiries = await asyncio.gather(
+            *(serving_not_after(c.endpoint, c.tls, call_timeout(c.request_timeout, 0.8))
+              for c in https)
+        )  # fmt: skip
+        for client, expiry in zip(https, expiries, strict=True):
+            if expiry is not None:
+                name = ctx.member_name(client.endpoint)
+                found.append(CertExpiry("serving", name, client.endpoint, expiry))
+        return CertsResult(tuple(found), time.time())
+
+    def metrics(self, cluster: str, result: CertsResult) -> Iterable[Metric]:
+        fam = GaugeMetricFamily(
+            "etcd_inspector_cert_expiry_timestamp_seconds",
+            "When a certificate between the exporter and etcd expires: each member's serving "
+            "certificate (cert=serving) and the exporter's client certificate (cert=client). "
+            + CACHED,
+            labels=["cluster", "member", "cert"],
+        )
+        for c in result.certs:
+            fam.add_metric([cluster, c.member, c.cert], c.not_after)
+        yield fam
+
+    def findings(self, result: CertsResult, rc: ReportContext) -> Iterable[Finding]:
+        for c in result.certs:
+            left = c.not_after - result.taken_at
+            what = (
+                f"member {c.member}'s serving certificate"
+                if c.member
+                else (f"the client certificate {c.source}")
+            )
+            if left <= 0:
+                message, severity = f"{what} has expired", Severity.CRITICAL
+            elif left <= self.options.critical_days * DAY:
+                message, severity = f"{what} expires in {duration(left)}", Severity.CRITICAL
+            elif left <= self.options.warning_days * DAY:
+                message, severity = f"{what} expires in {duration(left)}", Severity.WARNING
+            else:
+                continue
+            yield Finding(
+                rc.cluster, "certificate_expiry", message, c.member or None, severity,
+                subject=c.source, value=c.not_after,
+                threshold=result.taken_at + self.options.warning_days * DAY,
+                runbook="etcdinspectorcertificateexpiry",
+            )  # fmt: skip
+
+    def report_json(self, result: CertsResult | None, rc: ReportContext) -> dict[str, Any]:
+        if result is None:
+            return {"certificates": None}
+        return {
+            "certificates": [
+                {
+                    "cert": c.cert,
+                    "member": c.member or None,
+                    "source": c.source,
+                    "not_after": rfc3339(c.not_after),
+                    "seconds_left": round(c.not_after - result.taken_at),
+                }
+                for c in result.certs
+            ]
+        }
+
+    def report_text(self, result: CertsResult | None, rc: ReportContext) -> list[str]:
+        if result is None:
+            return []
+        if not result.certs:
+            return ["Certificates: none (plain-text etcd)"]
+        rows = [
+            [c.cert, c.member or "-", rfc3339(c.not_after)[:10],
+             duration(max(0.0, c.not_after - result.taken_at)), c.source]
+            for c in result.certs
+        ]  # fmt: skip
+        return ["Certificates", *table(["CERT", "MEMBER", "EXPIRES", "LEFT", "FROM"], rows)]
+
+
+SPEC = ProbeSpec(
+    name="certs",
+    probe_type=CertsProbe,
+    description="Expiry of each member's serving certificate and of the exporter's client "
+    "certificate.",
+    options_type=CertsOptions,
+    default_interval=300.0,
+    default_timeout=20.0,
+    title="Certificates",
+)
