@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -63,8 +64,18 @@ def parse_scrape(status: int, body: str, elapsed: float) -> Scrape:
 class ExporterProcess:
     """One `etcd-inspector run` subprocess on a free port; its stderr goes to a log file."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.port = free_ports(1)[0]
+        # With --web.config.file: the client side of its TLS, and e.g. an Authorization header.
+        self.tls = tls
+        self.headers = headers or {}
         self.args = [
             *exporter_command(),
             "run",
@@ -77,7 +88,7 @@ class ExporterProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -106,10 +117,12 @@ class ExporterProcess:
         self, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0
     ) -> tuple[int, str, float]:
         """(HTTP status, body, seconds taken)."""
-        req = urllib.request.Request(self.base_url + path, headers=headers or {})
+        req = urllib.request.Request(
+            self.base_url + path, headers={**self.headers, **(headers or {})}
+        )
         start = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.tls) as resp:
                 body = resp.read().decode()
                 return resp.status, body, time.monotonic() - start
         except urllib.error.HTTPError as err:
@@ -174,10 +187,15 @@ class ExporterProcess:
 
 @contextlib.contextmanager
 def run_exporter(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[ExporterProcess]:
     """Start the exporter, wait for /-/healthy, always stop it."""
-    exporter = ExporterProcess(list(args), tmp_path / f"exporter-{time.monotonic_ns()}.log", env)
+    log_path = tmp_path / f"exporter-{time.monotonic_ns()}.log"
+    exporter = ExporterProcess(list(args), log_path, env, tls=tls, headers=headers)
     try:
         exporter.start()
         yield exporter

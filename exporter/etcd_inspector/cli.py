@@ -42,13 +42,27 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from etcd_inspector.config.webconfig import WebConfigError, load_web_config
+
     config = load_config(args)
+    web_file = None
+    if config.web.config_file:
+        try:
+            web_file = load_web_config(config.web.config_file)
+        except WebConfigError as err:
+            for line in err.lines():
+                print(f"etcd-inspector: {line}", file=sys.stderr)
+            return EXIT_ERROR
     if args.config_check:
-        return check_config(args, config)
-    from aiohttp import web
+        code = check_config(args, config)
+        if code == EXIT_OK and web_file is not None:
+            print(f"{config.web.config_file}: web configuration OK ({web_file.describe()})")
+        return code
+    import asyncio
 
     from etcd_inspector.logsetup import setup_logging
     from etcd_inspector.web.app import create_app
+    from etcd_inspector.web.server import ServerLimits, serve
 
     setup_logging(config.log_level, config.log_format)
     host, port = parse_listen_address(config.web.listen_address)
@@ -57,10 +71,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra={"version": __version__, "address": config.web.listen_address,
                "clusters": ",".join(c.name for c in config.clusters)},
     )  # fmt: skip
-    web.run_app(
-        create_app(config), host=host, port=port, print=None, shutdown_timeout=5,
-        access_log=None,
-    )  # fmt: skip
+    limits = ServerLimits.from_config(config.web)
+    try:
+        asyncio.run(serve(create_app(config), host, port, limits, web_file))
+    except OSError as err:  # the address is taken or not ours
+        print(f"etcd-inspector: cannot listen on {config.web.listen_address}: "
+              f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -134,6 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
         dest="telemetry_path",
         metavar="PATH",
         help="Path under which to expose metrics (default: /metrics).",
+    )
+    web_group.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="exporter-toolkit web configuration file: TLS and basic auth "
+        "(see README: Securing the endpoint).",
+    )
+    web_group.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        metavar="N",
+        help="Open connections at most; more are closed at once (default: 128).",
+    )
+    web_group.add_argument(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        metavar="DURATION",
+        help="A new connection must finish its TLS handshake and send its first request's "
+        "headers within this (default: 10s).",
+    )
+    web_group.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        metavar="DURATION",
+        help="Close a kept-alive connection whose next request has not arrived within this "
+        "(default: 2m).",
     )
     run.add_argument(
         "--config.check",

@@ -220,6 +220,10 @@ def flag_overrides(
     for section, key, attr in (
         ("web", "listen_address", "listen_address"),
         ("web", "telemetry_path", "telemetry_path"),
+        ("web", "config_file", "web_config_file"),
+        ("web", "max_connections", "max_connections"),
+        ("web", "read_header_timeout", "read_header_timeout"),
+        ("web", "idle_timeout", "idle_timeout"),
         ("log", "level", "log_level"),
         ("log", "format", "log_format"),
         ("inspection", "interval", "inspection_interval"),

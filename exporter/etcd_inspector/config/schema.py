@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     PlainValidator,
     StrictBool,
+    StrictInt,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -289,12 +290,25 @@ class ScrapeConfig:
         return validate_section(cls, data, handler)
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class WebConfig:
     __pydantic_config__: ClassVar[ConfigDict] = _SECTION
 
     listen_address: ListenAddress = ":9979"
     telemetry_path: TelemetryPath = "/metrics"
+    # exporter-toolkit's web config file (TLS, basic auth): config/webconfig.py.
+    config_file: ReadableFile | None = None
+    # Bounds on the exporter's own HTTP connections (web/server.py). The idle timeout is
+    # above the usual 1m scrape interval, so Prometheus keeps reusing its connection.
+    max_connections: Annotated[StrictInt, AfterValidator(_at_least_one)] = 128
+    read_header_timeout: PositiveDuration = 10.0
+    idle_timeout: PositiveDuration = 120.0
 
     @model_validator(mode="wrap")
     @classmethod

@@ -10,8 +10,6 @@ import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from etcd_inspector.config import Config, parse_config
 from etcd_inspector.demo.localcluster import ClusterStartError, start_cluster
 from etcd_inspector.demo.sample_writer import SampleWriter
@@ -21,6 +19,7 @@ from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_OK
 from etcd_inspector.logsetup import setup_logging
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.web.address import parse_listen_address
+from etcd_inspector.web.server import Listener, ServerLimits, make_runner
 
 HOT_WRITES_PER_SECOND = 50
 
@@ -87,6 +86,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"etcd-inspector demo: {err}", file=sys.stderr)
         return EXIT_ERROR
     runner = None
+    listener: Listener | None = None
     writer_task = None
     try:
         print(f"writing {args.keys} sample keys ...", file=sys.stderr)
@@ -96,10 +96,13 @@ async def _serve(args: argparse.Namespace) -> int:
         )
         from etcd_inspector.web.app import create_app
 
-        runner = web.AppRunner(create_app(config), access_log=None)
+        # Plain HTTP on loopback, with the same connection limits as `run`'s defaults.
+        limits = ServerLimits.from_config(config.web)
+        runner = make_runner(create_app(config), limits)
         await runner.setup()
         host, port = parse_listen_address(args.listen_address)
-        await web.TCPSite(runner, host, port).start()
+        listener = Listener(runner, host, port, limits)
+        await listener.start()
         writer_task = asyncio.create_task(_runaway_writer(cluster.endpoints[0]))
         print(banner(args.listen_address, cluster.endpoints, cluster.base_dir), flush=True)
         stop = asyncio.Event()
@@ -115,6 +118,8 @@ async def _serve(args: argparse.Namespace) -> int:
             writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer_task
+        if listener is not None:
+            await listener.stop()
         if runner is not None:
             await runner.cleanup()
         cluster.stop()
