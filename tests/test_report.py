@@ -273,10 +273,12 @@ def test_json_document_shape_and_values():
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
         "name", "inspected", "error", "probes", "members", "leader", "alarms", "consistency",
-        "quota", "keyspace", "hot_keys", "findings",
+        "quota", "keyspace", "hot_keys", "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
-    assert list(cluster["probes"]) == ["status", "consistency", "quota", "bigvalue", "hotkeys"]
+    assert list(cluster["probes"]) == [
+        "status", "consistency", "quota", "bigvalue", "hotkeys", "backup",
+    ]  # fmt: skip
     assert cluster["leader"] == "m1"
     assert cluster["alarms"] == []
     m1 = cluster["members"][0]
