@@ -120,6 +120,14 @@
     // EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within prefix_key_growth_window.
     prefix_key_growth_max: 10000,
     prefix_key_growth_window: '1h',
+    // EtcdInspectorBackupTooOld: age of the newest snapshot in a backup location, in seconds.
+    // Keep it equal to the exporter's clusters[].backup.max_age (--backup.max-age, default 1h)
+    // so that `inspect` and the alert agree; it must exceed the snapshot schedule's period.
+    backup_max_age_seconds: 3600,
+    // EtcdInspectorBackupMissing, ...NotWhole, ...DataMismatch, ...RestoreFailed: how long
+    // the condition must hold. A snapshot being written is not visible (temporary name), so
+    // short is fine; the probe checks every 5 minutes.
+    backup_alert_for: '15m',
     // EtcdInspectorProbeStale: seconds since a probe's last success, per probe; probes run at
     // different intervals (the value scan is the slowest).
     probe_stale_seconds: {
@@ -128,6 +136,7 @@
       quota: 1800,
       hotkeys: 1800,
       bigvalue: 6 * 3600,
+      backup: 3600,
     },
 
     // ---- Deployment (servicemonitors/) ------------------------------------------------------
@@ -204,6 +213,15 @@
     kubeadm_metrics_url: 'http://127.0.0.1:2381/metrics',
     // ... and the static pod's labels, selected by kubeadm-podmonitor.yaml.
     kubeadm_pod_labels: { component: 'etcd-inspector', tier: 'control-plane' },
+    // backup-cronjob.yaml: `etcd-inspector snapshot` as a CronJob writing to a PVC ...
+    backup_schedule: '*/30 * * * *',
+    // ... the PersistentVolumeClaim (in exporter_namespace) it writes to ...
+    backup_pvc: 'etcd-backups',
+    // ... and its retention: the newest backup_keep snapshots, none older than backup_keep_max_age.
+    backup_keep: 48,
+    backup_keep_max_age: '7d',
+    // ... and the size the claim requests (a snapshot is about the size of etcd's database).
+    backup_pvc_size: '10Gi',
     // Exporters Prometheus scrapes in the static (VM) scrape config.
     static_exporter_targets: ['etcd-inspector.example.internal:9979'],
   },

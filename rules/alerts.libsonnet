@@ -399,6 +399,66 @@
             },
           },
           {
+            alert: 'EtcdInspectorBackupMissing',
+            expr: |||
+              max without (%(exporter_instance_labels)s) (etcd_inspector_backup_snapshots{%(exporter_selector)s}) == 0
+            ||| % x,
+            'for': '%(backup_alert_for)s' % x,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'An etcd backup location holds no snapshot.',
+              description: '%s: backup location {{ $labels.location }} holds no snapshot (or does not exist); a lost cluster could not be restored from it.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorBackupTooOld',
+            expr: |||
+              time() - max without (%(exporter_instance_labels)s) (etcd_inspector_backup_last_timestamp_seconds{%(exporter_selector)s}) > %(backup_max_age_seconds)s
+            ||| % x,
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The newest etcd backup is too old.',
+              description: '%s: the newest snapshot in backup location {{ $labels.location }} is {{ $value | humanizeDuration }} old; snapshots have stopped being written.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorBackupNotWhole',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_backup_valid{%(exporter_selector)s}) == 0
+            ||| % x,
+            'for': '%(backup_alert_for)s' % x,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The newest etcd backup is not whole.',
+              description: '%s: the newest snapshot in backup location {{ $labels.location }} is not whole (its SHA-256 does not match or it is not a complete bbolt file); it would not restore. `etcd-inspector inspect` says why.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorBackupDataMismatch',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_backup_matches_cluster{%(exporter_selector)s}) == 0
+            ||| % x,
+            'for': '%(backup_alert_for)s' % x,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The newest etcd backup does not hold the cluster\'s data.',
+              description: '%s: the newest snapshot in backup location {{ $labels.location }} holds a different number of keys than the cluster had at its revision, or is at a revision the cluster has not reached: it is another cluster\'s backup.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorBackupRestoreFailed',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_backup_restore_success{%(exporter_selector)s}) == 0
+            ||| % x,
+            'for': '%(backup_alert_for)s' % x,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The restore drill of the newest etcd backup failed.',
+              description: '%s: restoring the newest snapshot in backup location {{ $labels.location }} into a throwaway etcd failed; `etcd-inspector inspect` says why.' % inspectedCluster,
+            },
+          },
+          {
             alert: 'EtcdInspectorProbeFailing',
             expr: |||
               etcd_inspector_probe_success{%(exporter_selector)s} == 0

@@ -5,6 +5,7 @@
 //                            patch (scraped through podmonitor.yaml)
 //   kubeadmStaticPod         a static pod beside kubeadm's etcd on each control-plane node
 //                            (scraped through kubeadmPodMonitor)
+//   backupCronJob            `etcd-inspector snapshot` on a schedule, into a PersistentVolumeClaim
 // The image's entrypoint is `etcd-inspector`, so every container's args start with `run`.
 {
   local c = $._config,
@@ -159,6 +160,76 @@
         },
       },
     },
+
+    // 4. Scheduled snapshots (backup-cronjob.yaml): a CronJob runs `etcd-inspector snapshot`
+    // with the Deployment's endpoints and client certificate, into a PersistentVolumeClaim,
+    // and prunes old snapshots. With etcd auth on, the certificate's user needs the root role
+    // (Maintenance.Snapshot). For the backup probe, mount the claim into the exporter too and
+    // add --backup.location (a claim on two nodes needs ReadWriteMany).
+    backupCronJob: [
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: c.backup_pvc, namespace: c.exporter_namespace, labels: deploymentLabels },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          resources: { requests: { storage: c.backup_pvc_size } },
+        },
+      },
+      {
+        apiVersion: 'batch/v1',
+        kind: 'CronJob',
+        metadata: { name: 'etcd-inspector-snapshot', namespace: c.exporter_namespace, labels: deploymentLabels },
+        spec: {
+          schedule: c.backup_schedule,
+          // Two snapshots at once would only slow each other down.
+          concurrencyPolicy: 'Forbid',
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            spec: {
+              backoffLimit: 2,
+              template: {
+                metadata: { labels: deploymentLabels },
+                spec: {
+                  restartPolicy: 'OnFailure',
+                  automountServiceAccountToken: false,
+                  securityContext: nonRoot {
+                    // The claim's files and the Secret's belong to this group.
+                    fsGroup: c.exporter_uid,
+                    seccompProfile: { type: 'RuntimeDefault' },
+                  },
+                  containers: [{
+                    name: 'snapshot',
+                    image: c.exporter_image,
+                    imagePullPolicy: 'IfNotPresent',
+                    args: [
+                      'snapshot',
+                      '--etcd.endpoints=%s' % std.join(',', c.exporter_etcd_endpoints),
+                      '--etcd.cluster-name=%s' % c.etcd_cluster_name,
+                    ] + tlsArgs(tlsDir, 'tls.crt', 'tls.key') + [
+                      '--out=/backups',
+                      '--keep=%d' % c.backup_keep,
+                      '--max-age=%s' % c.backup_keep_max_age,
+                    ],
+                    resources: c.exporter_resources,
+                    securityContext: securityContext(nonRoot),
+                    volumeMounts: [tlsMount, { name: 'backups', mountPath: '/backups' }],
+                  }],
+                  volumes: [
+                    {
+                      name: tlsVolume,
+                      secret: { secretName: c.exporter_tls_secret, defaultMode: std.parseOctal('0440') },
+                    },
+                    { name: 'backups', persistentVolumeClaim: { claimName: c.backup_pvc } },
+                  ],
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
 
     // 3. A static pod beside kubeadm's etcd on each control-plane node, on the host network,
     // talking to its own member on 127.0.0.1 with kubeadm's healthcheck client certificate.

@@ -277,7 +277,7 @@ def test_several_errors_in_one_section_are_all_reported() -> None:
     assert len(errors) == 6, errors
     assert errors[0] == (
         "clusters[0]: unknown key 'colour' (allowed: name, endpoints, tls, metrics_tls, "
-        "username, password_file, dial_timeout, request_timeout, local_member, discover)"
+        "username, password_file, dial_timeout, request_timeout, local_member, discover, backup)"
     )
     assert [e.split(":")[0] for e in errors[1:]] == [
         "clusters[0].endpoints[0]",

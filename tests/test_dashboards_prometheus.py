@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import etcdctl_binary
 from etcd_inspector.demo.localcluster import start_cluster
 from etcd_inspector.mixin import config_defaults, dashboard_queries
 from harness import ExporterProcess, run_exporter
@@ -64,7 +66,9 @@ inspection:
 
 # "uid:title" (plus "#refId" on panels with several queries) -> why it is empty on a healthy
 # cluster. Each one must still be a valid query.
-EXPECTED_EMPTY: dict[str, str] = {}
+EXPECTED_EMPTY: dict[str, str] = {
+    "etcd-inspector-inspections:Restore drill": "the backup probe's restore_drill is off",
+}
 
 # Alerts the planted data must raise. Every `for:` is >= 15m, so within the test they can only
 # be pending, which proves their expressions match the exporter's real series.
@@ -91,7 +95,7 @@ def _only(result: list[dict[str, Any]]) -> float:
 
 
 MEMBERS = {"m1", "m2", "m3"}
-PROBES = {"status", "consistency", "quota", "hotkeys", "bigvalue"}
+PROBES = {"status", "consistency", "quota", "hotkeys", "bigvalue", "backup"}
 
 # Beyond "has data": what some panels must show given the planted data (id -> predicate).
 VALUE_CHECKS: dict[str, Callable[[list[dict[str, Any]]], bool]] = {
@@ -284,6 +288,14 @@ def stack(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # defaults want an hour-scale window and a minute of samples).
         exporter_config = tmp / "exporter.yml"
         exporter_config.write_text(QUOTA_PROJECTION_CONFIG)
+        # A backup location with one snapshot, for the Backups row.
+        backups = tmp / "backups"
+        backups.mkdir()
+        subprocess.run(
+            [etcdctl_binary(), "--endpoints", cluster.endpoints[0], "snapshot", "save",
+             str(backups / "test.db")], env={**os.environ, "ETCDCTL_API": "3"},
+            capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
         with (
             run_exporter(
                 tmp,
@@ -292,6 +304,7 @@ def stack(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "--etcd.metrics-urls=" + ",".join(m.metrics_url for m in cluster.members),
                 f"--etcd.cluster-name={CLUSTER_NAME}",
                 "--inspection.interval=2s",
+                f"--backup.location={backups}",
             ) as exporter,
             run_prometheus(_prometheus_config(exporter.port), tmp / "prometheus") as prometheus,
         ):

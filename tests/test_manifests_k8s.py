@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 import etcd_inspector
-from etcd_inspector import mixin
+from etcd_inspector import cli, mixin
 from etcd_inspector.demo.pki import make_pki
 
 try:
@@ -497,3 +497,30 @@ def test_kubeadm_podmonitor_selects_the_static_pod(rendering: Rendering) -> None
     endpoint = monitor["spec"]["podMetricsEndpoints"][0]
     assert endpoint["port"] == inspector(pod["spec"])["ports"][0]["name"]
     assert endpoint["path"] == rendering.config["exporter_metrics_path"]
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def test_backup_cronjob_snapshots_into_its_claim(rendering: Rendering) -> None:
+    config = rendering.config
+    claim, cronjob = rendering.docs("backup-cronjob.yaml")
+    assert (claim["kind"], cronjob["kind"]) == ("PersistentVolumeClaim", "CronJob")
+    validate(claim)
+    validate(cronjob)
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod_spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    assert_non_root(container)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    args = container["args"]
+    assert args[0] == "snapshot"
+    assert flag(args, "--etcd.endpoints").split(",") == config["exporter_etcd_endpoints"]
+    out = flag(args, "--out")
+    (backups,) = [m for m in container["volumeMounts"] if m["mountPath"] == out]
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == backups["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["metadata"]["namespace"] == cronjob["metadata"]["namespace"]
+    # The arguments are the snapshot command's own.
+    parsed = cli.build_parser().parse_args(args)
+    assert parsed.command == "snapshot" and parsed.keep == config["backup_keep"]

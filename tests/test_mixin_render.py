@@ -49,6 +49,11 @@ INSPECTOR_ALERTS = {
     "EtcdInspectorProbeFailing",
     "EtcdInspectorProbeStale",
     "EtcdInspectorMemberUnreachable",
+    "EtcdInspectorBackupMissing",
+    "EtcdInspectorBackupTooOld",
+    "EtcdInspectorBackupNotWhole",
+    "EtcdInspectorBackupDataMismatch",
+    "EtcdInspectorBackupRestoreFailed",
 }
 OUTPUTS = {
     "prometheus-rules.yaml",
@@ -60,6 +65,7 @@ OUTPUTS = {
     "deployment.yaml",
     "statefulset-sidecar-patch.yaml",
     "kubeadm-static-pod.yaml",
+    "backup-cronjob.yaml",
     "dashboards/etcd-inspector-overview.json",
     "dashboards/etcd-inspector-inspections.json",
 }

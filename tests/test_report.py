@@ -273,11 +273,11 @@ def test_json_document_shape_and_values():
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
         "name", "inspected", "error", "probes", "members", "leader", "alarms", "consistency",
-        "quota", "keyspace", "hot_keys", "certificates", "findings",
+        "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
     assert list(cluster["probes"]) == [
-        "status", "consistency", "quota", "bigvalue", "hotkeys", "certs",
+        "status", "consistency", "quota", "bigvalue", "hotkeys", "certs", "backup",
     ]  # fmt: skip
     assert cluster["leader"] == "m1"
     assert cluster["alarms"] == []

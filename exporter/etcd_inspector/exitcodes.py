@@ -4,3 +4,8 @@ EXIT_OK = 0  # fine; `inspect`: all clear
 EXIT_FINDINGS = 1  # `inspect`: findings
 EXIT_ERROR = 2  # usage or configuration error, or the cluster could not be inspected
 EXIT_INTERRUPTED = 130  # Ctrl-C
+# `snapshot`: why no snapshot was written (the partial file is always removed)
+EXIT_SNAPSHOT_DESTINATION = 3  # --out is missing, not a directory, or not writable
+EXIT_SNAPSHOT_NO_SPACE = 4  # the destination filled up (ENOSPC, EDQUOT)
+EXIT_SNAPSHOT_ETCD = 5  # no member could stream a snapshot, or the stream broke
+EXIT_SNAPSHOT_CORRUPT = 6  # what arrived is not whole (hash mismatch, not a bbolt file)

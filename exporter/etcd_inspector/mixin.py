@@ -57,6 +57,7 @@ _STATIC_COMMITTED = {
     "deployment.yaml": "servicemonitors/deployment.yaml",
     "statefulset-sidecar-patch.yaml": "servicemonitors/statefulset-sidecar-patch.yaml",
     "kubeadm-static-pod.yaml": "servicemonitors/kubeadm-static-pod.yaml",
+    "backup-cronjob.yaml": "servicemonitors/backup-cronjob.yaml",
 }
 COMMITTED_PATHS: Mapping[str, str] = _STATIC_COMMITTED
 
@@ -77,6 +78,7 @@ local rules = { groups: mixin.prometheusAlerts.groups + mixin.prometheusRules.gr
     'deployment.yaml': mixin.manifests.deployment,
     'statefulset-sidecar-patch.yaml': mixin.manifests.statefulsetSidecarPatch,
     'kubeadm-static-pod.yaml': mixin.manifests.kubeadmStaticPod,
+    'backup-cronjob.yaml': mixin.manifests.backupCronJob,
   },
   comments: mixin.manifests.comments,
   dashboards: mixin.grafanaDashboards,

@@ -29,6 +29,7 @@ from .durations import Duration, parse_duration
 from .errors import ConfigError
 from .load import load_config_file, merge_raw, parse_config
 from .schema import (
+    BackupConfig,
     ClusterConfig,
     Config,
     EndpointConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "KEY_LABEL_MODES",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "BackupConfig",
     "ClusterConfig",
     "Config",
     "ConfigError",

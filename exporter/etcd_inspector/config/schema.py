@@ -36,6 +36,7 @@ from etcd_inspector.etcd.types import TLSFiles
 from .durations import Duration, PositiveDuration
 from .errors import problem, problems, reraise, type_name
 from .fields import (
+    LIST,
     ClientURL,
     ClusterName,
     ListenAddress,
@@ -197,6 +198,44 @@ Endpoints = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- backups
+
+
+def _distinct_locations(locations: tuple[str, ...]) -> tuple[str, ...]:
+    seen: dict[str, int] = {}
+    errors = []
+    for i, location in enumerate(locations):
+        if location in seen:
+            text = f"duplicate location {location!r} (same as [{seen[location]}])"
+            errors.append(problem((i,), text))
+        else:
+            seen[location] = i
+    if errors:
+        raise problems("locations", errors)
+    return locations
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """Where a cluster's snapshots are kept, and how old the newest may be (the backup probe).
+
+    A location is a local directory (a mounted volume); one that does not exist is a finding
+    at run time, not a configuration error: a volume may be mounted after the exporter starts.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = _SECTION
+
+    locations: Annotated[
+        tuple[NonEmptyStr, ...], LIST, non_empty("location"), AfterValidator(_distinct_locations)
+    ]
+    max_age: PositiveDuration = 3600.0
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return validate_section(cls, data, handler, keep_null=("locations",))
+
+
 # --------------------------------------------------------------------------- clusters
 
 
@@ -245,6 +284,7 @@ class ClusterConfig:
     # The sidecar's own member, normalized like the endpoint URLs and one of them.
     local_member: MemberURL | None = None
     discover: StrictBool = True
+    backup: BackupConfig | None = None
 
     @field_validator("local_member")
     @classmethod

@@ -5,6 +5,7 @@ The order is the report's: sections of `inspect`, the JSON document and the stat
 
 from __future__ import annotations
 
+from etcd_inspector.probes.backup import SPEC as BACKUP
 from etcd_inspector.probes.base import ProbeSpec
 from etcd_inspector.probes.bigvalue import SPEC as BIGVALUE
 from etcd_inspector.probes.certs import SPEC as CERTS
@@ -22,6 +23,7 @@ REGISTRY: dict[str, ProbeSpec] = {
         BIGVALUE,
         HOTKEYS,
         CERTS,
+        BACKUP,
     )
 }
 

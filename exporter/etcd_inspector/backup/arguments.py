@@ -1,0 +1,21 @@
+"""The `snapshot` command's own flags (its etcd flags are cli.add_etcd_flags'); kept apart
+from backup/take.py so that building the parser imports nothing heavy."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_snapshot_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("snapshot")
+    g.add_argument("--out", required=True, metavar="DIR",
+                   help="Directory to write <cluster>-<UTC time>-r<revision>.db into.")  # fmt: skip
+    g.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="Keep the newest N snapshots of the cluster in DIR, delete older "
+                   "ones.")  # fmt: skip
+    g.add_argument("--max-age", dest="max_age", default=None, metavar="DURATION",
+                   help="Delete the cluster's snapshots in DIR older than this, e.g. 7d "
+                   "(the newest is always kept).")  # fmt: skip
+    g.add_argument("--every", default=None, metavar="DURATION",
+                   help="Take one every DURATION until stopped (a sidecar); default: once "
+                   "(a CronJob).")  # fmt: skip
