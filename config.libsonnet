@@ -120,6 +120,11 @@
     // EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within prefix_key_growth_window.
     prefix_key_growth_max: 10000,
     prefix_key_growth_window: '1h',
+    // EtcdInspectorCertificateExpiry: days before a certificate between the exporter and etcd
+    // (a member's serving certificate, the exporter's client certificate) expires. Keep them
+    // equal to the certs probe's warning_days / critical_days, which make the same findings.
+    certificate_expiry_warning_days: 21,
+    certificate_expiry_critical_days: 7,
     // EtcdInspectorBackupTooOld: age of the newest snapshot in a backup location, in seconds.
     // Keep it equal to the exporter's clusters[].backup.max_age (--backup.max-age, default 1h)
     // so that `inspect` and the alert agree; it must exceed the snapshot schedule's period.

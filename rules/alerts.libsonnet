@@ -399,6 +399,30 @@
             },
           },
           {
+            alert: 'EtcdInspectorCertificateExpiry',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_cert_expiry_timestamp_seconds{%(exporter_selector)s}) - time() < %(certificate_expiry_warning_days)s * 86400
+            ||| % x,
+            'for': '15m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A certificate between the exporter and etcd expires soon.',
+              description: '%s: the {{ $labels.cert }} certificate{{ with $labels.member }} of member {{ . }}{{ end }} expires in {{ $value | humanizeDuration }}. Expired etcd certificates stop the control plane: renew it (kubeadm certs renew, cert-manager) before then.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorCertificateExpiry',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_cert_expiry_timestamp_seconds{%(exporter_selector)s}) - time() < %(certificate_expiry_critical_days)s * 86400
+            ||| % x,
+            'for': '15m',
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'A certificate between the exporter and etcd is about to expire.',
+              description: '%s: the {{ $labels.cert }} certificate{{ with $labels.member }} of member {{ . }}{{ end }} expires in {{ $value | humanizeDuration }}. Expired etcd certificates stop the control plane: renew it now.' % inspectedCluster,
+            },
+          },
+          {
             alert: 'EtcdInspectorBackupMissing',
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_backup_snapshots{%(exporter_selector)s}) == 0

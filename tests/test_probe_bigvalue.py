@@ -531,7 +531,10 @@ def test_labelled_never_repeats_a_label() -> None:
     items = [(50, b"/registry/secrets/a/x"), (40, b"/registry/secrets/b/y"), (30, b"/other/z")]
     rules = PrefixRules()
     assert labelled(items, "prefix", rules) == ((50, "/registry/secrets/"), (30, "/other/"))
-    assert labelled(items, "full", rules)[1] == (40, "/registry/secrets/b/y")
+    assert labelled(items, "full", rules, sensitive=())[1] == (40, "/registry/secrets/b/y")
+    # By default Secrets' names never show, even with key_labels full; other keys do.
+    (_, secret), _, (_, other) = labelled(items, "full", rules)
+    assert secret.startswith("sha256:") and other == "/other/z"
     hashed = labelled(items, "hash", rules)
     assert all(label.startswith("sha256:") for _, label in hashed) and len(hashed) == 3
 

@@ -205,8 +205,11 @@ async def _take_from(
             await _stream_into(client, fd, hasher, tmp)
             os.fsync(fd)
         except EtcdError as err:
-            hint = " (Maintenance.Snapshot needs the root role)" if (
-                err.kind is ErrorKind.PERMISSION_DENIED) else ""
+            hint = (
+                " (Maintenance.Snapshot needs the root role)"
+                if (err.kind is ErrorKind.PERMISSION_DENIED)
+                else ""
+            )
             raise SnapshotFailed(
                 EXIT_SNAPSHOT_ETCD,
                 f"snapshot stream from member {member} ({client.endpoint}) broke after "

@@ -134,6 +134,7 @@ def build_runtime(
         members=clients,
         state=state,
         key_labels=config.key_labels,
+        sensitive_prefixes=config.sensitive_prefixes,
         metrics=fetcher,
         supervisor=supervisor,
     )

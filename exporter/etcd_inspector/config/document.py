@@ -22,7 +22,7 @@ from pydantic_core import InitErrorDetails
 
 from .durations import PositiveDuration
 from .errors import problem
-from .fields import LIST, choice, non_empty, validate_section
+from .fields import LIST, NonEmptyStr, choice, non_empty, validate_section
 from .probe_options import validate_probes
 from .schema import ClusterConfig, Config, ProbeConfig, ScrapeConfig, WebConfig
 
@@ -54,6 +54,8 @@ class InspectionSection(_Section):
     interval: PositiveDuration | None = None
     timeout: PositiveDuration | None = None
     key_labels: Annotated[str, choice(KEY_LABEL_MODES)] = Config.key_labels
+    # Keys under these prefixes are labelled by hash even with key_labels `full`.
+    sensitive_prefixes: Annotated[tuple[NonEmptyStr, ...], LIST] = Config.sensitive_prefixes
     # Validated also when absent: every registered probe gets an entry.
     probes: Annotated[dict[str, ProbeConfig], PlainValidator(validate_probes)] = Field(
         default_factory=dict, validate_default=True
@@ -102,6 +104,7 @@ class Document(_Section):
             scrape=self.scrape,
             probes=self.inspection.probes,
             key_labels=self.inspection.key_labels,
+            sensitive_prefixes=self.inspection.sensitive_prefixes,
             log_level=self.log.level,
             log_format=self.log.format,
         )

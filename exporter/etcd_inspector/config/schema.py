@@ -32,6 +32,7 @@ from pydantic_core import InitErrorDetails
 
 from etcd_inspector.etcd.tls import check_files
 from etcd_inspector.etcd.types import TLSFiles
+from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 
 from .durations import Duration, PositiveDuration
 from .errors import problem, problems, reraise, type_name
@@ -377,6 +378,7 @@ class Config:
     # Every registered probe has an entry, also the ones the YAML never mentions.
     probes: Mapping[str, ProbeConfig]
     key_labels: str = "full"
+    sensitive_prefixes: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES
     log_level: str = "info"
     log_format: str = "logfmt"
 

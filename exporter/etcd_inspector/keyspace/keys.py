@@ -29,7 +29,19 @@ def hashed_key(key: bytes) -> str:
     return "sha256:" + hashlib.sha256(key).hexdigest()[:16]
 
 
-def key_label(key: bytes, mode: str, prefix: str | None = None) -> str:
+# Keys under these prefixes name secrets (Kubernetes Secrets' names): even with key_labels
+# `full`, they are labelled by hash unless the configuration says otherwise.
+DEFAULT_SENSITIVE_PREFIXES = ("/registry/secrets/",)
+
+
+def key_label(
+    key: bytes,
+    mode: str,
+    prefix: str | None = None,
+    sensitive: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES,
+) -> str:
+    if mode == "full" and any(key.startswith(p.encode()) for p in sensitive):
+        return hashed_key(key)
     if mode == "hash":
         return hashed_key(key)
     if mode == "prefix":

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.members import fallback_name
+from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 from etcd_inspector.report.findings import Finding
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ProbeContext:
     members: Sequence[MemberClient]
     state: ClusterState
     key_labels: str = "full"
+    # Keys under these prefixes are labelled by hash even with key_labels `full` (keys.py).
+    sensitive_prefixes: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES
     # Publishes an intermediate result (e.g. scan progress) that scrapes show while run() works.
     progress: Callable[[Any], None] = field(default=_no_progress)
     # The cluster's one fetcher of members' /metrics (shared with the scrape path).

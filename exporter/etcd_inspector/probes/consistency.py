@@ -386,7 +386,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         for reason in result.verdict.reasons:
             yield Finding(
                 rc.cluster, "inconsistent", reason, severity=Severity.CRITICAL,
-                runbook="etcdinspectorinconsistent",
+                runbook="etcdinspectordatainconsistent",
             )  # fmt: skip
 
     def report_json(self, result: ConsistencyResult | None, rc: ReportContext) -> dict[str, Any]:

@@ -295,7 +295,7 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                     Severity.WARNING,
                     value=ratio,
                     threshold=QUOTA_USED_RATIO_LIMIT,
-                    runbook="etcdinspectorquotanearlyfull",
+                    runbook="etcdinspectorquotaheadroomlow",
                 )
 
     def report_json(self, result: QuotaResult | None, rc: ReportContext) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from etcd_inspector.etcd.types import KeyValueLike
-from etcd_inspector.keyspace.keys import key_label
+from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES, key_label
 from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
 from etcd_inspector.keyspace.topn import TopN
 from etcd_inspector.probes.bigvalue.model import BigValueOptions, PrefixUsage
@@ -130,12 +130,15 @@ class ScanTally:
 
 
 def labelled(
-    items: Iterable[tuple[float, bytes]], mode: str, rules: PrefixRules
+    items: Iterable[tuple[float, bytes]],
+    mode: str,
+    rules: PrefixRules,
+    sensitive: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES,
 ) -> tuple[tuple[int, str], ...]:
     """Top-N items with key labels; items sharing a label (prefix mode, truncated keys) keep
     only the first, i.e. largest, so that no two series have the same labels."""
     out: dict[str, int] = {}
     for value, key in items:
         prefix = prefix_of(key, rules) if mode == "prefix" else None
-        out.setdefault(key_label(key, mode, prefix), int(value))
+        out.setdefault(key_label(key, mode, prefix, sensitive), int(value))
     return tuple((value, label) for label, value in out.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from etcd_inspector.etcd.types import WatchEvent
-from etcd_inspector.keyspace.keys import key_label
+from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES, key_label
 from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
 from etcd_inspector.keyspace.spacesaving import DecayingHeavyHitters
 from etcd_inspector.probes.hotkeys.model import HotKey, HotKeysOptions, PrefixWrites
@@ -55,7 +55,12 @@ class WriteCounters:
             for i, op in enumerate(("put", "delete"))
         )
 
-    def hot_keys(self, now: float, key_labels: str) -> tuple[HotKey, ...]:
+    def hot_keys(
+        self,
+        now: float,
+        key_labels: str,
+        sensitive: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES,
+    ) -> tuple[HotKey, ...]:
         """The top-N keys by recent rate at or above min_rate, as label values.
 
         Rates are the sketch's guaranteed lower bounds: with many more keys than counters, a
@@ -68,7 +73,7 @@ class WriteCounters:
             per_second = rate.guaranteed_per_second
             if per_second < self.options.min_rate:
                 break
-            label = key_label(rate.key, key_labels, prefix_of(rate.key, self.rules))
+            label = key_label(rate.key, key_labels, prefix_of(rate.key, self.rules), sensitive)
             by_label[label] = by_label.get(label, 0.0) + per_second
         ranked = sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0]))
         return tuple(HotKey(label, per_second) for label, per_second in ranked)

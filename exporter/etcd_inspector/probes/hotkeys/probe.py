@@ -106,7 +106,7 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         c = self.counters
         return HotKeysResult(
             prefix_writes=c.prefix_writes(),
-            hot_keys=c.hot_keys(now, ctx.key_labels),
+            hot_keys=c.hot_keys(now, ctx.key_labels, ctx.sensitive_prefixes),
             events_total=c.events_total,
             revision=revision,
             lag_revisions=lag,
