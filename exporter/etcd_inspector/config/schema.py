@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from .durations import Duration, PositiveDuration
+from .durations import Duration, DurationRule, PositiveDuration
 from .errors import problem, problems, reraise, type_name
 from .fields import (
     ClientURL,
@@ -222,6 +222,17 @@ class ClusterConfig:
 # --------------------------------------------------------------------------- web, scrape
 
 
+_POSITIVE_DURATION = DurationRule(positive=True)
+
+
+def _member_timeout(value: object, info: ValidationInfo) -> float | Literal["auto"]:
+    return "auto" if value == "auto" else _POSITIVE_DURATION.validate(value, info)
+
+
+# "auto" or a positive duration.
+MemberTimeout = Annotated[float | Literal["auto"], PlainValidator(_member_timeout)]
+
+
 @dataclass(frozen=True)
 class ScrapeConfig:
     """Budget and filters for proxying members' /metrics.
@@ -234,6 +245,9 @@ class ScrapeConfig:
     timeout: PositiveDuration = 10.0
     # Subtracted from Prometheus' scrape timeout header; zero is allowed.
     timeout_offset: Duration = 0.5
+    # How long a scrape waits for one member (never beyond the budget). "auto": 5x the
+    # member's slowest recent fetch, at least 1s; 250ms while its last fetch timed out.
+    member_timeout: MemberTimeout = "auto"
     metrics_allow: Regex | None = None
     metrics_deny: Regex | None = None
 
