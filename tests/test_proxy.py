@@ -316,7 +316,8 @@ def test_format_negotiation(accept: str, openmetrics: bool) -> None:
 @pytest.mark.parametrize(
     ("recent", "suspect", "configured", "budget", "wait"),
     [
-        ((), False, "auto", 10.0, 1.0),  # no history: the floor
+        ((), False, "auto", 10.0, 5.0),  # not heard from yet
+        ((), False, "auto", 2.0, 2.0),
         ((0.01, 0.02), False, "auto", 10.0, 1.0),
         ((0.3, 0.5), False, "auto", 10.0, 2.5),  # 5x the slowest recent
         ((0.5,), False, "auto", 2.0, 2.0),  # never beyond the budget

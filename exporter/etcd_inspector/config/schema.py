@@ -246,7 +246,8 @@ class ScrapeConfig:
     # Subtracted from Prometheus' scrape timeout header; zero is allowed.
     timeout_offset: Duration = 0.5
     # How long a scrape waits for one member (never beyond the budget). "auto": 5x the
-    # member's slowest recent fetch, at least 1s; 250ms while its last fetch timed out.
+    # member's slowest recent fetch, at least 1s (5s before its first answer); 250ms while
+    # its last fetch timed out.
     member_timeout: MemberTimeout = "auto"
     metrics_allow: Regex | None = None
     metrics_deny: Regex | None = None

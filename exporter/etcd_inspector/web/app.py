@@ -15,6 +15,7 @@ from etcd_inspector.config import Config
 from etcd_inspector.web import families, status_page
 from etcd_inspector.web.scrape import (
     ClusterTarget,
+    MemberTextCache,
     RelabelCache,
     merge_members,
     render_scrape,
@@ -28,6 +29,7 @@ CONFIG = web.AppKey("config", Config)
 RUNTIMES: web.AppKey[list[ClusterRuntime]] = web.AppKey("runtimes")
 SELF_REGISTRY = web.AppKey("self_registry", CollectorRegistry)
 RELABEL_CACHE = web.AppKey("relabel_cache", RelabelCache)
+MEMBER_TEXT_CACHE = web.AppKey("member_text_cache", MemberTextCache)
 
 
 def scrape_targets(
@@ -36,13 +38,9 @@ def scrape_targets(
     """Every member of every cluster, or `only` = (cluster, endpoint)."""
     targets = []
     for rt in runtimes:
-        names = {
-            e: rt.state.member_name(e)
-            for e in rt.state.endpoints
-            if only is None or only == (rt.name, e)
-        }
-        if names:
-            targets.append(ClusterTarget(rt.name, rt.metrics, names))
+        endpoints = tuple(e for e in rt.state.endpoints if only is None or only == (rt.name, e))
+        if endpoints:
+            targets.append(ClusterTarget(rt.name, rt.metrics, endpoints, rt.state.member_name))
     return targets
 
 
@@ -71,7 +69,9 @@ async def _scrape(request: web.Request, only: tuple[str, str] | None = None) -> 
     )
     merged = merge_members(result, targets, own, families.MEMBER_FAMILIES)
     own.extend(families.member_families(runtimes, result, only))
-    body, content_type = render_scrape(merged, own, request.headers.get("Accept"))
+    # A member's own target renders its own text; only /metrics shares the cached one.
+    cache = app[MEMBER_TEXT_CACHE] if only is None else None
+    body, content_type = render_scrape(merged, own, request.headers.get("Accept"), cache)
     headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding")):
         # Level 1, in a thread (zlib lets go of the GIL): ~3x cheaper than aiohttp's level-6
@@ -162,6 +162,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[SELF_REGISTRY] = self_registry()
     app[RELABEL_CACHE] = RelabelCache()
+    app[MEMBER_TEXT_CACHE] = MemberTextCache()
     app.router.add_get("/", handle_landing)
     app.router.add_get(config.web.telemetry_path, handle_metrics)
     app.router.add_get("/members/{member}/metrics", handle_member_metrics)

@@ -132,8 +132,10 @@ def member_families(
         for endpoint in rt.state.endpoints:
             if only is not None and only != (rt.name, endpoint):
                 continue
-            member = topology.name_of(endpoint)
-            fetch = scrape.fetch_of(rt.name, endpoint)
+            scraped = scrape.of(rt.name, endpoint)
+            # The name the member's own samples got in this scrape, so the two agree.
+            member = scraped.member if scraped is not None else topology.name_of(endpoint)
+            fetch = scraped.fetch if scraped is not None else None
             status_ok = topology.up(endpoint) or not topology_known
             metrics_ok = fetch is not None and fetch.error is None
             up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)

@@ -248,7 +248,7 @@ class _Relabeler:
     def block(self, fam: _Builder | None, block: str) -> None:
         """Sample lines (each after a "\n"), all of them valid: relabel them."""
         block = block.rstrip("\n")
-        if not block.strip():
+        if not block or block.isspace():
             return
         if fam is not None and self.strict and not any(m in block for m in _CLASH_MARKERS):
             out = block
@@ -286,6 +286,7 @@ class _Relabeler:
                 fam.has_timestamps = True
                 fam.chunks.append(f"{head} {timestamp}\n")
                 fam.om_chunks.append(f"{head} {_ms_to_seconds(timestamp)}\n")
+
 
 @lru_cache(maxsize=16384)
 def _valid_name(name: str) -> bool:
@@ -385,6 +386,7 @@ class Merged:
     families: dict[str, _Merged]
     into_own: dict[str, list[FamilyText]]
     clashes: list[Counter[str]]
+    parts: tuple[MemberExposition, ...] = ()
 
 
 def merge(parts: Sequence[MemberExposition], own: Mapping[str, str]) -> Merged:
@@ -412,7 +414,7 @@ def merge(parts: Sequence[MemberExposition], own: Mapping[str, str]) -> Merged:
             else:
                 counts[DROPPED] += 1
         clashes.append(counts)
-    return Merged(families, into_own, clashes)
+    return Merged(families, into_own, clashes, tuple(parts))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -420,12 +422,27 @@ def merge(parts: Sequence[MemberExposition], own: Mapping[str, str]) -> Merged:
 OwnEncoder = Callable[[Sequence[Metric]], str]
 
 
-def render(
+def render(merged: Merged, own: Sequence[Metric], encode_own: OwnEncoder, openmetrics: bool) -> str:
+    """The whole exposition: `render_own`, `render_members`, and `# EOF` for OpenMetrics."""
+    eof = "# EOF\n" if openmetrics else ""
+    members = render_members(merged, own_names(own), openmetrics)
+    return render_own(merged, own, encode_own, openmetrics) + members + eof
+
+
+def own_names(own: Sequence[Metric]) -> frozenset[str]:
+    """Every name the exporter's own families take, in either format."""
+    taken: set[str] = set()
+    for fam in own:
+        taken.update((fam.name, own_family_name(fam)))
+        taken.update(s.name for s in fam.samples)
+    return frozenset(taken)
+
+
+def render_own(
     merged: Merged, own: Sequence[Metric], encode_own: OwnEncoder, openmetrics: bool
 ) -> str:
-    """The whole exposition: the exporter's own families (`encode_own`, without `# EOF`), the
-    members' samples of a clashing name right after the exporter's, then the members' families.
-    """
+    """The exporter's own families (`encode_own`, without `# EOF`), the members' samples of a
+    clashing name right after the exporter's."""
     out: list[str] = []
     plain = [f for f in own if own_family_name(f) not in merged.into_own]
     out.append(encode_own(plain))
@@ -434,10 +451,14 @@ def render(
         if extra is not None:
             out.append(encode_own([fam]))
             out.extend(_samples(p, openmetrics) for p in extra)
-    taken: set[str] = set(merged.families) | set(merged.into_own)
-    for fam in own:
-        taken.update((fam.name, own_family_name(fam)))
-        taken.update(s.name for s in fam.samples)
+    return "".join(out)
+
+
+def render_members(merged: Merged, own_taken: frozenset[str], openmetrics: bool) -> str:
+    """The members' families (those without a name of the exporter's): the bulk of a scrape,
+    the same for every scrape that shared the members' fetches."""
+    out: list[str] = []
+    taken = set(merged.families) | set(merged.into_own) | own_taken
     for m in merged.families.values():
         name, kind, help_text = m.name, m.kind, m.help
         if openmetrics:
@@ -448,8 +469,6 @@ def render(
             out.append(f"# HELP {name} {help_text}\n")
         out.append(f"# TYPE {name} {kind}\n")
         out.extend(_samples(p, openmetrics) for p in m.parts)
-    if openmetrics:
-        out.append("# EOF\n")
     return "".join(out)
 
 
