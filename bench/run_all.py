@@ -28,6 +28,7 @@ import bench_hotkeys
 import bench_paging
 import bench_scan
 import bench_scrape
+import bench_scrape_path
 import bench_write_cost
 from common import (
     KEYS_PER_DIRECTORY,
@@ -101,6 +102,7 @@ def main() -> int:
             rows += bench_scan.page_size_sweep(cluster, workdir, (1000, 2000, 5000))
             rows += bench_paging.run(cluster)
             rows += bench_scrape.run(cluster, workdir, windows["scrapes"])
+            rows += bench_scrape_path.run(cluster, workdir, args.quick)
             rows += bench_write_cost.run(cluster, workdir, windows["write"])
             rows += bench_hotkeys.run(cluster, windows["hot"])
             if args.one_million and have < 1_000_000:

@@ -61,12 +61,14 @@ def metrics_ssl_context(
     return ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
 
 
-def metrics_fetcher(cluster: ClusterConfig) -> MetricsFetcher:
+def metrics_fetcher(cluster: ClusterConfig, flight_timeout: float = 10.0) -> MetricsFetcher:
     return MetricsFetcher(
         targets={e.url: e.metrics_url for e in cluster.endpoints},
         ssl=metrics_ssl_context(cluster),
         server_name=(cluster.metrics_tls or cluster.tls).server_name,
         dial_timeout=cluster.dial_timeout,
+        # A fetch for scrapes may serve the longest budget a scrape can have.
+        flight_timeout=flight_timeout,
     )
 
 
@@ -120,7 +122,7 @@ def build_runtime(
             interval=pc.interval if pc is not None else spec.default_interval,
             timeout=pc.timeout if pc is not None else spec.default_timeout,
         )
-    fetcher = metrics_fetcher(cluster)
+    fetcher = metrics_fetcher(cluster, config.scrape.timeout)
 
     def follow_membership() -> None:
         fetcher.targets = clients.metrics_targets()

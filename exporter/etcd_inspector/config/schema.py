@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -34,7 +34,7 @@ from etcd_inspector.etcd.tls import check_files
 from etcd_inspector.etcd.types import TLSFiles
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 
-from .durations import Duration, PositiveDuration
+from .durations import Duration, DurationRule, PositiveDuration
 from .errors import problem, problems, reraise, type_name
 from .fields import (
     LIST,
@@ -310,6 +310,17 @@ class ClusterConfig:
 # --------------------------------------------------------------------------- web, scrape
 
 
+_POSITIVE_DURATION = DurationRule(positive=True)
+
+
+def _member_timeout(value: object, info: ValidationInfo) -> float | Literal["auto"]:
+    return "auto" if value == "auto" else _POSITIVE_DURATION.validate(value, info)
+
+
+# "auto" or a positive duration.
+MemberTimeout = Annotated[float | Literal["auto"], PlainValidator(_member_timeout)]
+
+
 @dataclass(frozen=True)
 class ScrapeConfig:
     """Budget and filters for proxying members' /metrics.
@@ -322,6 +333,10 @@ class ScrapeConfig:
     timeout: PositiveDuration = 10.0
     # Subtracted from Prometheus' scrape timeout header; zero is allowed.
     timeout_offset: Duration = 0.5
+    # How long a scrape waits for one member (never beyond the budget). "auto": 5x the
+    # member's slowest recent fetch, at least 1s (5s before its first answer); 250ms while
+    # its last fetch timed out.
+    member_timeout: MemberTimeout = "auto"
     metrics_allow: Regex | None = None
     metrics_deny: Regex | None = None
 

@@ -2,16 +2,26 @@
 
 One MetricsFetcher per cluster, shared by the scrape path and the quota probe: one connection
 pool, one TLS context (built once, not per fetch), and the failure counts per member endpoint.
+
+The scrape path fetches through `fetch_shared`: one fetch in flight per member, which every
+scrape that arrives meanwhile joins (N concurrent scrapers cost one fetch, and nothing older
+than that fetch is served). A scrape waits for it only as long as `wait_deadline` says: a
+multiple of the member's recent fetch times, or a short probe while the member's last fetch
+timed out. The fetch itself goes on up to `flight_timeout` whoever stops waiting, so a member
+that is merely slow is heard from again and one that is frozen holds one connection, not one
+per scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 
@@ -21,6 +31,34 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 CONNECTIONS_PER_MEMBER = 4
 
 FETCH_ERROR_REASONS = ("timeout", "connect", "http", "too_large", "parse")
+
+# member_timeout "auto": this many times the slowest of the member's recent good fetches...
+AUTO_FACTOR = 5.0
+# ... but never less than this (a cold member, a GC pause, a busy node), ...
+AUTO_FLOOR_SECONDS = 1.0
+# ... over this many recent fetches. A member not heard from yet (start-up, a busy machine)
+# gets this long.
+AUTO_HISTORY = 16
+AUTO_COLD_SECONDS = 5.0
+# How long a scrape waits for a member whose last fetch timed out, until it answers again.
+PROBE_SECONDS = 0.25
+
+MemberTimeout = float | Literal["auto"]
+
+
+def wait_deadline(
+    recent: Sequence[float], suspect: bool, member_timeout: MemberTimeout, budget: float
+) -> float:
+    """How long one scrape waits for one member's /metrics (pure)."""
+    if member_timeout == "auto" and not recent:
+        wait = AUTO_COLD_SECONDS
+    elif member_timeout == "auto":
+        wait = max(AUTO_FLOOR_SECONDS, AUTO_FACTOR * max(recent))
+    else:
+        wait = member_timeout
+    if suspect:
+        wait = min(wait, PROBE_SECONDS)
+    return min(wait, budget)
 
 
 @dataclass(frozen=True)
@@ -64,7 +102,8 @@ async def fetch_metrics(
                 url,
                 ssl=(ssl_ctx or True) if https else True,
                 server_hostname=server_name if https else None,
-                headers={"Accept": "text/plain;version=0.0.4"},
+                # identity: over a LAN, gzip costs the member and us more CPU than it saves
+                headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
             ) as resp:
                 if resp.status != 200:
@@ -93,13 +132,25 @@ class MetricsFetcher:
         ssl: ssl.SSLContext | None = None,
         server_name: str | None = None,
         dial_timeout: float | None = None,
+        flight_timeout: float = 10.0,
     ) -> None:
         self.targets = dict(targets)  # client endpoint -> metrics URL
         self.ssl = ssl
         self.server_name = server_name
         self.dial_timeout = dial_timeout
+        self.flight_timeout = flight_timeout
         # (endpoint, reason) -> failed fetches by the scrape path since start (record_failure)
         self.errors: Counter[tuple[str, str]] = Counter()
+        # (endpoint, outcome) -> the member's families that met a name of the exporter's own
+        self.clashes: Counter[tuple[str, str]] = Counter()
+        # endpoint -> fetches started for scrapes (concurrent scrapes share one)
+        self.fetches: Counter[str] = Counter()
+        # endpoint -> recent fetch durations (members discovered later get theirs on first use)
+        self._recent: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=AUTO_HISTORY)
+        )
+        self._suspect: set[str] = set()
+        self._flights: dict[str, asyncio.Task[FetchResult]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -126,10 +177,56 @@ class MetricsFetcher:
         results = await asyncio.gather(*(self.fetch(e, timeout) for e in endpoints))
         return dict(zip(endpoints, results, strict=True))
 
+    def wait_deadline(self, endpoint: str, member_timeout: MemberTimeout, budget: float) -> float:
+        return wait_deadline(
+            self._recent[endpoint], endpoint in self._suspect, member_timeout, budget
+        )
+
+    async def fetch_shared(self, endpoint: str, wait: float) -> FetchResult:
+        """The member's /metrics from the fetch in flight, or a new one; wait at most `wait`.
+
+        A scrape that stops waiting gets a "timeout" result; the fetch goes on for others.
+        """
+        flight = self._flights.get(endpoint)
+        if flight is None:
+            flight = asyncio.create_task(self._flight(endpoint), name=f"metrics {endpoint}")
+            self._flights[endpoint] = flight
+            self.fetches[endpoint] += 1
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(wait):
+                return await asyncio.shield(flight)
+        except TimeoutError:
+            return FetchResult(
+                self.targets[endpoint], None, "timeout", time.monotonic() - start,
+                f"no answer within {wait:.3g}s",
+            )  # fmt: skip
+
+    async def _flight(self, endpoint: str) -> FetchResult:
+        try:
+            result = await self.fetch(endpoint, self.flight_timeout)
+            if result.error is None:
+                self._recent[endpoint].append(result.duration_seconds)
+                self._suspect.discard(endpoint)
+            elif result.error == "timeout":
+                self._suspect.add(endpoint)
+            return result
+        finally:
+            self._flights.pop(endpoint, None)
+
     def record_failure(self, endpoint: str, reason: str) -> None:
         self.errors[(endpoint, reason)] += 1
+        if reason == "timeout":
+            # Also when only the scrape gave up: the next one probes briefly.
+            self._suspect.add(endpoint)
 
     async def close(self) -> None:
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.cancel()
+        for flight in flights:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await flight
         if self._session is not None:
             await self._session.close()
             self._session = None

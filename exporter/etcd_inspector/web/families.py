@@ -17,7 +17,8 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector import __version__
 from etcd_inspector.cluster.runtime import ClusterRuntime
 from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS
-from etcd_inspector.web.scrape import ClusterTarget, ScrapeResult
+from etcd_inspector.web.proxy import CLASH_OUTCOMES
+from etcd_inspector.web.scrape import ScrapeResult
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,24 @@ def _safe(fn: Callable[[str, Any], Iterable[Metric]], cluster: str, result: Any)
         return []
 
 
+# The per-member families, declared once: text-format name -> kind. The scrape reserves these
+# names before it builds them (web/scrape.merge_members), since their values come from it.
+MEMBER_FAMILIES = {
+    "etcd_inspector_member_up": "gauge",
+    "etcd_inspector_member_scrape_duration_seconds": "gauge",
+    "etcd_inspector_member_scrape_errors_total": "counter",
+    "etcd_inspector_member_scrape_fetches_total": "counter",
+    "etcd_inspector_member_family_clashes_total": "counter",
+}
+
+
 def member_families(
-    runtimes: Sequence[ClusterRuntime], targets: Sequence[ClusterTarget], scrape: ScrapeResult
+    runtimes: Sequence[ClusterRuntime],
+    scrape: ScrapeResult,
+    only: tuple[str, str] | None = None,
 ) -> list[Metric]:
-    """Per member: up (topology and this scrape's /metrics fetch both answered)."""
+    """Per member: up (topology and this scrape's /metrics fetch both answered) and the scrape
+    path's counts. `only` = (cluster, endpoint) limits them to one member."""
     labels = ["cluster", "member"]
     up = GaugeMetricFamily(
         "etcd_inspector_member_up",
@@ -89,21 +104,38 @@ def member_families(
     )
     scrape_duration = GaugeMetricFamily(
         "etcd_inspector_member_scrape_duration_seconds",
-        "How long fetching the member's /metrics took during this scrape.",
+        "How long this scrape waited for the member's /metrics.",
         labels=labels,
     )
     errors_total = CounterMetricFamily(
         "etcd_inspector_member_scrape_errors",
-        "Failed fetches of a member's /metrics, by reason "
+        "Scrapes that got no /metrics of the member, by reason "
         "(timeout, connect, http, too_large, parse).",
         labels=["cluster", "member", "reason"],
     )
-    for rt, target in zip(runtimes, targets, strict=True):
-        topology = target.topology
+    fetches_total = CounterMetricFamily(
+        "etcd_inspector_member_scrape_fetches",
+        "Fetches of the member's /metrics started for scrapes; concurrent scrapes share one.",
+        labels=labels,
+    )
+    clashes_total = CounterMetricFamily(
+        "etcd_inspector_member_family_clashes",
+        "Metric families of the member, per scrape, whose name is also one of the exporter's "
+        "own (outcome merged: same type, its samples follow the exporter's) or that came with "
+        "another type than the same name from the exporter or another member (outcome "
+        "dropped: left out).",
+        labels=["cluster", "member", "outcome"],
+    )
+    for rt in runtimes:
+        topology = rt.state.topology
         topology_known = any(s.spec.provides_topology for s in rt.probes.values())
         for endpoint in rt.state.endpoints:
-            member = topology.name_of(endpoint)
-            fetch = scrape.fetch_of(rt.name, endpoint)
+            if only is not None and only != (rt.name, endpoint):
+                continue
+            scraped = scrape.of(rt.name, endpoint)
+            # The name the member's own samples got in this scrape, so the two agree.
+            member = scraped.member if scraped is not None else topology.name_of(endpoint)
+            fetch = scraped.fetch if scraped is not None else None
             status_ok = topology.up(endpoint) or not topology_known
             metrics_ok = fetch is not None and fetch.error is None
             up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)
@@ -114,4 +146,8 @@ def member_families(
             for reason in FETCH_ERROR_REASONS:
                 count = rt.metrics.errors.get((endpoint, reason), 0)
                 errors_total.add_metric([rt.name, member, reason], count)
-    return [up, scrape_duration, errors_total]
+            fetches_total.add_metric([rt.name, member], rt.metrics.fetches.get(endpoint, 0))
+            for outcome in CLASH_OUTCOMES:
+                count = rt.metrics.clashes.get((endpoint, outcome), 0)
+                clashes_total.add_metric([rt.name, member, outcome], count)
+    return [up, scrape_duration, errors_total, fetches_total, clashes_total]
