@@ -32,6 +32,7 @@ import yaml
 from conftest import etcdctl_binary
 from etcd_inspector.demo.localcluster import start_cluster
 from etcd_inspector.mixin import config_defaults, dashboard_queries
+from etcd_inspector.probes import REGISTRY
 from harness import ExporterProcess, run_exporter
 from promserver import PrometheusServer, run_prometheus
 
@@ -95,7 +96,7 @@ def _only(result: list[dict[str, Any]]) -> float:
 
 
 MEMBERS = {"m1", "m2", "m3"}
-PROBES = {"status", "consistency", "quota", "hotkeys", "bigvalue", "backup"}
+PROBES = set(REGISTRY)  # every probe, also one added later
 
 # Beyond "has data": what some panels must show given the planted data (id -> predicate).
 VALUE_CHECKS: dict[str, Callable[[list[dict[str, Any]]], bool]] = {
