@@ -43,3 +43,31 @@ def test_every_flag_is_documented():
     flags.discard("--exit-after")  # hidden, for tests
     missing = sorted(f for f in flags if f"`{f}`" not in README)
     assert missing == []
+
+
+def test_the_configuration_example_loads(tmp_path: Path) -> None:
+    """The README's Configuration file example is a valid configuration (its file paths made
+    real: the loader reads every CA, certificate and key)."""
+    import shutil
+
+    import yaml
+
+    from etcd_inspector.config import parse_config
+    from etcd_inspector.demo.pki import make_pki
+
+    section = README.split("### Configuration file", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    raw = yaml.safe_load(example)
+    pki = make_pki(tmp_path / "pki")
+    real = {"ca_file": pki.ca_file, "cert_file": pki.client_cert, "key_file": pki.client_key}
+    for cluster in raw["clusters"]:
+        for key, path in cluster.get("tls", {}).items():
+            local = tmp_path / Path(path).name
+            shutil.copy(real[key], local)
+            cluster["tls"][key] = str(local)
+        password = tmp_path / "password"
+        password.write_text("secret\n")
+        cluster["password_file"] = str(password)
+    config = parse_config(raw, REGISTRY, source="README.md")
+    assert [c.name for c in config.clusters] == ["main"]
+    assert config.probes["bigvalue"].options.threshold_bytes == 102400
