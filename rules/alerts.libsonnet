@@ -385,6 +385,18 @@
             },
           },
           {
+            alert: 'EtcdInspectorWatchBehind',
+            expr: |||
+              etcd_inspector_watch_lag_revisions{%(exporter_selector)s} > %(watch_lag_max)s
+            ||| % x,
+            'for': c.watch_behind_for,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "etcd-inspector's hot-key watch is behind the cluster.",
+              description: '%s: the hot-key watch of etcd-inspector at {{ $labels.instance }} is {{ $value }} revisions behind the most advanced member; write counts and hot keys are incomplete until it catches up. The exporter log says why (a frozen member, a backlog of big values).' % inspectedCluster,
+            },
+          },
+          {
             alert: 'EtcdInspectorPrefixKeyGrowth',
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s})

@@ -72,6 +72,12 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
         (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token", "invalid_token"),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: invalid auth token", "invalid_token"),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: user name is empty", "invalid_token"),
+        # A JWT older than the last auth change (clientv3 logs in again too).
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "etcdserver: revision of auth store is old",
+            "invalid_token",
+        ),
         (
             grpc.StatusCode.INVALID_ARGUMENT,
             "etcdserver: authentication failed, invalid user ID or password",

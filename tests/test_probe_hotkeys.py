@@ -26,6 +26,7 @@ from etcd_inspector.probes.hotkeys import (
     HotKeysProbe,
     HotKeysResult,
     PrefixWrites,
+    WatchBehind,
     WatchUnavailable,
     WriteCounters,
     is_stalled,
@@ -271,7 +272,10 @@ async def wait_for(
 ) -> HotKeysResult:
     deadline = time.monotonic() + timeout
     while True:
-        result = await probe.run(ctx)
+        try:
+            result = await probe.run(ctx)
+        except WatchBehind as err:  # replaying a backlog: its snapshot is the result so far
+            result = err.partial
         if done(result):
             return result
         if time.monotonic() > deadline:

@@ -8,6 +8,7 @@ message or an exception's class name.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -40,10 +41,14 @@ class ErrorKind(StrEnum):
 class ProbeError(Exception):
     """A probe run that could not produce a result, with the kind of reason."""
 
-    def __init__(self, kind: ErrorKind, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, *, partial: Any = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        # What the probe still knows despite the failure, in its result type (e.g. the watch's
+        # counters and lag while it is behind): /metrics exports it next to probe_success 0;
+        # reports and findings still treat the run as failed.
+        self.partial = partial
 
 
 class UsageError(Exception):

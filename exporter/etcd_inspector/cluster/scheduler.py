@@ -69,6 +69,7 @@ async def run_probe_once(
         raise
     except Exception as err:  # a probe bug or an etcd error: record it, keep the loop alive
         error, kind = _failure(err, scheduled.timeout)
+        result = err.partial if isinstance(err, ProbeError) else None
         if kind is ErrorKind.INTERNAL:
             log.exception("probe bug", extra={"cluster": state.name, "probe": name})
     finally:

@@ -22,7 +22,8 @@ class ProbeOutcome:
     duration_seconds: float
     finished_at: float  # wall clock, seconds since the epoch
     last_success_at: float | None
-    # The probe's own result type; only the probe that made it reads it (probes/base.py).
+    # The probe's own result type; only the probe that made it reads it (probes/base.py). On a
+    # failure: what the probe still knew (ProbeError.partial), usually None.
     result: Any | None
     error: str | None = None  # for people: what went wrong
     error_kind: ErrorKind | None = None  # for code: why (never parsed from `error`)

@@ -212,41 +212,56 @@ class MemberClient:
         if gate is None or self._auth_not_enabled:
             return None
         if self._token is None:
-            wait = gate.wait_seconds()
-            if wait > 0:
-                raise EtcdError(
-                    self.endpoint,
-                    ErrorKind.AUTH_FAILED,
-                    f"authentication failed; next login attempt in {wait:.0f}s",
-                )
             try:
-                password = gate.password()
-            except OSError as err:
+                async with asyncio.timeout(timeout):
+                    await gate.lock.acquire()
+            except TimeoutError:
                 raise EtcdError(
-                    self.endpoint, ErrorKind.AUTH_FAILED, f"cannot read the password file: {err}"
+                    self.endpoint, ErrorKind.TIMEOUT, "timed out waiting for another login"
                 ) from None
-            auth = rpc.AuthStub(self._channel)
-            gate.attempted()
             try:
-                resp = await auth.Authenticate(
-                    rpc.AuthenticateRequest(name=gate.username, password=password),
-                    timeout=timeout,
-                )
-            except grpc.aio.AioRpcError as err:
-                detail = err.details() or str(err.code())
-                # Like etcd's own clients, go on without a token while auth is off: credentials
-                # are often rolled out before `etcdctl auth enable`. Once it is on, calls fail
-                # with "user name is empty" and _unary logs in again.
-                if "authentication is not enabled" in detail.lower():
-                    self._auth_not_enabled = True
-                    return None
-                kind = classify(err)
-                if kind == ErrorKind.AUTH_FAILED:
-                    gate.failed(self.endpoint, detail)
-                raise EtcdError(self.endpoint, kind, detail) from None
-            gate.succeeded()
-            self._token = resp.token
-        return (("token", self._token),)
+                if self._token is None and not self._auth_not_enabled:
+                    await self._login(gate, timeout)
+            finally:
+                gate.lock.release()
+        return None if self._token is None else (("token", self._token),)
+
+    async def _login(self, gate: AuthGate, timeout: float) -> None:
+        """Authenticate, one login of the cluster at a time (the caller holds gate.lock)."""
+        wait = gate.wait_seconds()
+        if wait > 0:
+            raise EtcdError(
+                self.endpoint,
+                ErrorKind.AUTH_FAILED,
+                f"authentication failed; next login attempt in {wait:.0f}s",
+            )
+        try:
+            password = gate.password()
+        except OSError as err:
+            raise EtcdError(
+                self.endpoint, ErrorKind.AUTH_FAILED, f"cannot read the password file: {err}"
+            ) from None
+        auth = rpc.AuthStub(self._channel)
+        gate.attempted()
+        try:
+            resp = await auth.Authenticate(
+                rpc.AuthenticateRequest(name=gate.username, password=password),
+                timeout=timeout,
+            )
+        except grpc.aio.AioRpcError as err:
+            detail = err.details() or str(err.code())
+            # Like etcd's own clients, go on without a token while auth is off: credentials
+            # are often rolled out before `etcdctl auth enable`. Once it is on, calls fail
+            # with "user name is empty" and _unary logs in again.
+            if "authentication is not enabled" in detail.lower():
+                self._auth_not_enabled = True
+                return
+            kind = classify(err)
+            if kind == ErrorKind.AUTH_FAILED:
+                gate.failed(self.endpoint, detail)
+            raise EtcdError(self.endpoint, kind, detail) from None
+        gate.succeeded()
+        self._token = resp.token
 
     async def _unary(
         self, method_name: str, stub_name: str, request: Any, timeout: float | None

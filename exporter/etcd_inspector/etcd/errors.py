@@ -45,8 +45,14 @@ def classify(err: grpc.aio.AioRpcError) -> ErrorKind:
         return ErrorKind.FUTURE_REVISION
     # Before the code-based checks: etcd >= 3.4 sends an expired or unknown token (a restarted
     # member has forgotten its simple tokens) as UNAUTHENTICATED, older ones as INVALID_ARGUMENT;
-    # "user name is empty" means we sent none. All three are cured by logging in again.
-    if "invalid auth token" in details or "user name is empty" in details:
+    # "user name is empty" means we sent none. All three are cured by logging in again, and so
+    # is a token older than the last auth change (`user passwd`, a role granted): etcd says
+    # "revision of auth store is old" until the client logs in again, as clientv3 does.
+    if (
+        "invalid auth token" in details
+        or "user name is empty" in details
+        or "revision of auth store is old" in details
+    ):
         return ErrorKind.INVALID_TOKEN
     if "authentication failed" in details:
         return ErrorKind.AUTH_FAILED  # wrong user or password: INVALID_ARGUMENT on every version

@@ -63,7 +63,8 @@ def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
             duration.add_metric([rt.name, name], outcome.duration_seconds)
             if outcome.last_success_at is not None:
                 last_ok.add_metric([rt.name, name], outcome.last_success_at)
-            if outcome.success and outcome.result is not None:
+            # A failed run's result is what the probe still knows (ProbeError.partial).
+            if outcome.result is not None:
                 results.extend(_safe(scheduled.probe.metrics, rt.name, outcome.result))
     return [success, duration, last_ok, *results]
 

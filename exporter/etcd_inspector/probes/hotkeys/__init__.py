@@ -6,17 +6,22 @@ from etcd_inspector.probes.hotkeys.model import (
     HotKeysOptions,
     HotKeysResult,
     PrefixWrites,
+    WatchBehind,
     WatchUnavailable,
 )
 from etcd_inspector.probes.hotkeys.probe import SPEC, HotKeysProbe
 from etcd_inspector.probes.hotkeys.watch import (
+    CATCH_UP_SECONDS,
     PROGRESS_NOTIFY_SECONDS,
     RangeWatcher,
+    behind_by,
+    catch_up_target,
     is_stalled,
     watch_order,
 )
 
 __all__ = [
+    "CATCH_UP_SECONDS",
     "PROGRESS_NOTIFY_SECONDS",
     "SPEC",
     "HotKey",
@@ -25,8 +30,11 @@ __all__ = [
     "HotKeysResult",
     "PrefixWrites",
     "RangeWatcher",
+    "WatchBehind",
     "WatchUnavailable",
     "WriteCounters",
+    "behind_by",
+    "catch_up_target",
     "is_stalled",
     "watch_order",
 ]

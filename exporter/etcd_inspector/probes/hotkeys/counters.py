@@ -24,6 +24,7 @@ class WriteCounters:
         self.groups: dict[bytes | None, list[int]] = {}
         self.events_total = 0
         self.missed_windows_total = 0
+        self.missed_revisions_total = 0
         self.restarts_total = 0
 
     def count(self, events: Sequence[WatchEvent], now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from etcd_inspector.errors import ErrorKind, ProbeError
 
@@ -76,10 +77,23 @@ class HotKeysResult:
     restarts_total: int
     watched_endpoints: tuple[str, ...]
     sketch_entries: int
+    # Revisions skipped by the missed windows (compacted before the watch could read them): an
+    # upper bound of the events lost, since one revision may hold several (a Txn).
+    missed_revisions_total: int = 0
 
 
 class WatchUnavailable(ProbeError):
-    """The watch is down (past the grace period) or not started."""
+    """The watch is down (past the grace period) or not started. `partial`: what the watch
+    has counted so far, still exported (with probe_success 0) so its lag stays visible."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorKind.WATCH_DOWN, message)
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(ErrorKind.WATCH_DOWN, message, partial=partial)
+
+
+class WatchBehind(ProbeError):
+    """The watch streams but has not caught up with revisions the cluster had long enough ago
+    (watch.py's behind_by): its counts are incomplete, so the run fails; `partial` is the
+    snapshot, so the lag is still exported."""
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(ErrorKind.WATCH_DOWN, message, partial=partial)

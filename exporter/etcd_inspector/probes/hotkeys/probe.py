@@ -38,8 +38,19 @@ from etcd_inspector.probes.base import (
     ReportContext,
 )
 from etcd_inspector.probes.hotkeys.counters import WriteCounters
-from etcd_inspector.probes.hotkeys.model import HotKeysOptions, HotKeysResult, WatchUnavailable
-from etcd_inspector.probes.hotkeys.watch import RangeWatcher, max_known_revision
+from etcd_inspector.probes.hotkeys.model import (
+    HotKeysOptions,
+    HotKeysResult,
+    WatchBehind,
+    WatchUnavailable,
+)
+from etcd_inspector.probes.hotkeys.watch import (
+    CATCH_UP_SECONDS,
+    RangeWatcher,
+    behind_by,
+    catch_up_target,
+    max_known_revision,
+)
 from etcd_inspector.report.format import table
 
 log = logging.getLogger(__name__)
@@ -62,6 +73,9 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         self.counters = WriteCounters(options, rules, time.monotonic())
         self.watchers: list[RangeWatcher] = []
         self._supervisor: Supervisor | None = None
+        # (status round taken at, its highest member revision), oldest first: the revisions a
+        # healthy watch must have reached by now (watch.py's catch_up_target).
+        self._checkpoints: list[tuple[float, int]] = []
 
     def _ranges(self) -> list[tuple[bytes, bytes]]:
         if not self.options.prefixes:
@@ -86,22 +100,58 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         # The first run waits for the first stream; the scheduler's deadline bounds the wait.
         await asyncio.gather(*(w.settled.wait() for w in self.watchers))
         now = time.monotonic()
+        snapshot = self.snapshot(ctx, now)
+        # A failed run still exports what the watch has counted, and so its lag.
+        partial = snapshot if snapshot.revision is not None else None
         for w in self.watchers:
             if w.connected:
                 continue
             down_for = now - w.down_since if w.down_since is not None else 0.0
             if w.last_seen is None or down_for >= DOWN_GRACE_SECONDS:
                 raise WatchUnavailable(
-                    f"watch down for {down_for:.0f}s: {w.last_error or 'not started'}"
+                    f"watch down for {down_for:.0f}s: {w.last_error or 'not started'}", partial
                 )
-        return self.snapshot(ctx, now)
+        target = self._catch_up_target(ctx)
+        for w in self.watchers:
+            if not w.whole_keyspace:
+                continue  # its last_seen moves only with its own writes (see watch.py)
+            owed = behind_by(last_seen=w.last_seen, catching_up_to=w.catching_up_to,
+                             target=target)  # fmt: skip
+            if owed:
+                why = (
+                    f"replaying a backlog up to revision {w.catching_up_to}"
+                    if w.catching_up_to > (w.last_seen or 0)
+                    else f"the cluster was at revision {target} {CATCH_UP_SECONDS:g}s ago"
+                )
+                raise WatchBehind(
+                    f"watch behind by {owed} revisions: seen up to {w.last_seen}, {why}", partial
+                )
+        return snapshot
+
+    def _catch_up_target(self, ctx: ProbeContext) -> int:
+        """Record this status round, forget those no longer needed, return the target."""
+        topology = ctx.topology
+        if topology.known and (
+            not self._checkpoints or topology.taken_at > self._checkpoints[-1][0]
+        ):
+            self._checkpoints.append((topology.taken_at, topology.max_revision))
+        now = time.time()
+        old_enough = [
+            i for i, (at, _) in enumerate(self._checkpoints) if at <= now - CATCH_UP_SECONDS
+        ]
+        if old_enough:
+            del self._checkpoints[: old_enough[-1]]  # keep the newest one old enough, and later
+        return catch_up_target(self._checkpoints, now)
 
     def snapshot(self, ctx: ProbeContext, now: float) -> HotKeysResult:
         seen = [w.last_seen for w in self.watchers]
         revision = None if not seen or None in seen else min(s for s in seen if s is not None)
         lag = None
         if revision is not None and not self.options.prefixes:
-            known = max_known_revision(ctx.topology)
+            # A resumed stream knows its member's revision before the next status round does.
+            known = max(
+                [max_known_revision(ctx.topology), *(w.catching_up_to for w in self.watchers)]
+            )
             lag = max(0, known - revision) if known else None
         c = self.counters
         return HotKeysResult(
@@ -111,6 +161,7 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
             revision=revision,
             lag_revisions=lag,
             missed_windows_total=c.missed_windows_total,
+            missed_revisions_total=c.missed_revisions_total,
             restarts_total=c.restarts_total + self._watcher_deaths(),
             watched_endpoints=tuple(w.endpoint for w in self.watchers if w.endpoint),
             sketch_entries=len(c.sketch),
@@ -199,6 +250,10 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
                 "events_per_second": round(r.events_total / window, 3),
                 "revision": r.revision,
                 "lag_revisions": r.lag_revisions,
+                # Resumes that found their revision compacted, and the revisions so skipped.
+                "missed_windows": r.missed_windows_total,
+                "missed_revisions": r.missed_revisions_total,
+                "restarts": r.restarts_total,
                 "keys": [
                     {"key": hk.key, "writes_per_second": round(hk.writes_per_second, 3)}
                     for hk in r.hot_keys
@@ -218,6 +273,11 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
             f"Hot keys (watched {h['watch_seconds']:g}s: {h['events']} writes, "
             f"{h['events_per_second']:.1f}/s)"
         ]
+        if h["missed_windows"]:
+            lines.append(
+                f"  missed {h['missed_revisions']} revisions compacted before the watch read them "
+                f"({h['missed_windows']} windows): the counts are low by that much at most"
+            )
         rows = [[f"{k['writes_per_second']:.1f}", k["key"]] for k in h["keys"]]
         lines += table(["WRITES/S", "KEY"], rows) if rows else ["  (no key over the minimum rate)"]
         rows = [[p["prefix"], p["puts"], p["deletes"]] for p in h["prefixes"][: self.options.top_n]]

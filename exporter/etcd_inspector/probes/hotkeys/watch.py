@@ -27,6 +27,11 @@ PROGRESS_NOTIFY_SECONDS = 600.0
 BACKOFF_MIN_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 10.0
 
+# A healthy watch delivers a revision well within this after the status probe saw it on a
+# member: bench_hotkeys measured at most 0.15 s of lag at 40,800 events/s (BENCHMARKS.md), so
+# a watch still short of a revision seen this long ago is behind, not busy (docs/decisions.md).
+CATCH_UP_SECONDS = 5.0
+
 
 class WatchStalled(Exception):
     pass
@@ -81,6 +86,31 @@ def is_stalled(
     return whole_keyspace or silent_seconds >= PROGRESS_NOTIFY_SECONDS + stall_seconds
 
 
+def catch_up_target(
+    checkpoints: Sequence[tuple[float, int]], now: float, grace: float = CATCH_UP_SECONDS
+) -> int:
+    """The highest revision the status probe saw on a member at least `grace` seconds ago
+    (0: none yet). `checkpoints` are (when the status round was taken, its highest revision),
+    oldest first."""
+    return max((rev for taken_at, rev in checkpoints if taken_at <= now - grace), default=0)
+
+
+def behind_by(*, last_seen: int | None, catching_up_to: int, target: int) -> int:
+    """How many revisions a whole-keyspace watch still owes (0: it is not behind).
+
+    Two things prove a watch behind without flagging one that is merely busy:
+      `catching_up_to`  the member's revision when the current stream resumed from the past:
+                        until the stream has delivered up to it, it is replaying a backlog;
+      `target`          a revision the cluster had CATCH_UP_SECONDS ago (catch_up_target): a
+                        frozen member's stream is silent, and only the other members show it.
+    Writes younger than that never count, so a cluster at any write rate with a watch that keeps
+    up (its lag is well under a second) is never reported behind.
+    """
+    if last_seen is None:
+        return 0  # never streamed: that is "down", not "behind"
+    return max(0, max(catching_up_to, target) - last_seen)
+
+
 # --------------------------------------------------------------------------- the watch
 
 
@@ -128,6 +158,9 @@ class RangeWatcher:
         self.settled = asyncio.Event()
         self._last_failed: str | None = None
         self._delivered = False  # the current stream delivered a response after "created"
+        # The member's revision when the current stream resumed from the past (0: it started
+        # "from now", or a narrow watch, whose last_seen only moves with its own writes).
+        self.catching_up_to = 0
 
     @property
     def connected(self) -> bool:
@@ -163,11 +196,14 @@ class RangeWatcher:
                     await self._stream(client)
                 except WatchCompacted as err:
                     self.counters.missed_windows_total += 1
+                    # Revisions resume_revision .. compact_revision - 1 are gone.
+                    skipped = max(0, err.compact_revision - self.resume_revision())
+                    self.counters.missed_revisions_total += skipped
                     log.warning(
                         "watch start revision compacted, events were missed",
                         extra={"cluster": self.cluster, "probe": "hotkeys",
                                "resume_from": self.resume_revision(),
-                               "compacted": err.compact_revision},
+                               "compacted": err.compact_revision, "skipped": skipped},
                     )  # fmt: skip
                     # The compaction revision itself is still readable: nothing after it is lost.
                     self.last_seen = max(self.last_seen or 0, err.compact_revision - 1)
@@ -219,6 +255,9 @@ class RangeWatcher:
             if start_revision == 0:
                 # etcd watches "from now" as header revision + 1: nothing up to it is ours.
                 self.last_seen = created.revision
+            # The created response's header is the member's revision now: a stream resumed
+            # from before it replays a backlog until it gets there.
+            self.catching_up_to = created.revision if self.whole_keyspace else 0
             self._apply(created)
             self.endpoint = client.endpoint
             self.down_since = None
