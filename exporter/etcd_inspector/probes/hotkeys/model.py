@@ -76,6 +76,11 @@ class HotKeysResult:
     restarts_total: int
     watched_endpoints: tuple[str, ...]
     sketch_entries: int
+    # (key label, writes counted since the watch started), most first: `inspect --watch`
+    # divides them by its window, the way its header divides events_total.
+    key_writes: tuple[tuple[str, int], ...] = ()
+    # The exporter's decayed rate of all writes together (the hot keys' time constant).
+    events_per_second: float | None = None
 
 
 class WatchUnavailable(ProbeError):
