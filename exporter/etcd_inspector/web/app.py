@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.config import Config
+from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.report.model import ClusterInspection
 from etcd_inspector.web import families, status_page
 from etcd_inspector.web.scrape import ClusterTarget, encode, scrape_budget, scrape_members
 
@@ -19,6 +23,8 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", Config)
 RUNTIMES: web.AppKey[list[ClusterRuntime]] = web.AppKey("runtimes")
 SELF_REGISTRY = web.AppKey("self_registry", CollectorRegistry)
+# The status page and its JSON twin are "now": a cache would show a stale verdict.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def scrape_targets(runtimes: list[ClusterRuntime]) -> list[ClusterTarget]:
@@ -62,10 +68,21 @@ async def handle_ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: first status probe still running.\n")
 
 
+def live_status(runtimes: list[ClusterRuntime]) -> dict[str, Any]:
+    """The document of `inspect --output json`, from what the running probes know now."""
+    now = time.time()
+    inspections = [ClusterInspection.of_runtime(rt, live=True) for rt in runtimes]
+    return to_json(inspections, started_at=now, finished_at=now)
+
+
 async def handle_landing(request: web.Request) -> web.Response:
-    runtimes = request.app[RUNTIMES]
-    body = status_page.render(runtimes, request.app[CONFIG].web.telemetry_path)
-    return web.Response(text=body, content_type="text/html")
+    doc = live_status(request.app[RUNTIMES])
+    body = status_page.render(doc["clusters"], request.app[CONFIG].web.telemetry_path)
+    return web.Response(text=body, content_type="text/html", headers=NO_STORE)
+
+
+async def handle_status_api(request: web.Request) -> web.Response:
+    return web.json_response(live_status(request.app[RUNTIMES]), headers=NO_STORE)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -98,6 +115,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[SELF_REGISTRY] = self_registry()
     app.router.add_get("/", handle_landing)
+    app.router.add_get("/api/v1/status", handle_status_api)
     app.router.add_get(config.web.telemetry_path, handle_metrics)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)
