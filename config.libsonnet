@@ -113,10 +113,17 @@
     quota_used_ratio_warning: 0.8,
     // EtcdInspectorQuotaExhaustionProjected: projected seconds until the quota is reached.
     quota_exhaustion_horizon_seconds: 24 * 60 * 60,
-    // EtcdInspectorBigValues: values over the exporter's big-value size tolerated.
+    // EtcdInspectorBigValues: values over the exporter's big-value size tolerated ...
     big_values_max: 0,
+    // ... where big means over this size: the exporter's default (the bigvalue probe's
+    // threshold_bytes option; etcd_inspector_big_value_threshold_bytes says what it used).
+    big_value_threshold_bytes: 102400,
     // EtcdInspectorHotKey: writes per second to a single key.
     hot_key_writes_per_second: 50,
+    // EtcdInspectorCertificateExpiry: days left before a certificate between the exporter and
+    // etcd expires, for the warning and the critical alert (the certs probe's defaults).
+    cert_expiry_warning_days: 21,
+    cert_expiry_critical_days: 7,
     // EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within prefix_key_growth_window.
     prefix_key_growth_max: 10000,
     prefix_key_growth_window: '1h',

@@ -386,9 +386,20 @@
           },
           {
             alert: 'EtcdInspectorPrefixKeyGrowth',
+            // A prefix with no series a window ago (new since) counts from 0, but only while the
+            // cluster had prefix series then: a freshly started exporter has no history at all,
+            // and its big prefixes must not all look new.
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s})
-              - max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+              - (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+                or
+                (
+                  0 * max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s})
+                  and ignoring (prefix)
+                  max without (%(exporter_instance_labels)s, prefix) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+                )
+              )
               > %(prefix_key_growth_max)s
             ||| % x,
             'for': '15m',
@@ -398,6 +409,25 @@
               description: '%s: prefix {{ $labels.prefix }} gained {{ $value }} keys within the last %s; a client may be leaking keys (leases, events, locks).' % [inspectedCluster, words(c.prefix_key_growth_window)],
             },
           },
+        ] + [
+          {
+            // The certs probe's finding uses the same days (report/thresholds.py).
+            alert: 'EtcdInspectorCertificateExpiry',
+            expr: |||
+              min without (%(exporter_instance_labels)s) (etcd_inspector_cert_expiry_timestamp_seconds{%(exporter_selector)s}) - time() < %(days)s * 86400
+            ||| % (x { days: level.days }),
+            'for': '10m',
+            labels: { severity: level.severity },
+            annotations: {
+              summary: 'A certificate between etcd-inspector and etcd expires soon.',
+              description: '%s: the {{ $labels.cert }} certificate{{ with $labels.member }} of member {{ . }}{{ end }} expires in {{ $value | humanizeDuration }}; renew it before etcd clients and peers refuse it.' % inspectedCluster,
+            },
+          }
+          for level in [
+            { severity: 'warning', days: c.cert_expiry_warning_days },
+            { severity: 'critical', days: c.cert_expiry_critical_days },
+          ]
+        ] + [
           {
             alert: 'EtcdInspectorProbeFailing',
             expr: |||
