@@ -113,8 +113,11 @@
     quota_used_ratio_warning: 0.8,
     // EtcdInspectorQuotaExhaustionProjected: projected seconds until the quota is reached.
     quota_exhaustion_horizon_seconds: 24 * 60 * 60,
-    // EtcdInspectorBigValues: values over the exporter's big-value size tolerated.
+    // EtcdInspectorBigValues: values over the exporter's big-value size tolerated ...
     big_values_max: 0,
+    // ... where big means over this size: the exporter's default (the bigvalue probe's
+    // threshold_bytes option; etcd_inspector_big_value_threshold_bytes says what it used).
+    big_value_threshold_bytes: 102400,
     // EtcdInspectorHotKey: writes per second to a single key.
     hot_key_writes_per_second: 50,
     // EtcdInspectorWatchBehind: revisions the exporter's hot-key watch may trail the most

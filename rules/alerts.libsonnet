@@ -398,9 +398,20 @@
           },
           {
             alert: 'EtcdInspectorPrefixKeyGrowth',
+            // A prefix with no series a window ago (new since) counts from 0, but only while the
+            // cluster had prefix series then: a freshly started exporter has no history at all,
+            // and its big prefixes must not all look new.
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s})
-              - max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+              - (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+                or
+                (
+                  0 * max without (%(exporter_instance_labels)s) (etcd_inspector_prefix_keys{%(exporter_selector)s})
+                  and ignoring (prefix)
+                  max without (%(exporter_instance_labels)s, prefix) (etcd_inspector_prefix_keys{%(exporter_selector)s} offset %(prefix_key_growth_window)s)
+                )
+              )
               > %(prefix_key_growth_max)s
             ||| % x,
             'for': '15m',
@@ -410,6 +421,7 @@
               description: '%s: prefix {{ $labels.prefix }} gained {{ $value }} keys within the last %s; a client may be leaking keys (leases, events, locks).' % [inspectedCluster, words(c.prefix_key_growth_window)],
             },
           },
+        ] + [
           {
             alert: 'EtcdInspectorCertificateExpiry',
             expr: |||

@@ -188,3 +188,81 @@ def test_run_with_nothing_to_watch_says_how_to_give_endpoints() -> None:
     )
     assert out.returncode == 2
     assert "--etcd.endpoints" in out.stderr and "--config.file" in out.stderr
+
+
+def run_cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etcd_inspector", *argv],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if not line.startswith(("ts=", "{"))]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("target", ["a-file", "a-file/below", "/proc/no/such/dir"])
+def test_generate_into_something_not_a_writable_directory_is_one_line_exit_4(
+    tmp_path: Path, target: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    out = run_cli("generate", "--out", str(tmp_path / target) if target[0] != "/" else target)
+    assert out.returncode == 4
+    line = one_line(out.stderr)
+    assert line.startswith("etcd-inspector generate: ") and ("directory" in line), line
+
+
+def test_run_on_a_busy_or_unresolvable_address_is_one_line_exit_3() -> None:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        out = run_cli("run", "--etcd.endpoints=http://127.0.0.1:1",
+                      f"--web.listen-address=127.0.0.1:{port}")  # fmt: skip
+    finally:
+        busy.close()
+    assert out.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line(out.stderr)
+
+    out = run_cli("run", "--etcd.endpoints=http://127.0.0.1:1",
+                  "--web.listen-address=no-such-host.invalid:9979")  # fmt: skip
+    assert out.returncode == 3
+    assert "cannot listen on no-such-host.invalid:9979" in one_line(out.stderr)
+
+
+def test_demo_on_a_busy_port_says_so_before_starting_etcd() -> None:
+    import socket
+    import time
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    started = time.monotonic()
+    try:
+        out = run_cli("demo", f"--web.listen-address=127.0.0.1:{port}")
+    finally:
+        busy.close()
+    assert out.returncode == 3
+    line = one_line(out.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "--web.listen-address" in line
+    assert time.monotonic() - started < 10  # no cluster was started
+
+
+def test_the_demo_banner_gives_commands_that_work_when_pasted(tmp_path: Path) -> None:
+    import shlex
+
+    from etcd_inspector.demo.run import banner
+
+    text = banner("127.0.0.1:9979", ["http://127.0.0.1:2379"], tmp_path)
+    (command,) = [line.strip() for line in text.splitlines() if " inspect " in line
+                  and "--watch" not in line]  # fmt: skip
+    argv = shlex.split(command)
+    assert Path(argv[0]).is_absolute() and Path(argv[0]).exists(), argv[0]
+    assert "--etcd.cluster-name=demo" in argv
+    assert "http://127.0.0.1:9979/api/v1/status" in text

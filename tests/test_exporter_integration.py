@@ -63,7 +63,11 @@ def test_run_serves_every_member_with_cluster_and_member_labels(
         assert status == 200
         assert '<a href="/metrics">' in body
         for m in shared_cluster.members:
-            assert f"<td>{m.name}</td><td>{m.client_url}</td><td>up</td>" in body
+            assert (
+                f"<td><b>{m.name}</b></td><td><code>{m.client_url}</code></td>"
+                '<td><span class="state state-up">up</span></td>'
+            ) in body
+        assert exporter.get("/api/v1/status")[0] == 200
         assert exporter.get("/-/healthy")[:2] == (200, "Healthy.\n")
         assert exporter.get("/-/ready")[:2] == (200, "Ready.\n")
         assert exporter.get("/no-such-page")[0] == 404
@@ -158,7 +162,14 @@ def test_wrong_password_fails_the_status_probe_but_not_the_exporter(
         assert len(scrape.samples("etcd_server_has_leader")) == 3
         assert exporter.get("/-/ready")[0] == 200
         # The operator is told why, not just "error".
-        assert 'err="no member answered Status (auth_failed)"' in exporter.log()
+        assert (
+            'err="every member refused us: authentication failed (wrong user name or password)"'
+            in exporter.log()
+        )
+        # ...and the status page names the cause, not members down: they answered.
+        page = exporter.get("/")[1]
+        assert "cannot inspect" in page and "authentication failed (wrong user name" in page
+        assert ">down<" not in page  # no member is called down
 
 
 def test_sigterm_stops_the_exporter_promptly(shared_cluster: LocalCluster, tmp_path: Path) -> None:

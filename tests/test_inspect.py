@@ -156,8 +156,12 @@ def test_a_member_down_is_a_finding(etcd_cluster: LocalCluster):
     assert [f["member"] for f in down] == ["m3"]
     members = {m["name"]: m for m in doc["clusters"][0]["members"]}
     assert members["m3"]["up"] is False and members["m1"]["up"] is True
-    # The two members still up are compared; their data agree.
-    assert doc["clusters"][0]["consistency"]["consistent"] is True
+    # The two members still up are compared; their data agree, and the verdict says so.
+    consistency = doc["clusters"][0]["consistency"]
+    assert consistency["consistent"] is True
+    assert (consistency["members_compared"], consistency["members_total"]) == (2, 3)
+    text = run_inspect(etcd_cluster).stdout
+    assert "verdict: consistent (2 of 3 members compared at revision " in text
 
 
 def test_nobody_listening_exits_2_with_a_message_on_stderr():
@@ -214,13 +218,22 @@ async def test_watch_finds_the_hot_key(etcd_cluster: LocalCluster):
     await rewrite_key(endpoint, b"/hot/lease", 1500)
     proc = await inspect
 
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    hot = json.loads(proc.stdout)["clusters"][0]["hot_keys"]
+    # 1500 writes in a 4s window: 375/s, over the hot-key alert's 50/s, so a finding (exit 1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    hot = doc["clusters"][0]["hot_keys"]
     assert hot["watch_seconds"] == 4.0
     assert hot["events"] == 1500
     assert hot["keys"][0]["key"] == "/hot/lease"
-    assert hot["keys"][0]["writes_per_second"] > 1.0
+    # The row and the header use one divisor: the window (the issue saw 43.3/s vs 12.7/s).
+    assert hot["keys"][0]["writes_per_second"] == hot["events_per_second"] == 375.0
+    assert hot["short_window"] is True
     assert hot["prefixes"][0] == {"prefix": "/hot/", "puts": 1500, "deletes": 0}
+    (finding,) = doc["findings"]
+    assert (finding["check"], finding["subject"], finding["value"], finding["threshold"]) == (
+        "hot_key", "/hot/lease", 375.0, 50,
+    )  # fmt: skip
+    assert finding["runbook_url"].endswith("#etcdinspectorhotkey")
 
 
 def _run_with_tty_stderr(argv: list[str], timeout: float = 60) -> tuple[int, str, str]:
@@ -284,3 +297,15 @@ def test_progress_text_from_the_scan_probes_progress():
     starting = ScanProgress(keys_done=0, revision=0, started_at=1000.0)
     probe = BigValueProbe(BigValueOptions())
     assert probe.progress_text(starting, now=1000.0) == "scanning: 0 keys"
+
+
+def test_the_watch_window_counts_down_on_the_progress_line():
+    from types import SimpleNamespace
+
+    from etcd_inspector.inspect import progress_texts
+
+    rt = SimpleNamespace(name="c", state=SimpleNamespace(progress={}), probes={})
+    assert progress_texts([rt], now=100.0, watch_ends={"c": 112.4}) == [
+        "watching writes: 12s left"
+    ]
+    assert progress_texts([rt], now=113.0, watch_ends={"c": 112.4}) == []

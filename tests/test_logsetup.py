@@ -104,3 +104,74 @@ def test_setup_logging_levels_and_format(capsys: pytest.CaptureFixture[str]) -> 
     log.debug("now shown", extra={"cluster": "c"})
     err = capsys.readouterr().err
     assert "level=debug" in err and 'msg="now shown" cluster=c' in err
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_grpc_is_quiet_even_at_debug_and_its_core_is_silenced_before_import(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+
+    import etcd_inspector  # noqa: F401 -- sets the environment gRPC's core reads
+
+    assert os.environ["GRPC_VERBOSITY"] in ("NONE", os.environ.get("GRPC_VERBOSITY"))
+    setup_logging("debug", "json")
+    logging.getLogger("grpc._cython.cygrpc").debug("Loaded running loop")
+    logging.getLogger("grpc._cython.cygrpc").warning("a real gRPC warning")
+    lines = capsys.readouterr().err.splitlines()
+    assert [json.loads(line)["msg"] for line in lines] == ["a real gRPC warning"]
+
+
+def test_grpc_core_prints_nothing_of_its_own_in_a_failing_tls_call(tmp_path) -> None:
+    """A TLS server whose CA we do not trust: gRPC's core would print its handshake errors raw
+    to stderr; every stderr line of the process must be ours (JSON), up to the final one."""
+    import socket
+    import ssl
+    import subprocess
+    import sys
+    import threading
+
+    from certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "etcd_inspector", "inspect", "--no-progress",
+             "--log.format=json", "--log.level=debug",
+             f"--etcd.endpoints=https://localhost:{port}"],
+            capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    not_ours = [line for line in lines[:-1] if not line.startswith("{")]
+    assert not_ours == [], out.stderr[-3000:]
+    assert lines[-1].startswith("etcd-inspector: could not inspect cluster")
+    assert "certificate" in lines[-1].lower() or "tls" in lines[-1].lower(), lines[-1]
+    assert "Loaded running loop" not in out.stderr

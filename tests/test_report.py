@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -19,6 +20,7 @@ from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT, MemberQuota, Quo
 from etcd_inspector.report.jsondoc import to_json
 from etcd_inspector.report.model import ClusterInspection, exit_code, findings
 from etcd_inspector.report.text import render_text
+from etcd_inspector.report.thresholds import RUNBOOK_URL_BASE
 
 ENDPOINTS = ("http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379")
 NAMES = {e: f"m{i + 1}" for i, e in enumerate(ENDPOINTS)}
@@ -117,6 +119,7 @@ def hotkeys_result() -> HotKeysResult:
         hot_keys=(HotKey("/hot/counter", 42.5),), events_total=915, revision=1415,
         lag_revisions=0, missed_windows_total=0, restarts_total=0,
         watched_endpoints=(ENDPOINTS[1],), sketch_entries=3,
+        key_writes=(("/hot/counter", 212), ("/app/a", 2)), events_per_second=38.0,
     )  # fmt: skip
 
 
@@ -162,7 +165,7 @@ def test_member_down_is_a_finding_naming_the_member():
     insp = inspection(status=status_result(down=(2,)))
     (f,) = findings(insp)
     assert (f.check, f.member) == ("member_down", "m3")
-    assert "http://10.0.0.3:2379" in f.message and "unavailable" in f.message
+    assert "http://10.0.0.3:2379" in f.message and "unreachable" in f.message
     assert exit_code([insp]) == EXIT_FINDINGS
 
 
@@ -202,8 +205,10 @@ def test_a_value_over_the_threshold_is_a_finding_naming_the_key():
     insp = inspection(bigvalue=bigvalue_result(big=1, top_size=1048576))
     (f,) = findings(insp)
     assert f.check == "big_value"
-    assert "/big/blob (1.0 MiB)" in f.message
+    assert "/big/blob is 1.0 MiB" in f.message
     assert "/app/a" not in f.message  # under the threshold: not named
+    assert (f.subject, f.value, f.threshold) == ("/big/blob", 1048576, 102400)
+    assert f.runbook_url == RUNBOOK_URL_BASE + "etcdinspectorbigvalues"
     assert exit_code([insp]) == EXIT_FINDINGS
 
 
@@ -247,7 +252,7 @@ def test_a_probe_missing_from_the_build_is_not_a_finding():
     assert cluster["keyspace"] is None
     assert cluster["probes"]["bigvalue"] == {
         "available": False, "ran": False, "success": None, "duration_seconds": None,
-        "error": None,
+        "error": None, "error_kind": None, "finished_at": None, "last_success_at": None,
     }  # fmt: skip
     assert "Keyspace scan: not available (this build has no bigvalue probe)" in render_text(
         [insp], started_at=T0
@@ -283,7 +288,8 @@ def test_json_document_shape_and_values():
     assert cluster["alarms"] == []
     m1 = cluster["members"][0]
     assert m1 == {
-        "name": "m1", "endpoint": ENDPOINTS[0], "up": True, "error": None, "member_id": "1",
+        "name": "m1", "endpoint": ENDPOINTS[0], "up": True, "state": "up", "error": None,
+        "reason": None, "member_id": "1",
         "leader": True, "learner": False, "version": "3.5.1", "revision": 500, "raft_term": 3,
         "raft_index": 900, "db_size_bytes": 4 * 2**20, "db_size_in_use_bytes": 3 * 2**20,
         "errors": [],
@@ -307,7 +313,9 @@ def test_json_document_shape_and_values():
     assert [p["prefix"] for p in ks["prefixes"]] == ["/big/", "/app/", "/hot/"]  # by bytes
     assert (ks["big_values"], ks["threshold_bytes"]) == (1, 102400)
     hk = cluster["hot_keys"]
-    assert hk["keys"] == [{"key": "/hot/counter", "writes_per_second": 42.5}]
+    # --watch 5s: writes counted in the window / the window, like the header's rate
+    assert hk["keys"] == [{"key": "/hot/counter", "writes_per_second": 42.4}]
+    assert hk["short_window"] is True and "5s window" in hk["rate_basis"]
     assert hk["events"] == 915 and hk["events_per_second"] == 183.0
     assert hk["prefixes"] == [
         {"prefix": "/hot/", "puts": 900, "deletes": 0},
@@ -315,7 +323,14 @@ def test_json_document_shape_and_values():
     ]
     assert [f["check"] for f in doc["findings"]] == ["big_value"]
     assert doc["findings"] == cluster["findings"]
-    assert set(doc["findings"][0]) == {"cluster", "check", "member", "message"}
+    assert doc["findings"][0] == {
+        "cluster": "prod", "check": "big_value", "member": None,
+        "message": "value of /big/blob is 1.0 MiB (threshold 100.0 KiB)", "severity": "info",
+        "subject": "/big/blob", "value": 1048576, "threshold": 102400,
+        "runbook": "etcdinspectorbigvalues",
+        "runbook_url": RUNBOOK_URL_BASE + "etcdinspectorbigvalues",
+    }  # fmt: skip
+    assert (c["members_compared"], c["members_total"]) == (3, 3)
 
 
 def test_json_without_watch_has_no_hot_keys_entry():
@@ -375,3 +390,43 @@ def test_text_report_shows_down_members_and_failed_sections():
 def test_inspection_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         inspection().name = "x"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- hot keys
+
+
+def test_a_key_over_the_alerts_rate_is_a_finding_by_key_in_a_watch_window():
+    # 212 writes of /hot/counter in a 3s window: 70.7/s, over the alert's 50/s.
+    insp = inspection(watch=3.0)
+    (f,) = findings(insp)
+    assert (f.check, f.subject, f.threshold) == ("hot_key", "/hot/counter", 50)
+    assert f.value == pytest.approx(212 / 3, abs=0.001)
+    assert f.runbook_url == RUNBOOK_URL_BASE + "etcdinspectorhotkey"
+    text = render_text([insp], started_at=T0)
+    assert "short window: rates are writes counted / 3s" in text
+    assert re.search(r"^  70.7 +/hot/counter$", text, re.M)  # one divisor: the window
+
+
+def test_the_exporters_live_view_reports_the_watch_with_decayed_rates():
+    live = dataclasses.replace(inspection(hotkeys=hotkeys_result()), live=True)
+    hk = to_json([live], started_at=T0, finished_at=T0)["clusters"][0]["hot_keys"]
+    assert hk["watch_seconds"] is None and hk["short_window"] is False
+    assert hk["keys"] == [{"key": "/hot/counter", "writes_per_second": 42.5}]
+    assert hk["events_per_second"] == 38.0
+    assert checks(live) == []  # 42.5/s is under the alert's 50/s
+
+
+def test_a_member_that_refuses_our_credentials_is_not_down():
+    topology = status_result()
+    refused = dataclasses.replace(
+        topology.members[2], status=None, error=ErrorKind.AUTH_FAILED, detail="wrong password"
+    )
+    insp = inspection(
+        status=dataclasses.replace(topology, members=(*topology.members[:2], refused))
+    )
+    (f,) = findings(insp)
+    assert f.check == "auth_failed" and "answered, but authentication failed" in f.message
+    m3 = to_json([insp], started_at=T0, finished_at=T0)["clusters"][0]["members"][2]
+    assert (m3["up"], m3["state"]) == (True, "auth_failed")
+    assert "up, AUTHENTICATION FAILED" in render_text([insp], started_at=T0)
+    assert "DOWN" not in render_text([insp], started_at=T0)

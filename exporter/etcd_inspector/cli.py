@@ -1,6 +1,8 @@
 """Command line: `etcd-inspector run|inspect|generate|demo`, Prometheus-style flag names.
 
-Exit codes: 0 fine, 1 findings (inspect), 2 bad configuration or could not run.
+Exit codes (exitcodes.py): 0 fine, 1 findings (inspect), 2 bad configuration or could not
+inspect, 3 cannot listen on the address, 4 cannot write the output; every one of them with one
+line on stderr naming the cause, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from etcd_inspector import __version__
 from etcd_inspector.backup.arguments import add_snapshot_arguments
 from etcd_inspector.config import Config, ConfigError, load_config_file, merge_raw, parse_config
 from etcd_inspector.errors import UsageError
-from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
+from etcd_inspector.exitcodes import (
+    EXIT_ADDRESS,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OUTPUT,
+)
 from etcd_inspector.flags import add_etcd_flags, flag_overrides
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.web.address import parse_listen_address
@@ -75,10 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     limits = ServerLimits.from_config(config.web)
     try:
         asyncio.run(serve(create_app(config), host, port, limits, web_file))
-    except OSError as err:  # the address is taken or not ours
+    except OSError as err:  # the address is taken, not ours, or its host does not resolve
         print(f"etcd-inspector: cannot listen on {config.web.listen_address}: "
               f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
-        return EXIT_ERROR
+        return EXIT_ADDRESS
     return EXIT_OK
 
 
@@ -108,11 +116,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from etcd_inspector.mixin import MixinError, generate
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"etcd-inspector generate: --out {args.out} is not a directory", file=sys.stderr)
+        return EXIT_OUTPUT
     try:
-        written = generate(Path(args.out), Path(args.values) if args.values else None)
+        written = generate(out, Path(args.values) if args.values else None)
     except MixinError as err:
         print(f"etcd-inspector generate: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as err:  # --out is a file, or not writable
+        where = err.filename or args.out
+        print(f"etcd-inspector generate: cannot write {where}: {err.strerror or err} "
+              f"(--out must be a directory you can write to)", file=sys.stderr)  # fmt: skip
+        return EXIT_OUTPUT
     for path in written:
         print(path)
     return EXIT_OK

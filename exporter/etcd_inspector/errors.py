@@ -37,6 +37,35 @@ class ErrorKind(StrEnum):
         could not be made because members are down is not: the down members are."""
         return self is not ErrorKind.NOT_COMPARABLE
 
+    @property
+    def is_auth(self) -> bool:
+        """The member answered, and refused us: it is up, our credentials are the problem."""
+        return self in (ErrorKind.INVALID_TOKEN, ErrorKind.AUTH_FAILED,
+                        ErrorKind.PERMISSION_DENIED)  # fmt: skip
+
+    @property
+    def reason(self) -> str:
+        """The kind in words, for people (reports, the status page, one-line errors)."""
+        return _REASONS.get(self, self.value.replace("_", " "))
+
+
+_REASONS = {
+    ErrorKind.TIMEOUT: "timed out",
+    ErrorKind.UNAVAILABLE: "unreachable (connection refused, reset or no route)",
+    ErrorKind.TLS: "TLS handshake failed",
+    ErrorKind.INVALID_TOKEN: "authentication required (no credentials given, or the token "
+    "expired): give --etcd.username and --etcd.password-file",
+    ErrorKind.AUTH_FAILED: "authentication failed (wrong user name or password)",
+    ErrorKind.PERMISSION_DENIED: "authentication failed: permission denied (the user lacks a "
+    "role for this call)",
+    ErrorKind.TOO_LARGE: "response too large",
+    ErrorKind.NO_ANSWER: "no member answered",
+    ErrorKind.NOT_COMPARABLE: "too few members to compare",
+    ErrorKind.WATCH_DOWN: "the watch is down",
+    ErrorKind.SCAN_FAILED: "no member could serve the scan",
+    ErrorKind.INTERNAL: "internal error (a bug: see the log)",
+}
+
 
 class ProbeError(Exception):
     """A probe run that could not produce a result, with the kind of reason."""

@@ -9,3 +9,6 @@ EXIT_SNAPSHOT_DESTINATION = 3  # --out is missing, not a directory, or not writa
 EXIT_SNAPSHOT_NO_SPACE = 4  # the destination filled up (ENOSPC, EDQUOT)
 EXIT_SNAPSHOT_ETCD = 5  # no member could stream a snapshot, or the stream broke
 EXIT_SNAPSHOT_CORRUPT = 6  # what arrived is not whole (hash mismatch, not a bbolt file)
+# `run`, `demo`, `generate`
+EXIT_ADDRESS = 3  # `run`, `demo`: cannot listen on --web.listen-address (taken, unresolvable)
+EXIT_OUTPUT = 4  # `generate`: cannot write --out (a file, not writable)

@@ -63,9 +63,19 @@ class ProgressLine:
             self.shown = False
 
 
-def progress_texts(runtimes: Sequence[ClusterRuntime], now: float) -> list[str]:
+# Cluster name -> when its --watch window ends (time.time()); set once the watch is up.
+WatchEnds = dict[str, float]
+
+
+def progress_texts(
+    runtimes: Sequence[ClusterRuntime], now: float, watch_ends: WatchEnds | None = None
+) -> list[str]:
     parts = []
     for rt in runtimes:
+        end = (watch_ends or {}).get(rt.name)
+        if end is not None and end > now:
+            left = f"watching writes: {end - now:.0f}s left"
+            parts.append(f"{rt.name}: {left}" if len(runtimes) > 1 else left)
         for name, progress in rt.state.progress.items():
             scheduled = rt.probes.get(name)
             text = scheduled.probe.progress_text(progress, now) if scheduled else None
@@ -74,10 +84,12 @@ def progress_texts(runtimes: Sequence[ClusterRuntime], now: float) -> list[str]:
     return parts
 
 
-async def show_progress(runtimes: Sequence[ClusterRuntime], line: ProgressLine) -> None:
+async def show_progress(
+    runtimes: Sequence[ClusterRuntime], line: ProgressLine, watch_ends: WatchEnds | None = None
+) -> None:
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
-        parts = progress_texts(runtimes, time.time())
+        parts = progress_texts(runtimes, time.time(), watch_ends)
         if parts:
             line.show("; ".join(parts))
         else:
@@ -96,14 +108,19 @@ async def _once(rt: ClusterRuntime, scheduled: ScheduledProbe) -> None:
     await run_probe_once(scheduled, rt.scheduler.context_for(scheduled.spec.name), rt.state)
 
 
-async def _watch_window(rt: ClusterRuntime, scheduled: ScheduledProbe, seconds: float) -> None:
+async def _watch_window(
+    rt: ClusterRuntime, scheduled: ScheduledProbe, seconds: float, watch_ends: WatchEnds
+) -> None:
     """The first run starts watching, the run after the window reads what it saw."""
     await _once(rt, scheduled)
+    watch_ends[rt.name] = time.time() + seconds
     await asyncio.sleep(seconds)
     await _once(rt, scheduled)
 
 
-async def inspect_cluster(rt: ClusterRuntime, watch_seconds: float | None) -> None:
+async def inspect_cluster(
+    rt: ClusterRuntime, watch_seconds: float | None, watch_ends: WatchEnds | None = None
+) -> None:
     """Run the probes once; outcomes land in rt.state (as they do for the exporter)."""
     probes = list(rt.probes.values())
     for scheduled in probes:
@@ -118,22 +135,8 @@ async def inspect_cluster(rt: ClusterRuntime, watch_seconds: float | None) -> No
         if scheduled.spec.inspect is InspectMode.ONCE:
             runs.append(_once(rt, scheduled))
         elif scheduled.spec.inspect is InspectMode.WATCH and watch_seconds is not None:
-            runs.append(_watch_window(rt, scheduled, watch_seconds))
+            runs.append(_watch_window(rt, scheduled, watch_seconds, watch_ends or {}))
     await asyncio.gather(*runs)
-
-
-def inspection_of(
-    rt: ClusterRuntime, wanted: Sequence[str], watch_seconds: float | None
-) -> ClusterInspection:
-    return ClusterInspection(
-        name=rt.name,
-        endpoints=rt.state.endpoints,
-        member_names={e: rt.state.member_name(e) for e in rt.state.endpoints},
-        outcomes=dict(rt.state.outcomes),
-        unavailable=tuple(name for name in wanted if name not in rt.probes),
-        probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
-        watch_seconds=watch_seconds,
-    )
 
 
 async def inspect_all(
@@ -141,9 +144,10 @@ async def inspect_all(
 ) -> list[ClusterInspection]:
     wanted = wanted_probes(watch_seconds)
     runtimes = [build_runtime(cluster, config, only=set(wanted)) for cluster in config.clusters]
-    progress = asyncio.create_task(show_progress(runtimes, line)) if line else None
+    watch_ends: WatchEnds = {}
+    progress = asyncio.create_task(show_progress(runtimes, line, watch_ends)) if line else None
     try:
-        await asyncio.gather(*(inspect_cluster(rt, watch_seconds) for rt in runtimes))
+        await asyncio.gather(*(inspect_cluster(rt, watch_seconds, watch_ends) for rt in runtimes))
     finally:
         if progress is not None and line is not None:
             progress.cancel()
@@ -155,7 +159,10 @@ async def inspect_all(
                     await rt.close()
             except TimeoutError:
                 pass  # a frozen member must not keep the command from ending
-    return [inspection_of(rt, wanted, watch_seconds) for rt in runtimes]
+    return [
+        ClusterInspection.of_runtime(rt, wanted=wanted, watch_seconds=watch_seconds)
+        for rt in runtimes
+    ]
 
 
 def _log_level(args: argparse.Namespace, config: Config) -> str:

@@ -55,3 +55,10 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     root.setLevel(LEVELS.get(level, logging.INFO))
     # aiohttp logs every request at INFO; that is noise for an exporter scraped every 15s.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # gRPC's Python side logs through `grpc._cython.cygrpc` etc.: our format, but at debug it is
+    # one "Loaded running loop" per call. Its warnings and errors still come through.
+    for name in GRPC_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+GRPC_LOGGERS = ("grpc", "grpc._cython", "grpc._cython.cygrpc", "grpc.aio")

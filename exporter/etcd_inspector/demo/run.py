@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -15,25 +16,43 @@ from etcd_inspector.demo.localcluster import ClusterStartError, start_cluster
 from etcd_inspector.demo.sample_writer import SampleWriter
 from etcd_inspector.demo.sampledata import HOT_KEY, load_sample_data
 from etcd_inspector.errors import UsageError
-from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_OK
+from etcd_inspector.exitcodes import EXIT_ADDRESS, EXIT_ERROR, EXIT_OK
 from etcd_inspector.logsetup import setup_logging
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND
 from etcd_inspector.web.address import parse_listen_address
-from etcd_inspector.web.server import Listener, ServerLimits, make_runner
+from etcd_inspector.web.server import Listener, ServerLimits, bind, make_runner
 
-HOT_WRITES_PER_SECOND = 50
+# Well over the hot-key alert's threshold (report/thresholds.py), so the demo shows a hot key
+# finding; paced on a schedule with a few writes in flight, so a slow put does not lower it.
+HOT_WRITES_PER_SECOND = 2 * HOT_KEY_WRITES_PER_SECOND
+MAX_WRITES_IN_FLIGHT = 8
+
+
+async def _put_quietly(writer: SampleWriter, i: int) -> None:
+    with contextlib.suppress(Exception):  # the demo cluster may be shutting down
+        await writer.put(HOT_KEY, str(i).encode())
 
 
 async def _runaway_writer(endpoint: str) -> None:
     writer = SampleWriter(endpoint)
+    loop = asyncio.get_running_loop()
+    in_flight: set[asyncio.Task[None]] = set()
+    next_at = loop.time()
     try:
         i = 0
         while True:
-            with contextlib.suppress(Exception):  # the demo cluster may be shutting down
-                await writer.put(HOT_KEY, str(i).encode())
+            if len(in_flight) < MAX_WRITES_IN_FLIGHT:
+                task = asyncio.create_task(_put_quietly(writer, i))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
             i += 1
-            await asyncio.sleep(1 / HOT_WRITES_PER_SECOND)
+            next_at = max(next_at + 1 / HOT_WRITES_PER_SECOND, loop.time() - 1)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
     finally:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
         await writer.close()
 
 
@@ -57,21 +76,33 @@ def demo_config(endpoints: list[str], metrics_urls: list[str], listen: str) -> C
     )
 
 
+def inspector_command() -> str:
+    """How to run etcd-inspector from a shell: the script next to this interpreter (the
+    virtualenv's, usually not on PATH), else this interpreter with -m."""
+    script = Path(sys.executable).with_name("etcd-inspector")
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m etcd_inspector"
+
+
 def banner(listen: str, endpoints: list[str], data_dir: Path) -> str:
     host, port = parse_listen_address(listen)
     base = f"http://{host or '127.0.0.1'}:{port}"
     eps = ",".join(endpoints)
+    inspect = f"{inspector_command()} inspect --etcd.cluster-name=demo --etcd.endpoints={eps}"
     return f"""
 etcd-inspector demo is running.
 
   etcd cluster   3 members (m1, m2, m3): {eps}
   data           {data_dir}
-  exporter       {base}/          landing page: members and probes
-                 {base}/metrics   every member's metrics + the inspections
+  exporter       {base}/               status page: verdict, members, findings, runbooks
+                 {base}/api/v1/status  the same as JSON
+                 {base}/metrics        every member's metrics + the inspections
   try            curl -s {base}/metrics | grep -E '^etcd_inspector_(consistent|big_values|hot_key)'
-                 etcd-inspector inspect --etcd.endpoints={eps}
+                 {inspect}
+                 {inspect} --watch=30s
 
-A runaway writer rewrites {HOT_KEY.decode()} {HOT_WRITES_PER_SECOND} times a second.
+A runaway writer rewrites {HOT_KEY.decode()} {HOT_WRITES_PER_SECOND:g} times a second.
 Press Ctrl-C to stop; the cluster is removed on exit.
 """
 
@@ -102,7 +133,13 @@ async def _serve(args: argparse.Namespace) -> int:
         await runner.setup()
         host, port = parse_listen_address(args.listen_address)
         listener = Listener(runner, host, port, limits)
-        await listener.start()
+        try:
+            await listener.start()
+        except OSError as err:  # taken since the check
+            listener = None
+            print(f"etcd-inspector demo: cannot listen on {args.listen_address}: "
+                  f"{err.strerror or err}", file=sys.stderr)  # fmt: skip
+            return EXIT_ADDRESS
         writer_task = asyncio.create_task(_runaway_writer(cluster.endpoints[0]))
         print(banner(args.listen_address, cluster.endpoints, cluster.base_dir), flush=True)
         stop = asyncio.Event()
@@ -125,10 +162,26 @@ async def _serve(args: argparse.Namespace) -> int:
         cluster.stop()
 
 
+def address_free(listen: str) -> str | None:
+    """None when `listen` can be bound now, else why not (checked before the cluster starts,
+    so a busy port costs no etcd start and stop)."""
+    host, port = parse_listen_address(listen)
+    try:
+        sockets = bind(host, port)
+    except OSError as err:
+        return f"cannot listen on {listen}: {err.strerror or err}"
+    for sock in sockets:
+        sock.close()
+    return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     try:
-        parse_listen_address(args.listen_address)
+        busy = address_free(args.listen_address)
     except UsageError as err:
-        print(f"etcd-inspector demo: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        busy = str(err)
+    if busy is not None:
+        print(f"etcd-inspector demo: {busy} (choose another with --web.listen-address)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ADDRESS
     return asyncio.run(_serve(args))

@@ -100,6 +100,9 @@ class ReportContext:
     member_names: Mapping[str, str]
     watch_seconds: float | None = None
     inspected: bool = True
+    # The exporter's view: probes that observe over time (a watch) have been watching all along,
+    # so they report without a --watch window.
+    live: bool = False
 
     def member(self, endpoint: str) -> str:
         return self.member_names.get(endpoint) or fallback_name(endpoint)

@@ -21,16 +21,17 @@ from etcd_inspector.etcd.tls import file_not_after, serving_not_after
 from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, table
+from etcd_inspector.report.thresholds import CERT_EXPIRY_CRITICAL_DAYS, CERT_EXPIRY_WARNING_DAYS
 
 DAY = 86400.0
 
 
 @dataclass(frozen=True)
 class CertsOptions:
-    # A certificate expiring within this many days is a finding (the mixin's alerts have their
-    # own thresholds in config.libsonnet: certificateExpiryWarningDays / ...CriticalDays).
-    warning_days: float = 21.0
-    critical_days: float = 7.0
+    # A certificate expiring within this many days is a finding; the defaults are the alert's
+    # (EtcdInspectorCertificateExpiry: config.libsonnet's certificate_expiry_*_days).
+    warning_days: float = CERT_EXPIRY_WARNING_DAYS
+    critical_days: float = CERT_EXPIRY_CRITICAL_DAYS
 
     def __post_init__(self) -> None:
         if not 0 <= self.critical_days <= self.warning_days:
@@ -101,7 +102,6 @@ class CertsProbe(Probe[CertsOptions, CertsResult]):
                 rc.cluster, "certificate_expiry", message, c.member or None, severity,
                 subject=c.source, value=c.not_after,
                 threshold=result.taken_at + self.options.warning_days * DAY,
-                runbook="etcdinspectorcertificateexpiry",
             )  # fmt: skip
 
     def report_json(self, result: CertsResult | None, rc: ReportContext) -> dict[str, Any]:

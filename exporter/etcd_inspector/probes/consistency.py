@@ -386,7 +386,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         for reason in result.verdict.reasons:
             yield Finding(
                 rc.cluster, "inconsistent", reason, severity=Severity.CRITICAL,
-                runbook="etcdinspectordatainconsistent",
+                value=result.verdict.key_count_diff, threshold=0,
             )  # fmt: skip
 
     def report_json(self, result: ConsistencyResult | None, rc: ReportContext) -> dict[str, Any]:
@@ -414,8 +414,20 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             f"  key counts agree: {agree(c['key_counts_agree'])}; hashes agree: {hashes}; "
             f"cluster IDs agree: {agree(c['cluster_ids_agree'])}"
         )
-        lines.append(f"  verdict: {'consistent' if c['consistent'] else 'INCONSISTENT'}")
+        lines.append(
+            f"  verdict: {'consistent' if c['consistent'] else 'INCONSISTENT'} ({compared_text(c)})"
+        )
         return lines
+
+
+def compared_text(c: dict[str, Any]) -> str:
+    """ "2 of 3 members compared at revision 812 (m3: timeout)" from consistency_json()."""
+    text = f"{c['members_compared']} of {c['members_total']} members compared"
+    text += f" at revision {c['revision']}"
+    left_out = [
+        f"{m['name']}: {m['error'] or 'no answer'}" for m in c["members"] if m["keys"] is None
+    ]
+    return f"{text} ({', '.join(left_out)})" if left_out else text
 
 
 def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
@@ -423,6 +435,9 @@ def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
     return {
         "revision": result.revision,
         "consistent": v.consistent,
+        # Members whose key count at the revision was compared; the others did not answer.
+        "members_compared": sum(1 for f in result.members if f.keys is not None),
+        "members_total": len(result.members),
         "reasons": list(v.reasons),
         "cluster_ids_agree": v.cluster_id_distinct <= 1,
         "key_counts_agree": None if v.key_count_diff is None else v.key_count_diff == 0,

@@ -27,11 +27,12 @@ from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
+from etcd_inspector.report.thresholds import QUOTA_USED_RATIO
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 
-# etcd refuses writes at 100%; 80% leaves time to compact and defragment.
-QUOTA_USED_RATIO_LIMIT = 0.8
+# etcd refuses writes at 100%; 80% leaves time to compact and defragment (the alert's number).
+QUOTA_USED_RATIO_LIMIT = QUOTA_USED_RATIO
 
 # Below this the fit is mostly noise.
 MIN_PROJECTION_SAMPLES = 3
@@ -293,9 +294,9 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                     f"{QUOTA_USED_RATIO_LIMIT:.0%})",
                     mq.member,
                     Severity.WARNING,
-                    value=ratio,
+                    subject=mq.member,
+                    value=round(ratio, 4),
                     threshold=QUOTA_USED_RATIO_LIMIT,
-                    runbook="etcdinspectorquotaheadroomlow",
                 )
 
     def report_json(self, result: QuotaResult | None, rc: ReportContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ member costs one timeout, never the others' answers. The run fails only when no 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,8 @@ from etcd_inspector.probes.base import (
 )
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import size, table
+
+log = logging.getLogger(__name__)
 
 
 def alarm_pairs(alarms: Iterable[Alarm], ids: dict[int, str]) -> tuple[tuple[str, str], ...]:
@@ -79,17 +82,51 @@ async def _statuses(clients: list[MemberClient]) -> dict[str, Answer]:
 async def _no_answer(clients: list[MemberClient], answers: dict[str, Answer]) -> str:
     """One line: why no member answered, with the first TLS problem spelled out."""
     kinds = sorted({kind for _st, kind, _d in answers.values() if kind})
+    if kinds and all(kind.is_auth for kind in kinds):
+        # They all answered: it is our credentials, not the cluster.
+        return f"every member refused us: {kinds[0].reason}"
     text = f"no member answered Status ({', '.join(kinds)})"
     tls = next(((c.endpoint, answers[c.endpoint][2]) for c in clients
                 if answers[c.endpoint][1] == ErrorKind.TLS), None)  # fmt: skip
     return f"{text}: {tls[0]}: {tls[1]}" if tls else text
 
 
+def log_changes(
+    cluster: str, names: dict[str, str], before: dict[str, str], answers: dict[str, Answer]
+) -> dict[str, str]:
+    """Log a member once when it stops answering and once when it answers again; returns the
+    states (up | down | auth_failed) to compare the next round with."""
+    states: dict[str, str] = {}
+    for endpoint, (status, kind, detail) in answers.items():
+        state = "up" if status is not None else ("auth_failed" if kind and kind.is_auth
+                                                 else "down")  # fmt: skip
+        states[endpoint] = state
+        was = before.get(endpoint, "up")  # the first round logs only what is wrong
+        if state == was:
+            continue
+        fields = {"cluster": cluster, "member": names.get(endpoint, endpoint),
+                  "endpoint": endpoint}  # fmt: skip
+        if state == "up":
+            log.info("member answers again", extra=fields)
+        else:
+            reason = kind.reason if kind else "no answer"
+            message = "member stopped answering" if state == "down" else "member refuses us"
+            err = f"{reason}: {detail}" if detail else reason
+            log.warning(message, extra={**fields, "reason": kind, "err": err})
+    return states
+
+
 class StatusProbe(Probe[NoOptions, Topology]):
+    def __init__(self, options: NoOptions) -> None:
+        super().__init__(options)
+        self._states: dict[str, str] = {}  # endpoint -> up | down | auth_failed, last round
+
     async def run(self, ctx: ProbeContext) -> Topology:
         clients = list(ctx.members)
         answers = await _statuses(clients)
         answered = [c for c in clients if answers[c.endpoint][0] is not None]
+        names_now = {c.endpoint: ctx.member_name(c.endpoint) for c in clients}
+        self._states = log_changes(ctx.cluster.name, names_now, self._states, answers)
         if not answered:
             raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
         member_list: MemberList | None = None
@@ -187,21 +224,27 @@ class StatusProbe(Probe[NoOptions, Topology]):
     def findings(self, result: Topology, rc: ReportContext) -> Iterable[Finding]:
         c = rc.cluster
         for m in result.members:
-            if m.status is None:
+            if m.status is None and m.error is not None and m.error.is_auth:
+                yield Finding(
+                    c, "auth_failed",
+                    f"member {m.name} ({m.endpoint}) answered, but {m.error.reason}"
+                    + (f": {m.detail}" if m.detail else ""),
+                    m.name, Severity.CRITICAL, subject=m.endpoint,
+                )  # fmt: skip
+            elif m.status is None:
                 yield Finding(
                     c, "member_down",
-                    f"member {m.name} ({m.endpoint}) did not answer Status: {m.error or 'error'}",
-                    m.name, Severity.CRITICAL, runbook="etcdmembersdown",
+                    f"member {m.name} ({m.endpoint}) is down: {member_reason(m)}",
+                    m.name, Severity.CRITICAL, subject=m.endpoint,
                 )  # fmt: skip
             elif m.status.leader_id == 0:
                 yield Finding(
                     c, "no_leader", f"member {m.name} knows no leader", m.name, Severity.CRITICAL,
-                    runbook="etcdnoleader",
                 )  # fmt: skip
         for member, alarm in result.alarms or ():
             yield Finding(
                 c, "alarm", f"alarm {alarm} is active on member {member}", member,
-                Severity.CRITICAL, subject=alarm, runbook="etcdinspectoralarmactive",
+                Severity.CRITICAL, subject=alarm,
             )  # fmt: skip
 
     def report_json(self, result: Topology | None, rc: ReportContext) -> dict[str, Any]:
@@ -228,8 +271,11 @@ def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, A
             {
                 "name": rc.member(endpoint),
                 "endpoint": endpoint,
-                "up": st is not None,
+                # A member that refused our credentials answered: it is up.
+                "up": st is not None or bool(m and m.error and m.error.is_auth),
+                "state": member_state(m),
                 "error": m.error if m else None,
+                "reason": member_reason(m) if m and st is None else None,
                 "member_id": f"{st.member_id:x}" if st else None,
                 "leader": st.is_leader if st else None,
                 "learner": st.is_learner if st else None,
@@ -245,10 +291,30 @@ def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, A
     return rows
 
 
+def member_state(m: MemberView | None) -> str:
+    """up | down | auth_failed (answered, refused our credentials) | unknown (never asked)."""
+    if m is None or (m.status is None and m.error is None):
+        return "unknown"
+    if m.status is not None:
+        return "up"
+    return "auth_failed" if m.error is not None and m.error.is_auth else "down"
+
+
+def member_reason(m: MemberView | None) -> str:
+    """Why a member did not answer, in one line: the kind in words, then the detail."""
+    if m is None or m.error is None:
+        return "not asked yet" if m is None or m.status is None else ""
+    return f"{m.error.reason}: {m.detail}" if m.detail else m.error.reason
+
+
 def members_text(result: Topology | None, rc: ReportContext) -> list[str]:
     rows = []
     for m in members_json(result, rc):
-        state = "up" if m["up"] else ("DOWN (" + m["error"] + ")" if m["error"] else "DOWN")
+        state = {
+            "up": "up",
+            "auth_failed": "up, AUTHENTICATION FAILED",
+            "unknown": "unknown",
+        }.get(m["state"], "DOWN (" + str(m["error"]) + ")" if m["error"] else "DOWN")
         rows.append(
             [
                 m["name"], m["endpoint"], state, "*" if m["leader"] else "", m["version"],

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from etcd_inspector.report.thresholds import runbook_for, runbook_url
+
 
 class Severity(StrEnum):
     CRITICAL = "critical"
@@ -26,7 +28,17 @@ class Finding:
     subject: str | None = None
     value: float | None = None  # the measured value, where there is one
     threshold: float | None = None  # the limit it crossed
-    runbook: str | None = None  # anchor in docs/runbook.md (the alerts link the same anchors)
+    # Anchor of the matching alert's runbook in docs/mixin.md; None: the one of `check`'s alert
+    # (report/thresholds.py), so every finding links the runbook its alert links.
+    runbook: str | None = None
+
+    @property
+    def runbook_anchor(self) -> str | None:
+        return self.runbook or runbook_for(self.check)
+
+    @property
+    def runbook_url(self) -> str | None:
+        return runbook_url(self.runbook_anchor)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -34,4 +46,10 @@ class Finding:
             "check": self.check,
             "member": self.member,
             "message": self.message,
+            "severity": str(self.severity),
+            "subject": self.subject,
+            "value": self.value,
+            "threshold": self.threshold,
+            "runbook": self.runbook_anchor,
+            "runbook_url": self.runbook_url,
         }

@@ -14,7 +14,9 @@ away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
       "inspected": bool,                  # false: no member answered, see "error"
       "error": str | null,
       "probes": {<probe>: {"available": bool, "ran": bool, "success": bool | null,
-                           "duration_seconds": float | null, "error": str | null}},
+                           "duration_seconds": float | null, "error": str | null,
+                           "error_kind": str | null, "finished_at": str | null,
+                           "last_success_at": str | null}},
       ...each probe's own keys, in registry order (probes' report_json), e.g.
       "members": [...], "leader": str | null, "alarms": [...] | null        (status)
       "consistency": {...} | null                                          (consistency)
@@ -24,7 +26,14 @@ away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
       "findings": [Finding, ...]
     }]
   }
-  Finding = {"cluster": str, "check": str, "member": str | null, "message": str}
+  Finding = {"cluster": str, "check": str, "member": str | null, "message": str,
+             "severity": "critical" | "warning" | "info", "subject": str | null,
+             "value": float | null, "threshold": float | null,   # the alert's threshold
+             "runbook": str | null, "runbook_url": str | null}   # the matching alert's runbook
+
+The exporter serves the same document at /api/v1/status (report/model.py's
+ClusterInspection.of_runtime over its live state; "watch_seconds" is null there and the
+continuous watch's hot keys are reported with decayed rates).
 
 Keys appear as the exporter labels them (key_labels: full, prefix or hash).
 """
@@ -52,6 +61,13 @@ def _probes_json(insp: ClusterInspection) -> dict[str, Any]:
             "success": outcome.success if outcome else None,
             "duration_seconds": round(outcome.duration_seconds, 3) if outcome else None,
             "error": outcome.error if outcome else None,
+            "error_kind": str(outcome.error_kind) if outcome and outcome.error_kind else None,
+            "finished_at": rfc3339(outcome.finished_at) if outcome else None,
+            "last_success_at": (
+                rfc3339(outcome.last_success_at)
+                if outcome and outcome.last_success_at is not None
+                else None
+            ),
         }
     return out
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcd_inspector.cluster.state import ProbeOutcome
 from etcd_inspector.errors import ErrorKind
@@ -24,6 +24,9 @@ from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import InspectMode, Probe, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from etcd_inspector.cluster.runtime import ClusterRuntime
 
 __all__ = [
     "EXIT_ERROR",
@@ -46,6 +49,33 @@ class ClusterInspection:
     probes: Mapping[str, Probe[Any, Any]] = field(default_factory=dict)
     watch_seconds: float | None = None
     registry: Mapping[str, ProbeSpec] = field(default_factory=lambda: REGISTRY)
+    # The exporter's running view (status page, /api/v1/status): watches have run all along.
+    live: bool = False
+
+    @classmethod
+    def of_runtime(
+        cls,
+        rt: ClusterRuntime,
+        *,
+        wanted: Sequence[str] = (),
+        watch_seconds: float | None = None,
+        live: bool = False,
+    ) -> ClusterInspection:
+        """What a cluster's runtime knows now, as the report sees it: `inspect` builds its
+        report from this after its runs, the exporter's status page and JSON API at each
+        request, so the three can never disagree. `wanted`: probes asked for by name (a name
+        this build lacks is "not available")."""
+        state = rt.state
+        return cls(
+            name=rt.name,
+            endpoints=state.endpoints,
+            member_names={e: state.member_name(e) for e in state.endpoints},
+            outcomes=dict(state.outcomes),
+            unavailable=tuple(name for name in wanted if name not in rt.probes),
+            probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
+            watch_seconds=watch_seconds,
+            live=live,
+        )
 
     @property
     def specs(self) -> list[ProbeSpec]:
@@ -58,7 +88,9 @@ class ClusterInspection:
         ]
 
     def watched(self, spec: ProbeSpec) -> bool:
-        return spec.inspect is not InspectMode.WATCH or self.watch_seconds is not None
+        return (
+            spec.inspect is not InspectMode.WATCH or self.watch_seconds is not None or self.live
+        )
 
     def probe(self, spec: ProbeSpec) -> Probe[Any, Any]:
         return self.probes.get(spec.name) or spec.build()
@@ -95,6 +127,7 @@ class ClusterInspection:
             member_names=self.member_names,
             watch_seconds=self.watch_seconds,
             inspected=self.inspected,
+            live=self.live,
         )
 
     def member(self, endpoint: str) -> str:
@@ -141,7 +174,10 @@ def findings(insp: ClusterInspection) -> list[Finding]:
             continue
         if outcome.error_kind is not None and not outcome.error_kind.is_finding:
             continue  # e.g. nothing to compare: the members that are down have their finding
-        out.append(Finding(c, "probe_failed", f"probe {spec.name} failed: {outcome.error}"))
+        out.append(
+            Finding(c, "probe_failed", f"probe {spec.name} failed: {outcome.error}",
+                    subject=spec.name)
+        )  # fmt: skip
     return out
 
 

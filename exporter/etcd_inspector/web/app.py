@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.config import Config
+from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.report.model import ClusterInspection
 from etcd_inspector.web import families, status_page
 from etcd_inspector.web.scrape import (
     ClusterTarget,
@@ -30,6 +34,8 @@ RUNTIMES: web.AppKey[list[ClusterRuntime]] = web.AppKey("runtimes")
 SELF_REGISTRY = web.AppKey("self_registry", CollectorRegistry)
 RELABEL_CACHE = web.AppKey("relabel_cache", RelabelCache)
 MEMBER_TEXT_CACHE = web.AppKey("member_text_cache", MemberTextCache)
+# The status page and its JSON twin are "now": a cache would show a stale verdict.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def scrape_targets(
@@ -129,10 +135,21 @@ async def handle_ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: first status probe still running.\n")
 
 
+def live_status(runtimes: list[ClusterRuntime]) -> dict[str, Any]:
+    """The document of `inspect --output json`, from what the running probes know now."""
+    now = time.time()
+    inspections = [ClusterInspection.of_runtime(rt, live=True) for rt in runtimes]
+    return to_json(inspections, started_at=now, finished_at=now)
+
+
 async def handle_landing(request: web.Request) -> web.Response:
-    runtimes = request.app[RUNTIMES]
-    body = status_page.render(runtimes, request.app[CONFIG].web.telemetry_path)
-    return web.Response(text=body, content_type="text/html")
+    doc = live_status(request.app[RUNTIMES])
+    body = status_page.render(doc["clusters"], request.app[CONFIG].web.telemetry_path)
+    return web.Response(text=body, content_type="text/html", headers=NO_STORE)
+
+
+async def handle_status_api(request: web.Request) -> web.Response:
+    return web.json_response(live_status(request.app[RUNTIMES]), headers=NO_STORE)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -167,6 +184,7 @@ def create_app(config: Config) -> web.Application:
     app[RELABEL_CACHE] = RelabelCache()
     app[MEMBER_TEXT_CACHE] = MemberTextCache()
     app.router.add_get("/", handle_landing)
+    app.router.add_get("/api/v1/status", handle_status_api)
     app.router.add_get(config.web.telemetry_path, handle_metrics)
     app.router.add_get("/members/{member}/metrics", handle_member_metrics)
     app.router.add_get("/-/healthy", handle_healthy)

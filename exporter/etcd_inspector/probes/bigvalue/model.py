@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from etcd_inspector.keyspace.prefixes import PrefixRules
+from etcd_inspector.report.thresholds import BIG_VALUE_BYTES
 
 DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 1048576, 1572864)
 
@@ -14,7 +15,7 @@ DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 10
 class BigValueOptions:
     page_size: int = 1000
     keys_per_second: int = 20000  # 0 = unpaced
-    threshold_bytes: int = 102400
+    threshold_bytes: int = BIG_VALUE_BYTES  # the mixin's big_value_threshold_bytes
     top_n: int = 10
     prefixes: tuple[str, ...] = ()  # () = the whole keyspace
     prefix_depth: int = 2
@@ -75,3 +76,14 @@ class BigValueResult:
     prefixes: tuple[PrefixUsage, ...]  # sorted by prefix; OTHER collects what did not fit
     duration_seconds: float
     restarts: int  # scans restarted because R was compacted (0 or 1)
+    # Prefixes that gained keys since the oldest earlier scan within the growth window (a
+    # prefix absent then counts from 0): (prefix, keys gained, seconds between the two scans).
+    # Empty on a probe's first scan (`inspect`): there is nothing to compare with.
+    prefix_growth: tuple[PrefixGrowth, ...] = ()
+
+
+@dataclass(frozen=True)
+class PrefixGrowth:
+    prefix: str
+    gained: int
+    over_seconds: float

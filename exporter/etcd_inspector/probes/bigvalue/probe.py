@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -50,13 +51,19 @@ from etcd_inspector.probes.base import (
 from etcd_inspector.probes.bigvalue.model import (
     BigValueOptions,
     BigValueResult,
+    PrefixGrowth,
     PrefixUsage,
     ScanProgress,
 )
 from etcd_inspector.probes.bigvalue.paging import Pager, ScanFailed, scan_ranges
 from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
-from etcd_inspector.report.findings import Finding
-from etcd_inspector.report.format import size, table
+from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.format import duration, size, table
+from etcd_inspector.report.thresholds import (
+    BIG_VALUES_MAX,
+    PREFIX_KEY_GROWTH_MAX,
+    PREFIX_KEY_GROWTH_WINDOW_SECONDS,
+)
 
 # Rows per top list in the text report when top_n is 0.
 DEFAULT_TOP_ROWS = 10
@@ -106,7 +113,7 @@ class _Reader:
 
     def _fail_over(self, err: EtcdError) -> None:
         member = self.ctx.member_name(self.endpoint)
-        self.failures.append(f"{member}: {err.kind}")
+        self.failures.append(f"{member}: {err.kind.reason}")
         self.position += 1
         if self.position >= len(self.order):
             raise ScanFailed(f"no member could serve the scan ({', '.join(self.failures)})")
@@ -166,6 +173,26 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         # scheduler drops the progress), progress_metrics() owns the scan_* series and metrics()
         # leaves them out, so a scrape never renders them twice and never misses them.
         self._progress_published = False
+        # (wall clock, keys per prefix) of earlier scans within the growth window.
+        self._prefix_history: deque[tuple[float, dict[str, int]]] = deque()
+
+    def _prefix_growth(self, now: float, usage: Sequence[PrefixUsage]) -> tuple[PrefixGrowth, ...]:
+        """Keys gained per prefix since the oldest scan within the window, as the alert
+        EtcdInspectorPrefixKeyGrowth compares (a prefix new since then gained all its keys)."""
+        window = PREFIX_KEY_GROWTH_WINDOW_SECONDS
+        history = self._prefix_history
+        while history and history[0][0] < now - window:
+            history.popleft()
+        growth: tuple[PrefixGrowth, ...] = ()
+        if history:
+            then, before = history[0]
+            growth = tuple(
+                PrefixGrowth(p.prefix, p.keys - before.get(p.prefix, 0), now - then)
+                for p in usage
+                if p.keys > before.get(p.prefix, 0)
+            )
+        history.append((now, {p.prefix: p.keys for p in usage}))
+        return growth
 
     async def run(self, ctx: ProbeContext) -> BigValueResult:
         try:
@@ -196,6 +223,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             break
         tally.finish()
         mode, rules = ctx.key_labels, opts.rules
+        usage = tally.prefixes.usage()
         return BigValueResult(
             revision=reader.revision,
             member=ctx.member_name(reader.endpoint),
@@ -208,9 +236,10 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             big_values_bytes=tally.big_values_bytes,
             top_values=labelled(tally.top_values.items(), mode, rules, ctx.sensitive_prefixes),
             top_versions=labelled(tally.top_versions.items(), mode, rules, ctx.sensitive_prefixes),
-            prefixes=tally.prefixes.usage(),
+            prefixes=usage,
             duration_seconds=time.monotonic() - started,
             restarts=restarts,
+            prefix_growth=self._prefix_growth(time.time(), usage),
         )
 
     async def _scan(
@@ -324,23 +353,35 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: BigValueResult, rc: ReportContext) -> Iterable[Finding]:
-        if not result.big_values:
-            return
-        over = [(size_, key) for size_, key in result.top_values if size_ > result.threshold_bytes]
-        largest = ", ".join(f"{key} ({size(size_)})" for size_, key in over[:3])
-        message = (
-            f"{result.big_values} value(s) larger than {size(result.threshold_bytes)} "
-            f"({size(result.big_values_bytes)} in all)"
-        )
-        yield Finding(
-            rc.cluster,
-            "big_value",
-            f"{message}, largest: {largest}" if over else message,
-            subject=over[0][1] if over else None,
-            value=over[0][0] if over else None,
-            threshold=result.threshold_bytes,
-            runbook="etcdinspectorbigvalues",
-        )
+        """One finding per big value the top list names (by key, as /metrics labels it), and
+        one for those it does not; prefix growth over the alert's limit."""
+        if result.big_values > BIG_VALUES_MAX:
+            threshold = result.threshold_bytes
+            over = [(n, key) for n, key in result.top_values if n > threshold]
+            for nbytes, key in over:
+                yield Finding(
+                    rc.cluster, "big_value",
+                    f"value of {key} is {size(nbytes)} (threshold {size(threshold)})",
+                    severity=Severity.INFO, subject=key, value=nbytes, threshold=threshold,
+                )  # fmt: skip
+            if result.big_values > len(over):
+                more = result.big_values - len(over)
+                yield Finding(
+                    rc.cluster, "big_value",
+                    f"{more} {'more ' if over else ''}value(s) larger than {size(threshold)} "
+                    f"({result.big_values} in all, {size(result.big_values_bytes)})",
+                    severity=Severity.INFO, value=result.big_values, threshold=BIG_VALUES_MAX,
+                )  # fmt: skip
+        for g in result.prefix_growth:
+            if g.gained > PREFIX_KEY_GROWTH_MAX:
+                yield Finding(
+                    rc.cluster, "prefix_growth",
+                    f"prefix {g.prefix} gained {g.gained} keys within {duration(g.over_seconds)} "
+                    f"(limit {PREFIX_KEY_GROWTH_MAX} per "
+                    f"{duration(PREFIX_KEY_GROWTH_WINDOW_SECONDS)})",
+                    severity=Severity.WARNING, subject=g.prefix, value=g.gained,
+                    threshold=PREFIX_KEY_GROWTH_MAX,
+                )  # fmt: skip
 
     def report_json(self, result: BigValueResult | None, rc: ReportContext) -> dict[str, Any]:
         if result is None:
@@ -361,6 +402,14 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 "prefixes": [
                     {"prefix": p.prefix, "keys": p.keys, "bytes": p.bytes}
                     for p in biggest_prefixes(r, len(r.prefixes))
+                ],
+                "prefix_growth": [
+                    {
+                        "prefix": g.prefix,
+                        "keys_gained": g.gained,
+                        "over_seconds": round(g.over_seconds, 1),
+                    }
+                    for g in sorted(r.prefix_growth, key=lambda g: (-g.gained, g.prefix))
                 ],
             }
         }

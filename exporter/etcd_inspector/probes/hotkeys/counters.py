@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from etcd_inspector.etcd.types import WatchEvent
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES, key_label
 from etcd_inspector.keyspace.prefixes import OTHER, PrefixRules, group_label, group_of, prefix_of
-from etcd_inspector.keyspace.spacesaving import DecayingHeavyHitters
+from etcd_inspector.keyspace.spacesaving import DecayingHeavyHitters, SpaceSaving
 from etcd_inspector.probes.hotkeys.model import HotKey, HotKeysOptions, PrefixWrites
 
 
@@ -19,6 +19,9 @@ class WriteCounters:
         self.options = options
         self.rules = rules
         self.sketch = DecayingHeavyHitters(options.capacity, options.rate_window_seconds, now)
+        # Plain counts since the start, for `inspect --watch`: a window shorter than the decay's
+        # time constant reports writes counted / window, which agrees with its header.
+        self.counts = SpaceSaving(options.capacity)
         # raw prefix group (None: OTHER) -> [puts, deletes]; labels are made at snapshot time,
         # which keeps the per-event work to one group_of() and one dict lookup.
         self.groups: dict[bytes | None, list[int]] = {}
@@ -28,7 +31,9 @@ class WriteCounters:
         self.restarts_total = 0
 
     def count(self, events: Sequence[WatchEvent], now: float) -> None:
-        self.sketch.add_many([ev.key for ev in events], now)
+        keys = [ev.key for ev in events]
+        self.sketch.add_many(keys, now)
+        self.counts.add_many(keys)
         groups, rules, max_groups = self.groups, self.rules, self.options.max_prefixes
         for ev in events:
             group: bytes | None = group_of(ev.key, rules)[0]
@@ -55,6 +60,22 @@ class WriteCounters:
             for label, counts in sorted(by_label.items())
             for i, op in enumerate(("put", "delete"))
         )
+
+    def key_writes(
+        self, key_labels: str, sensitive: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES
+    ) -> tuple[tuple[str, int], ...]:
+        """The top-N keys by writes counted since the start (lower bounds), as label values;
+        keys that share a label are added up."""
+        by_label: dict[str, int] = {}
+        for counted in self.counts.top(self.options.top_n, guaranteed=True):
+            writes = round(counted.count - counted.error)
+            if writes <= 0:
+                break
+            label = key_label(
+                counted.key, key_labels, prefix_of(counted.key, self.rules), sensitive
+            )
+            by_label[label] = by_label.get(label, 0) + writes
+        return tuple(sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def hot_keys(
         self,

@@ -80,6 +80,11 @@ class HotKeysResult:
     # Revisions skipped by the missed windows (compacted before the watch could read them): an
     # upper bound of the events lost, since one revision may hold several (a Txn).
     missed_revisions_total: int = 0
+    # (key label, writes counted since the watch started), most first: `inspect --watch`
+    # divides them by its window, the way its header divides events_total.
+    key_writes: tuple[tuple[str, int], ...] = ()
+    # The exporter's decayed rate of all writes together (the hot keys' time constant).
+    events_per_second: float | None = None
 
 
 class WatchUnavailable(ProbeError):

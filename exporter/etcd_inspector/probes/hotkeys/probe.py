@@ -51,7 +51,9 @@ from etcd_inspector.probes.hotkeys.watch import (
     catch_up_target,
     max_known_revision,
 )
+from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
+from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,8 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
             restarts_total=c.restarts_total + self._watcher_deaths(),
             watched_endpoints=tuple(w.endpoint for w in self.watchers if w.endpoint),
             sketch_entries=len(c.sketch),
+            key_writes=c.key_writes(ctx.key_labels, ctx.sensitive_prefixes),
+            events_per_second=c.sketch.total_rate(now),
         )
 
     def _watcher_deaths(self) -> int:
@@ -239,25 +243,48 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
 
     # ----------------------------------------------------------------------- report
 
+    def findings(self, result: HotKeysResult, rc: ReportContext) -> Iterable[Finding]:
+        """A key written faster than the alert's limit (EtcdInspectorHotKey), by key."""
+        doc = self.report_json(result, rc)["hot_keys"]
+        for k in doc["keys"] if doc else ():
+            if k["writes_per_second"] > HOT_KEY_WRITES_PER_SECOND:
+                yield Finding(
+                    rc.cluster, "hot_key",
+                    f"key {k['key']} is written {k['writes_per_second']:.1f} times a second "
+                    f"(> {HOT_KEY_WRITES_PER_SECOND:g}/s, {doc['rate_basis']})",
+                    severity=Severity.WARNING, subject=k["key"], value=k["writes_per_second"],
+                    threshold=HOT_KEY_WRITES_PER_SECOND,
+                )  # fmt: skip
+
     def report_json(self, result: HotKeysResult | None, rc: ReportContext) -> dict[str, Any]:
-        if result is None or rc.watch_seconds is None:
+        if result is None or (rc.watch_seconds is None and not rc.live):
             return {"hot_keys": None}
         r, window = result, rc.watch_seconds
+        decay = self.options.rate_window_seconds
+        if window is None:  # the exporter's continuous watch: decayed rates
+            keys = [(hk.key, hk.writes_per_second) for hk in r.hot_keys]
+            per_second = r.events_per_second
+            basis = f"decayed rate, time constant {decay:g}s"
+        else:  # inspect --watch: what the window counted, over the window
+            keys = [(k, n / window) for k, n in r.key_writes if n / window >= self.options.min_rate]
+            per_second = r.events_total / window
+            basis = f"writes counted in the {window:g}s window / {window:g}s"
         return {
             "hot_keys": {
                 "watch_seconds": window,
+                # A window shorter than the decay's time constant: a burst weighs a lot.
+                "short_window": window is not None and window < decay,
+                "rate_basis": basis,
+                "threshold_writes_per_second": HOT_KEY_WRITES_PER_SECOND,
                 "events": r.events_total,
-                "events_per_second": round(r.events_total / window, 3),
+                "events_per_second": round(per_second, 3) if per_second is not None else None,
                 "revision": r.revision,
                 "lag_revisions": r.lag_revisions,
                 # Resumes that found their revision compacted, and the revisions so skipped.
                 "missed_windows": r.missed_windows_total,
                 "missed_revisions": r.missed_revisions_total,
                 "restarts": r.restarts_total,
-                "keys": [
-                    {"key": hk.key, "writes_per_second": round(hk.writes_per_second, 3)}
-                    for hk in r.hot_keys
-                ],
+                "keys": [{"key": k, "writes_per_second": round(rate, 3)} for k, rate in keys],
                 "prefixes": [
                     {"prefix": p, "puts": puts, "deletes": dels}
                     for p, puts, dels in prefix_write_totals(r)
@@ -269,14 +296,22 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         h = self.report_json(result, rc)["hot_keys"]
         if h is None:
             return []
-        lines = [
-            f"Hot keys (watched {h['watch_seconds']:g}s: {h['events']} writes, "
-            f"{h['events_per_second']:.1f}/s)"
-        ]
+        if h["watch_seconds"] is None:
+            lines = [f"Hot keys ({h['rate_basis']})"]
+        else:
+            lines = [
+                f"Hot keys (watched {h['watch_seconds']:g}s: {h['events']} writes, "
+                f"{h['events_per_second']:.1f}/s)"
+            ]
         if h["missed_windows"]:
             lines.append(
                 f"  missed {h['missed_revisions']} revisions compacted before the watch read them "
                 f"({h['missed_windows']} windows): the counts are low by that much at most"
+            )
+        if h["short_window"]:
+            lines.append(
+                f"  short window: rates are writes counted / {h['watch_seconds']:g}s; "
+                f"watch {self.options.rate_window_seconds:g}s or longer for steadier rates"
             )
         rows = [[f"{k['writes_per_second']:.1f}", k["key"]] for k in h["keys"]]
         lines += table(["WRITES/S", "KEY"], rows) if rows else ["  (no key over the minimum rate)"]
