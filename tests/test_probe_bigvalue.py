@@ -226,7 +226,8 @@ class FakeKV:
 
 def test_options_defaults_and_validation() -> None:
     opts = BigValueOptions()
-    assert (opts.page_size, opts.keys_per_second, opts.threshold_bytes) == (1000, 20000, 102400)
+    assert (opts.page_size, opts.keys_per_second, opts.threshold_bytes) == (10000, 0, 102400)
+    assert opts.min_keys_per_second == 1000
     assert (opts.top_n, opts.prefixes, opts.prefix_depth, opts.max_prefixes) == (10, (), 2, 200)
     assert opts.kubernetes is True
     assert opts.value_size_buckets[0] == 64 and opts.value_size_buckets[-1] == 1572864
@@ -234,6 +235,8 @@ def test_options_defaults_and_validation() -> None:
         BigValueOptions(page_size=0)
     with pytest.raises(ValueError, match="keys_per_second"):
         BigValueOptions(keys_per_second=-1)
+    with pytest.raises(ValueError, match="min_keys_per_second"):
+        BigValueOptions(min_keys_per_second=0)
     with pytest.raises(ValueError, match="strictly increasing"):
         BigValueOptions(value_size_buckets=(10, 10))
 

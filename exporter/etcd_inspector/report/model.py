@@ -42,6 +42,7 @@ class ClusterInspection:
     member_names: Mapping[str, str]
     outcomes: Mapping[str, ProbeOutcome]
     unavailable: tuple[str, ...] = ()  # probes wanted but not in this build
+    skipped: tuple[str, ...] = ()  # probes left out (`enabled: false`, not in inspect --probes)
     # The probe objects that ran (their options shape the sections); others use their defaults.
     probes: Mapping[str, Probe[Any, Any]] = field(default_factory=dict)
     watch_seconds: float | None = None
@@ -105,6 +106,8 @@ class ClusterInspection:
         if spec.name in self.unavailable:
             return f"not available (this build has no {spec.name} probe)"
         outcome = self.outcomes.get(spec.name)
+        if outcome is None and spec.name in self.skipped:
+            return "not run (skipped: enabled: false, or not in --probes)"
         if outcome is None:
             return "not run" if self.inspected else "not run: the cluster did not answer"
         if not outcome.success:

@@ -9,7 +9,9 @@ How it stays gentle:
     every page is a serializable read at revision R, the revision of the scan's first page, so
     the result is the keyspace at R whatever is written meanwhile, and a failed member is
     replaced by the next one from the last key on (every member has the same history);
-  * `keys_per_second` paces the pages, and a page is never larger than one second's budget;
+  * a ScanPacer (pacing.py) paces the pages and sizes them from the cluster's own signals
+    (each page's latency against the member's baseline, the write rate from the answers'
+    headers), between a floor (min_keys_per_second) and an optional cap (keys_per_second);
   * a page too large for gRPC is retried at half the size (down to 1 key);
   * memory is flat in the key count: one page at a time, two top-N heaps, a bounded prefix dict.
 
@@ -29,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -52,6 +55,13 @@ from etcd_inspector.probes.bigvalue.model import (
     BigValueResult,
     PrefixUsage,
     ScanProgress,
+)
+from etcd_inspector.probes.bigvalue.pacing import (
+    MIN_PAGE,
+    PAGE_BYTES,
+    PacingLimits,
+    PageSample,
+    ScanPacer,
 )
 from etcd_inspector.probes.bigvalue.paging import Pager, ScanFailed, scan_ranges
 from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
@@ -84,6 +94,40 @@ def scan_order(endpoints: Sequence[str], topology: Topology | None) -> list[int]
     return sorted(range(len(endpoints)), key=rank)
 
 
+def pacing_limits(opts: BigValueOptions) -> PacingLimits:
+    """The pacer's bounds from the options: keys_per_second caps (0: no cap) and wins over the
+    floor; a page aims at a quarter of gRPC's receive limit at most."""
+    cap = float(opts.keys_per_second) if opts.keys_per_second else None
+    floor = float(min(opts.min_keys_per_second, opts.keys_per_second or opts.min_keys_per_second))
+    return PacingLimits(
+        floor=floor,
+        cap=cap,
+        min_page=min(MIN_PAGE, opts.page_size),
+        max_page=opts.page_size,
+        page_bytes=min(PAGE_BYTES, MAX_RECEIVE_BYTES // 4),
+    )
+
+
+@dataclass
+class ScanCost:
+    """Requests and waits of one scan (the result's cost fields)."""
+
+    requests: int = 0
+    empty: int = 0
+    counted: int = 0  # keys etcd counted for the requests
+    first_seconds: float = 0.0
+    waited: float = 0.0
+    decreases: int = 0
+    last_page_size: int = 0
+
+    def add(self, latency: float, keys: int, counted: int) -> None:
+        if not self.requests:
+            self.first_seconds = latency
+        self.requests += 1
+        self.empty += not keys
+        self.counted += counted
+
+
 # --------------------------------------------------------------------------- reading pages
 
 
@@ -95,7 +139,7 @@ class _Reader:
         self.ctx = ctx
         self.order = list(order)
         self.position = 0
-        self.page_size = page_size
+        self.page_size = page_size  # what the pacer asked for; limit is below after a shrink
         self.limit = page_size
         self.revision = 0  # 0 until the first page pins it
         self.failures: list[str] = []
@@ -146,11 +190,15 @@ class _Reader:
                 self.revision = page.revision
             return page
 
-    def grow(self, page_bytes: int) -> None:
-        """Back toward page_size after a shrink, while a doubled page would stay well under
-        gRPC's limit (a page rejected as too large was read by etcd for nothing)."""
-        if self.limit < self.page_size and page_bytes * 4 < MAX_RECEIVE_BYTES:
-            self.limit = min(self.page_size, self.limit * 2)
+    def resize(self, limit: int, page_bytes: int) -> None:
+        """The pacer's next page size; after a page found too large for gRPC, grow back only
+        by doubling, while a doubled page stays well under gRPC's limit (a page rejected as
+        too large was read by etcd for nothing)."""
+        if self.limit < self.page_size and limit > self.limit:
+            if page_bytes * 4 >= MAX_RECEIVE_BYTES:
+                return
+            limit = min(limit, self.limit * 2)
+        self.limit = self.page_size = limit
 
 
 # --------------------------------------------------------------------------- the probe
@@ -182,7 +230,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         while True:
             tally = ScanTally(opts)
             try:
-                reader = await self._scan(ctx, order, tally, started_at)
+                reader, cost = await self._scan(ctx, order, tally, started_at)
             except EtcdError as err:
                 # R was compacted under us: the result would mix revisions, start over once.
                 if err.kind != ErrorKind.COMPACTED or restarts:
@@ -211,33 +259,51 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             prefixes=tally.prefixes.usage(),
             duration_seconds=time.monotonic() - started,
             restarts=restarts,
+            requests=cost.requests,
+            empty_requests=cost.empty,
+            keys_counted=cost.counted,
+            first_request_seconds=cost.first_seconds,
+            pace_decreases=cost.decreases,
+            last_page_size=cost.last_page_size,
+            waited_seconds=cost.waited,
         )
 
     async def _scan(
         self, ctx: ProbeContext, order: Sequence[int], tally: ScanTally, started_at: float
-    ) -> _Reader:
+    ) -> tuple[_Reader, ScanCost]:
         opts = self.options
-        rate = opts.keys_per_second
-        # A page is at most one second's budget, so pacing sleeps stay short and even.
-        page_size = min(opts.page_size, rate) if rate else opts.page_size
-        reader = _Reader(ctx, order, page_size)
+        pacer = ScanPacer(pacing_limits(opts))
+        reader = _Reader(ctx, order, pacer.limit)
+        cost = ScanCost()
         for start, end in scan_ranges(opts.prefixes):
             pager = Pager(start, end, opening=self._openings.get((start, end)))
             while not pager.done:
                 asked_at = time.monotonic()
                 page = await reader.page(pager.key, pager.range_end)
-                limit = reader.limit  # what this page asked for; grow() may change it
+                answered = time.monotonic()
+                limit = reader.limit  # what this page asked for
                 kvs = page.kvs
+                nbytes = tally.add(kvs) if kvs else 0
+                cost.add(answered - asked_at, len(kvs), page.count)
                 if kvs:
-                    reader.grow(tally.add(kvs))
                     ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
                     self._progress_published = True
-                    if rate:
-                        await asyncio.sleep(max(0.0, asked_at + len(kvs) / rate - time.monotonic()))
                 pager.advance(kvs, page.more, page.count, limit)
+                decision = pacer.observe(
+                    PageSample(
+                        latency=answered - asked_at, keys=len(kvs), nbytes=nbytes,
+                        counted=page.count, at=answered, header_revision=page.revision,
+                    )
+                )  # fmt: skip
+                reader.resize(decision.limit, nbytes)
+                wait = decision.delay - (time.monotonic() - answered)
+                if wait > 0:  # after the last page too: the cap holds for the whole scan
+                    cost.waited += wait
+                    await asyncio.sleep(wait)
             if pager.opening is not None:
                 self._openings[start, end] = pager.opening
-        return reader
+        cost.decreases, cost.last_page_size = pacer.decreases, reader.limit
+        return reader, cost
 
     def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:
         return _scan_families(cluster, progress.keys_done, progress.revision)
@@ -418,14 +484,15 @@ SPEC = ProbeSpec(
     default_timeout=540.0,
     cluster_wide=True,
     title="Keyspace scan",
+    reads_keyspace=True,
     flags=(
         ProbeFlag(
             flag="--scan.keys-per-second",
             option="keys_per_second",
             type=int,
             metavar="N",
-            help="Pace of the big-value keyspace scan (default 20000; 0 = unpaced, e.g. for a "
-            "one-shot inspect on a cluster that can take it).",
+            help="Hard cap on the keyspace scan's adaptive pace (default 0 = no cap: the scan "
+            "reads as fast as an idle cluster answers and slows down as it gets busy).",
         ),
     ),
 )
