@@ -191,6 +191,52 @@ async def timed_single_puts(
     return Latencies(tuple(out), time.monotonic() - started)
 
 
+async def steady_puts(
+    endpoint: str,
+    duration: float,
+    *,
+    rate: float = 1000.0,
+    clients: int = 4,
+    key_space: int = 1000,
+) -> Latencies:
+    """A steady writer: `clients` writers (a channel each) sending single Puts on a fixed
+    schedule, `rate` puts/s in all, for `duration` seconds; each latency kept. Open loop: a put
+    is sent when due whether the previous one has answered or not, so a slow cluster shows as
+    latency, not as fewer puts."""
+    channels = [channel(endpoint) for _ in range(clients)]
+    stubs = [rpc.KVStub(c) for c in channels]
+    out: list[float] = []
+    value = b"v" * 100
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def put(n: int) -> None:
+        t0 = time.perf_counter()
+        await stubs[n % clients].Put(
+            rpc.PutRequest(key=b"/bench-lat/%06d" % (n % key_space), value=value), timeout=10
+        )
+        out.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    n = 0
+    try:
+        while True:
+            due = started + n / rate
+            if due > started + duration:
+                break
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            task = asyncio.create_task(put(n))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            n += 1
+        await asyncio.gather(*inflight)
+    finally:
+        for c in channels:
+            await c.close()
+    return Latencies(tuple(out), time.perf_counter() - started)
+
+
 # --------------------------------------------------------------------------- processes
 
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import bench_hotkeys
+import bench_pacing
 import bench_paging
 import bench_scan
 import bench_scrape
@@ -104,6 +105,7 @@ def main() -> int:
             rows += bench_scrape.run(cluster, workdir, windows["scrapes"])
             rows += bench_scrape_path.run(cluster, workdir, args.quick)
             rows += bench_write_cost.run(cluster, workdir, windows["write"])
+            rows += bench_pacing.run(cluster, workdir, args.reps, windows["write"])
             rows += bench_hotkeys.run(cluster, windows["hot"])
             if args.one_million and have < 1_000_000:
                 have = load_to(cluster, have, 1_000_000, rows)

@@ -192,6 +192,33 @@ def test_bad_watch_duration_exits_2(shared_cluster: LocalCluster):
     assert proc.stdout == ""
 
 
+def test_unknown_probe_in_probes_is_one_line_and_exit_2():
+    endpoints = f"http://127.0.0.1:{free_ports(1)[0]}"
+    proc = run_inspect(None, "--probes", "status,bigvalu", endpoints=endpoints)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "etcd-inspector: --probes: unknown probe 'bigvalu' (did you mean 'bigvalue'?); "
+        "known probes: status, consistency, quota, bigvalue, hotkeys, certs, backup"
+    ]
+    assert proc.stdout == ""
+
+
+def test_probes_and_enabled_false_choose_what_inspect_runs(
+    shared_cluster: LocalCluster, tmp_path: Path
+):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("inspection:\n  probes:\n    consistency:\n      enabled: false\n")
+    proc = run_inspect(shared_cluster, "--config.file", str(cfg), "--output", "json")
+    ran = {n: p["ran"] for n, p in json.loads(proc.stdout)["clusters"][0]["probes"].items()}
+    assert ran["consistency"] is False and ran["bigvalue"] is True and ran["status"] is True
+    # --probes wins over the file; status always runs
+    proc = run_inspect(shared_cluster, "--config.file", str(cfg), "--probes", "consistency")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Consistency (at revision" in proc.stdout
+    assert "Keyspace scan: not run (skipped" in proc.stdout
+    assert "Members" in proc.stdout
+
+
 def watchers(cluster: LocalCluster) -> int:
     """Watchers open on the members, from etcd's own /metrics (nobody else watches here)."""
     total = 0

@@ -57,7 +57,7 @@ from etcd_inspector.probes.bigvalue import (
     sibling_bound,
 )
 from etcd_inspector.probes.bigvalue import paging as paging_module
-from etcd_inspector.probes.bigvalue import probe as bigvalue_module
+from etcd_inspector.probes.bigvalue import reader as reader_module
 from etcd_inspector.web import families as collector
 
 CLUSTER = "c1"
@@ -226,7 +226,8 @@ class FakeKV:
 
 def test_options_defaults_and_validation() -> None:
     opts = BigValueOptions()
-    assert (opts.page_size, opts.keys_per_second, opts.threshold_bytes) == (1000, 20000, 102400)
+    assert (opts.page_size, opts.keys_per_second, opts.threshold_bytes) == (10000, 0, 102400)
+    assert opts.min_keys_per_second == 1000
     assert (opts.top_n, opts.prefixes, opts.prefix_depth, opts.max_prefixes) == (10, (), 2, 200)
     assert opts.kubernetes is True
     assert opts.value_size_buckets[0] == 64 and opts.value_size_buckets[-1] == 1572864
@@ -234,6 +235,8 @@ def test_options_defaults_and_validation() -> None:
         BigValueOptions(page_size=0)
     with pytest.raises(ValueError, match="keys_per_second"):
         BigValueOptions(keys_per_second=-1)
+    with pytest.raises(ValueError, match="min_keys_per_second"):
+        BigValueOptions(min_keys_per_second=0)
     with pytest.raises(ValueError, match="strictly increasing"):
         BigValueOptions(value_size_buckets=(10, 10))
 
@@ -870,7 +873,7 @@ async def test_page_too_large_for_grpc_is_halved(etcd_cluster: LocalCluster, mon
         for name, value in client_module._CHANNEL_OPTIONS
     ]
     monkeypatch.setattr(client_module, "_CHANNEL_OPTIONS", tuple(options))
-    monkeypatch.setattr(bigvalue_module, "MAX_RECEIVE_BYTES", limit)
+    monkeypatch.setattr(reader_module, "MAX_RECEIVE_BYTES", limit)
     for i in range(4):
         etcdctl(etcd_cluster, "put", f"/large/{i}", input=b"L" * BIG_SIZE)
     await put_many(

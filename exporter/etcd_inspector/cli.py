@@ -230,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Also watch writes for this long to find hot keys, e.g. 30s (opt-in).",
     )
     insp.add_argument(
+        "--probes",
+        dest="probes",
+        metavar="LIST",
+        default=None,
+        help="Comma-separated probes to run, e.g. status,quota (the status probe always runs; "
+        "default: every probe the configuration enables).",
+    )
+    insp.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",

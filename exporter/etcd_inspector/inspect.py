@@ -3,9 +3,13 @@
 Meant for checks before and after a change (upgrade, restart, member swap). Per cluster: the
 topology probe (status) first: it resolves member names and decides whether the cluster answers
 at all; then every probe whose spec says InspectMode.ONCE, concurrently, each with its configured
-timeout. Probes with InspectMode.WATCH run only with --watch: once to start, then again after the
-window to take the snapshot. The command ends as soon as the probes end. Probes run here
-regardless of their `enabled` setting (that setting is for the long-running exporter).
+timeout, except that the probes that read the whole database (ProbeSpec.reads_keyspace:
+consistency's HashKV on every member, bigvalue's scan) run one after the other, so that the
+scan never reads from a member busy hashing (see docs/decisions.md). Probes with
+InspectMode.WATCH run only with --watch: once to start, then again after the window to take the
+snapshot. The command ends as soon as the probes end. A probe with `enabled: false` is skipped
+(reported as not run), as is every probe not named in `--probes` when that is given; the
+topology probe always runs.
 
 Like the exporter, inspect only ever reads: every call goes through etcd/client.py, which has
 no write RPC at all.
@@ -30,6 +34,8 @@ from typing import TextIO
 from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.cluster.scheduler import ScheduledProbe, run_probe_once
 from etcd_inspector.config import Config, parse_duration
+from etcd_inspector.config.errors import did_you_mean
+from etcd_inspector.errors import UsageError
 from etcd_inspector.exitcodes import EXIT_ERROR
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import InspectMode
@@ -104,6 +110,41 @@ def wanted_probes(watch_seconds: float | None) -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if spec.inspect in modes)
 
 
+def parse_probe_list(text: str, watch_seconds: float | None) -> tuple[str, ...]:
+    """--probes: comma-separated probe names; raises UsageError (one line) on a bad one."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise UsageError("--probes: no probe named")
+    for name in names:
+        spec = REGISTRY.get(name)
+        runnable = [n for n, sp in REGISTRY.items() if sp.inspect is not InspectMode.NEVER]
+        if spec is None or spec.inspect is InspectMode.NEVER:
+            raise UsageError(
+                f"--probes: unknown probe {name!r}{did_you_mean(name, runnable)}; "
+                f"known probes: {', '.join(runnable)}"
+            )
+        if spec.inspect is InspectMode.WATCH and watch_seconds is None:
+            raise UsageError(f"--probes: {name} observes over time and needs --watch DURATION")
+    return names
+
+
+def selected_probes(
+    config: Config, watch_seconds: float | None, named: Sequence[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(probes to run, probes skipped): --probes when given (the topology probe always runs),
+    else the probes the configuration enables."""
+    run: list[str] = []
+    skipped: list[str] = []
+    for name in wanted_probes(watch_seconds):
+        spec, pc = REGISTRY[name], config.probes.get(name)
+        if named is not None:
+            chosen = name in named or spec.provides_topology
+        else:
+            chosen = spec.provides_topology or (pc.enabled if pc else spec.default_enabled)
+        (run if chosen else skipped).append(name)
+    return tuple(run), tuple(skipped)
+
+
 async def _once(rt: ClusterRuntime, scheduled: ScheduledProbe) -> None:
     await run_probe_once(scheduled, rt.scheduler.context_for(scheduled.spec.name), rt.state)
 
@@ -129,20 +170,33 @@ async def inspect_cluster(
             if not rt.state.outcomes[scheduled.spec.name].success:
                 return  # nobody answered: the other probes would only time out one by one
     runs = []
+    whole_keyspace = []
     for scheduled in probes:
         if scheduled.spec.provides_topology:
             continue
         if scheduled.spec.inspect is InspectMode.ONCE:
-            runs.append(_once(rt, scheduled))
+            if scheduled.spec.reads_keyspace:
+                whole_keyspace.append(scheduled)
+            else:
+                runs.append(_once(rt, scheduled))
         elif scheduled.spec.inspect is InspectMode.WATCH and watch_seconds is not None:
             runs.append(_watch_window(rt, scheduled, watch_seconds, watch_ends or {}))
-    await asyncio.gather(*runs)
+    await asyncio.gather(*runs, _in_turn(rt, whole_keyspace))
+
+
+async def _in_turn(rt: ClusterRuntime, probes: Sequence[ScheduledProbe]) -> None:
+    """One after the other, in registry order (HashKV, then the scan)."""
+    for scheduled in probes:
+        await _once(rt, scheduled)
 
 
 async def inspect_all(
-    config: Config, watch_seconds: float | None, line: ProgressLine | None
+    config: Config,
+    watch_seconds: float | None,
+    line: ProgressLine | None,
+    named: Sequence[str] | None = None,
 ) -> list[ClusterInspection]:
-    wanted = wanted_probes(watch_seconds)
+    wanted, skipped = selected_probes(config, watch_seconds, named)
     runtimes = [build_runtime(cluster, config, only=set(wanted)) for cluster in config.clusters]
     watch_ends: WatchEnds = {}
     progress = asyncio.create_task(show_progress(runtimes, line, watch_ends)) if line else None
@@ -160,7 +214,9 @@ async def inspect_all(
             except TimeoutError:
                 pass  # a frozen member must not keep the command from ending
     return [
-        ClusterInspection.of_runtime(rt, wanted=wanted, watch_seconds=watch_seconds)
+        ClusterInspection.of_runtime(
+            rt, wanted=wanted, watch_seconds=watch_seconds, skipped=skipped
+        )
         for rt in runtimes
     ]
 
@@ -184,11 +240,18 @@ def run_inspect(args: argparse.Namespace, config: Config) -> int:
         if watch_seconds <= 0:
             print("etcd-inspector: --watch must be greater than 0", file=sys.stderr)
             return EXIT_ERROR
+    named: tuple[str, ...] | None = None
+    if getattr(args, "probes", None) is not None:
+        try:
+            named = parse_probe_list(args.probes, watch_seconds)
+        except UsageError as err:
+            print(f"etcd-inspector: {err}", file=sys.stderr)
+            return EXIT_ERROR
     setup_logging(_log_level(args, config), config.log_format)
     show = getattr(args, "progress", True) and sys.stderr.isatty()
     line = ProgressLine(sys.stderr) if show else None
     started = time.time()
-    inspections = asyncio.run(inspect_all(config, watch_seconds, line))
+    inspections = asyncio.run(inspect_all(config, watch_seconds, line, named))
     code = exit_code(inspections)
     if args.output == "json":
         doc = to_json(inspections, started_at=started, finished_at=time.time())

@@ -157,6 +157,8 @@ class ProbeSpec:
     # Its result is the cluster's Topology: it runs first, and the others wait for its first run.
     provides_topology: bool = False
     inspect: InspectMode = InspectMode.ONCE
+    # It reads the whole database (HashKV, a scan): `inspect` runs such probes one at a time.
+    reads_keyspace: bool = False
     # The heading of its text section, used when there is no result to show ("Quota: failed").
     title: str = ""
     flags: tuple[ProbeFlag, ...] = ()

@@ -466,4 +466,5 @@ SPEC = ProbeSpec(
     default_timeout=30.0,
     cluster_wide=True,
     title="Consistency",
+    reads_keyspace=True,
 )

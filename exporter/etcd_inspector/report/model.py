@@ -45,6 +45,7 @@ class ClusterInspection:
     member_names: Mapping[str, str]
     outcomes: Mapping[str, ProbeOutcome]
     unavailable: tuple[str, ...] = ()  # probes wanted but not in this build
+    skipped: tuple[str, ...] = ()  # probes left out (`enabled: false`, not in inspect --probes)
     # The probe objects that ran (their options shape the sections); others use their defaults.
     probes: Mapping[str, Probe[Any, Any]] = field(default_factory=dict)
     watch_seconds: float | None = None
@@ -60,6 +61,7 @@ class ClusterInspection:
         wanted: Sequence[str] = (),
         watch_seconds: float | None = None,
         live: bool = False,
+        skipped: Sequence[str] = (),
     ) -> ClusterInspection:
         """What a cluster's runtime knows now, as the report sees it: `inspect` builds its
         report from this after its runs, the exporter's status page and JSON API at each
@@ -72,6 +74,7 @@ class ClusterInspection:
             member_names={e: state.member_name(e) for e in state.endpoints},
             outcomes=dict(state.outcomes),
             unavailable=tuple(name for name in wanted if name not in rt.probes),
+            skipped=tuple(skipped),
             probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
             watch_seconds=watch_seconds,
             live=live,
@@ -138,6 +141,8 @@ class ClusterInspection:
         if spec.name in self.unavailable:
             return f"not available (this build has no {spec.name} probe)"
         outcome = self.outcomes.get(spec.name)
+        if outcome is None and spec.name in self.skipped:
+            return "not run (skipped: enabled: false, or not in --probes)"
         if outcome is None:
             return "not run" if self.inspected else "not run: the cluster did not answer"
         if not outcome.success:

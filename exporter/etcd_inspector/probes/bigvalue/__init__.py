@@ -16,7 +16,8 @@ from etcd_inspector.probes.bigvalue.paging import (
     scan_ranges,
     sibling_bound,
 )
-from etcd_inspector.probes.bigvalue.probe import SPEC, BigValueProbe, scan_order
+from etcd_inspector.probes.bigvalue.probe import SPEC, BigValueProbe
+from etcd_inspector.probes.bigvalue.reader import scan_order
 from etcd_inspector.probes.bigvalue.tally import PrefixTally, ScanTally, labelled
 
 __all__ = [

@@ -13,8 +13,12 @@ DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 10
 
 @dataclass(frozen=True)
 class BigValueOptions:
-    page_size: int = 1000
-    keys_per_second: int = 20000  # 0 = unpaced
+    # The largest page; pages start at 1000 keys at most and adapt (pacing.py).
+    page_size: int = 10000
+    # A hard cap on the adaptive pace; 0 = no cap (the pace comes from the cluster alone).
+    keys_per_second: int = 0
+    # The pace never drops below this, however busy the cluster (a scan always finishes).
+    min_keys_per_second: int = 1000
     threshold_bytes: int = BIG_VALUE_BYTES  # the mixin's big_value_threshold_bytes
     top_n: int = 10
     prefixes: tuple[str, ...] = ()  # () = the whole keyspace
@@ -27,6 +31,7 @@ class BigValueOptions:
         at_least = {
             "page_size": (self.page_size, 1),
             "keys_per_second": (self.keys_per_second, 0),
+            "min_keys_per_second": (self.min_keys_per_second, 1),
             "threshold_bytes": (self.threshold_bytes, 0),
             "top_n": (self.top_n, 0),
             "prefix_depth": (self.prefix_depth, 1),
@@ -76,6 +81,14 @@ class BigValueResult:
     prefixes: tuple[PrefixUsage, ...]  # sorted by prefix; OTHER collects what did not fit
     duration_seconds: float
     restarts: int  # scans restarted because R was compacted (0 or 1)
+    # What the scan cost and how it paced itself (benchmarks, debug logs; not in the report).
+    requests: int = 0  # Range requests, empty ones included
+    empty_requests: int = 0
+    keys_counted: int = 0  # keys etcd walked to count the requests' ranges
+    first_request_seconds: float = 0.0
+    pace_decreases: int = 0  # times the controller halved the rate
+    last_page_size: int = 0
+    waited_seconds: float = 0.0  # time spent waiting between pages
     # Prefixes that gained keys since the oldest earlier scan within the growth window (a
     # prefix absent then counts from 0): (prefix, keys gained, seconds between the two scans).
     # Empty on a probe's first scan (`inspect`): there is nothing to compare with.

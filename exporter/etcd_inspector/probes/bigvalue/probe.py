@@ -9,7 +9,9 @@ How it stays gentle:
     every page is a serializable read at revision R, the revision of the scan's first page, so
     the result is the keyspace at R whatever is written meanwhile, and a failed member is
     replaced by the next one from the last key on (every member has the same history);
-  * `keys_per_second` paces the pages, and a page is never larger than one second's budget;
+  * a ScanPacer (pacing.py) paces the pages and sizes them from the cluster's own signals
+    (each page's latency against the member's baseline, the write rate from the answers'
+    headers), between a floor (min_keys_per_second) and an optional cap (keys_per_second);
   * a page too large for gRPC is retried at half the size (down to 1 key);
   * memory is flat in the key count: one page at a time, two top-N heaps, a bounded prefix dict.
 
@@ -36,9 +38,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from etcd_inspector.cluster.topology import Topology
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import MAX_RECEIVE_BYTES, EtcdError, RangePage
+from etcd_inspector.etcd.client import EtcdError
 from etcd_inspector.keyspace.prefixes import OTHER
 from etcd_inspector.probes.base import (
     CACHED,
@@ -55,7 +56,12 @@ from etcd_inspector.probes.bigvalue.model import (
     PrefixUsage,
     ScanProgress,
 )
-from etcd_inspector.probes.bigvalue.paging import Pager, ScanFailed, scan_ranges
+from etcd_inspector.probes.bigvalue.pacing import (
+    PageSample,
+    ScanPacer,
+)
+from etcd_inspector.probes.bigvalue.paging import Pager, scan_ranges
+from etcd_inspector.probes.bigvalue.reader import ScanCost, _Reader, pacing_limits, scan_order
 from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
@@ -69,98 +75,6 @@ from etcd_inspector.report.thresholds import (
 DEFAULT_TOP_ROWS = 10
 
 log = logging.getLogger(__name__)
-
-# A member that lags behind R answers "future revision"; followers catch up within milliseconds.
-_FUTURE_REVISION_RETRIES = 5
-_FUTURE_REVISION_BACKOFF_SECONDS = 0.05
-
-
-def scan_order(endpoints: Sequence[str], topology: Topology | None) -> list[int]:
-    """Indexes of the members to read from, best first: followers that answered the last status
-    probe, learners, the leader (spare it), then members of unknown state. Config order within
-    each group, so the choice is stable from one scan to the next."""
-
-    def rank(i: int) -> int:
-        st = topology.status_of(endpoints[i]) if topology is not None else None
-        if st is None:
-            return 3
-        if st.is_learner:
-            return 1
-        return 2 if st.is_leader else 0
-
-    return sorted(range(len(endpoints)), key=rank)
-
-
-# --------------------------------------------------------------------------- reading pages
-
-
-class _Reader:
-    """Pages from one member at a time, at one revision; moves on to the next member when one
-    fails, and shrinks the page when gRPC finds it too large."""
-
-    def __init__(self, ctx: ProbeContext, order: Sequence[int], page_size: int) -> None:
-        self.ctx = ctx
-        self.order = list(order)
-        self.position = 0
-        self.page_size = page_size
-        self.limit = page_size
-        self.revision = 0  # 0 until the first page pins it
-        self.failures: list[str] = []
-
-    @property
-    def endpoint(self) -> str:
-        return self.ctx.members[self.order[self.position]].endpoint
-
-    def _fail_over(self, err: EtcdError) -> None:
-        member = self.ctx.member_name(self.endpoint)
-        self.failures.append(f"{member}: {err.kind.reason}")
-        self.position += 1
-        if self.position >= len(self.order):
-            raise ScanFailed(f"no member could serve the scan ({', '.join(self.failures)})")
-        log.warning(
-            "bigvalue scan moves to another member",
-            extra={
-                "cluster": self.ctx.cluster.name,
-                "probe": "bigvalue",
-                "member": member,
-                "next_member": self.ctx.member_name(self.endpoint),
-                "err": str(err),
-            },
-        )
-
-    async def page(self, key: bytes, range_end: bytes) -> RangePage:
-        lagging = 0
-        while True:
-            client = self.ctx.members[self.order[self.position]]
-            try:
-                page = await client.range_page(
-                    key, range_end, limit=self.limit, revision=self.revision, serializable=True
-                )
-            except EtcdError as err:
-                if err.kind == ErrorKind.COMPACTED:
-                    raise
-                if err.kind == ErrorKind.TOO_LARGE and self.limit > 1:
-                    self.limit //= 2
-                    continue
-                if err.kind == ErrorKind.FUTURE_REVISION and lagging < _FUTURE_REVISION_RETRIES:
-                    lagging += 1
-                    await asyncio.sleep(_FUTURE_REVISION_BACKOFF_SECONDS * 2**lagging)
-                    continue
-                self._fail_over(err)
-                lagging = 0
-                continue
-            if not self.revision:
-                self.revision = page.revision
-            return page
-
-    def grow(self, page_bytes: int) -> None:
-        """Back toward page_size after a shrink, while a doubled page would stay well under
-        gRPC's limit (a page rejected as too large was read by etcd for nothing)."""
-        if self.limit < self.page_size and page_bytes * 4 < MAX_RECEIVE_BYTES:
-            self.limit = min(self.page_size, self.limit * 2)
-
-
-# --------------------------------------------------------------------------- the probe
 
 
 class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
@@ -209,7 +123,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         while True:
             tally = ScanTally(opts)
             try:
-                reader = await self._scan(ctx, order, tally, started_at)
+                reader, cost = await self._scan(ctx, order, tally, started_at)
             except EtcdError as err:
                 # R was compacted under us: the result would mix revisions, start over once.
                 if err.kind != ErrorKind.COMPACTED or restarts:
@@ -240,33 +154,51 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             duration_seconds=time.monotonic() - started,
             restarts=restarts,
             prefix_growth=self._prefix_growth(time.time(), usage),
+            requests=cost.requests,
+            empty_requests=cost.empty,
+            keys_counted=cost.counted,
+            first_request_seconds=cost.first_seconds,
+            pace_decreases=cost.decreases,
+            last_page_size=cost.last_page_size,
+            waited_seconds=cost.waited,
         )
 
     async def _scan(
         self, ctx: ProbeContext, order: Sequence[int], tally: ScanTally, started_at: float
-    ) -> _Reader:
+    ) -> tuple[_Reader, ScanCost]:
         opts = self.options
-        rate = opts.keys_per_second
-        # A page is at most one second's budget, so pacing sleeps stay short and even.
-        page_size = min(opts.page_size, rate) if rate else opts.page_size
-        reader = _Reader(ctx, order, page_size)
+        pacer = ScanPacer(pacing_limits(opts))
+        reader = _Reader(ctx, order, pacer.limit)
+        cost = ScanCost()
         for start, end in scan_ranges(opts.prefixes):
             pager = Pager(start, end, opening=self._openings.get((start, end)))
             while not pager.done:
                 asked_at = time.monotonic()
                 page = await reader.page(pager.key, pager.range_end)
-                limit = reader.limit  # what this page asked for; grow() may change it
+                answered = time.monotonic()
+                limit = reader.limit  # what this page asked for
                 kvs = page.kvs
+                nbytes = tally.add(kvs) if kvs else 0
+                cost.add(answered - asked_at, len(kvs), page.count)
                 if kvs:
-                    reader.grow(tally.add(kvs))
                     ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
                     self._progress_published = True
-                    if rate:
-                        await asyncio.sleep(max(0.0, asked_at + len(kvs) / rate - time.monotonic()))
                 pager.advance(kvs, page.more, page.count, limit)
+                decision = pacer.observe(
+                    PageSample(
+                        latency=answered - asked_at, keys=len(kvs), nbytes=nbytes,
+                        counted=page.count, at=answered, header_revision=page.revision,
+                    )
+                )  # fmt: skip
+                reader.resize(decision.limit, nbytes)
+                wait = decision.delay - (time.monotonic() - answered)
+                if wait > 0:  # after the last page too: the cap holds for the whole scan
+                    cost.waited += wait
+                    await asyncio.sleep(wait)
             if pager.opening is not None:
                 self._openings[start, end] = pager.opening
-        return reader
+        cost.decreases, cost.last_page_size = pacer.decreases, reader.limit
+        return reader, cost
 
     def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:
         return _scan_families(cluster, progress.keys_done, progress.revision)
@@ -467,14 +399,15 @@ SPEC = ProbeSpec(
     default_timeout=540.0,
     cluster_wide=True,
     title="Keyspace scan",
+    reads_keyspace=True,
     flags=(
         ProbeFlag(
             flag="--scan.keys-per-second",
             option="keys_per_second",
             type=int,
             metavar="N",
-            help="Pace of the big-value keyspace scan (default 20000; 0 = unpaced, e.g. for a "
-            "one-shot inspect on a cluster that can take it).",
+            help="Hard cap on the keyspace scan's adaptive pace (default 0 = no cap: the scan "
+            "reads as fast as an idle cluster answers and slows down as it gets busy).",
         ),
     ),
 )

@@ -1,0 +1,149 @@
+"""Reading the scan's pages: which member serves it, failing over, resizing pages (I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from etcd_inspector.cluster.topology import Topology
+from etcd_inspector.errors import ErrorKind
+from etcd_inspector.etcd.client import MAX_RECEIVE_BYTES, EtcdError, RangePage
+from etcd_inspector.probes.base import ProbeContext
+from etcd_inspector.probes.bigvalue.model import BigValueOptions
+from etcd_inspector.probes.bigvalue.pacing import MIN_PAGE, PAGE_BYTES, PacingLimits
+from etcd_inspector.probes.bigvalue.paging import ScanFailed
+
+log = logging.getLogger(__name__)
+
+
+# A member that lags behind R answers "future revision"; followers catch up within milliseconds.
+_FUTURE_REVISION_RETRIES = 5
+_FUTURE_REVISION_BACKOFF_SECONDS = 0.05
+
+
+def scan_order(endpoints: Sequence[str], topology: Topology | None) -> list[int]:
+    """Indexes of the members to read from, best first: followers that answered the last status
+    probe, learners, the leader (spare it), then members of unknown state. Config order within
+    each group, so the choice is stable from one scan to the next."""
+
+    def rank(i: int) -> int:
+        st = topology.status_of(endpoints[i]) if topology is not None else None
+        if st is None:
+            return 3
+        if st.is_learner:
+            return 1
+        return 2 if st.is_leader else 0
+
+    return sorted(range(len(endpoints)), key=rank)
+
+
+def pacing_limits(opts: BigValueOptions) -> PacingLimits:
+    """The pacer's bounds from the options: keys_per_second caps (0: no cap) and wins over the
+    floor; a page aims at a quarter of gRPC's receive limit at most."""
+    cap = float(opts.keys_per_second) if opts.keys_per_second else None
+    floor = float(min(opts.min_keys_per_second, opts.keys_per_second or opts.min_keys_per_second))
+    return PacingLimits(
+        floor=floor,
+        cap=cap,
+        min_page=min(MIN_PAGE, opts.page_size),
+        max_page=opts.page_size,
+        page_bytes=min(PAGE_BYTES, MAX_RECEIVE_BYTES // 4),
+    )
+
+
+@dataclass
+class ScanCost:
+    """Requests and waits of one scan (the result's cost fields)."""
+
+    requests: int = 0
+    empty: int = 0
+    counted: int = 0  # keys etcd counted for the requests
+    first_seconds: float = 0.0
+    waited: float = 0.0
+    decreases: int = 0
+    last_page_size: int = 0
+
+    def add(self, latency: float, keys: int, counted: int) -> None:
+        if not self.requests:
+            self.first_seconds = latency
+        self.requests += 1
+        self.empty += not keys
+        self.counted += counted
+
+
+# --------------------------------------------------------------------------- reading pages
+
+
+class _Reader:
+    """Pages from one member at a time, at one revision; moves on to the next member when one
+    fails, and shrinks the page when gRPC finds it too large."""
+
+    def __init__(self, ctx: ProbeContext, order: Sequence[int], page_size: int) -> None:
+        self.ctx = ctx
+        self.order = list(order)
+        self.position = 0
+        self.page_size = page_size  # what the pacer asked for; limit is below after a shrink
+        self.limit = page_size
+        self.revision = 0  # 0 until the first page pins it
+        self.failures: list[str] = []
+
+    @property
+    def endpoint(self) -> str:
+        return self.ctx.members[self.order[self.position]].endpoint
+
+    def _fail_over(self, err: EtcdError) -> None:
+        member = self.ctx.member_name(self.endpoint)
+        self.failures.append(f"{member}: {err.kind.reason}")
+        self.position += 1
+        if self.position >= len(self.order):
+            raise ScanFailed(f"no member could serve the scan ({', '.join(self.failures)})")
+        log.warning(
+            "bigvalue scan moves to another member",
+            extra={
+                "cluster": self.ctx.cluster.name,
+                "probe": "bigvalue",
+                "member": member,
+                "next_member": self.ctx.member_name(self.endpoint),
+                "err": str(err),
+            },
+        )
+
+    async def page(self, key: bytes, range_end: bytes) -> RangePage:
+        lagging = 0
+        while True:
+            client = self.ctx.members[self.order[self.position]]
+            try:
+                page = await client.range_page(
+                    key, range_end, limit=self.limit, revision=self.revision, serializable=True
+                )
+            except EtcdError as err:
+                if err.kind == ErrorKind.COMPACTED:
+                    raise
+                if err.kind == ErrorKind.TOO_LARGE and self.limit > 1:
+                    self.limit //= 2
+                    continue
+                if err.kind == ErrorKind.FUTURE_REVISION and lagging < _FUTURE_REVISION_RETRIES:
+                    lagging += 1
+                    await asyncio.sleep(_FUTURE_REVISION_BACKOFF_SECONDS * 2**lagging)
+                    continue
+                self._fail_over(err)
+                lagging = 0
+                continue
+            if not self.revision:
+                self.revision = page.revision
+            return page
+
+    def resize(self, limit: int, page_bytes: int) -> None:
+        """The pacer's next page size; after a page found too large for gRPC, grow back only
+        by doubling, while a doubled page stays well under gRPC's limit (a page rejected as
+        too large was read by etcd for nothing)."""
+        if self.limit < self.page_size and limit > self.limit:
+            if page_bytes * 4 >= MAX_RECEIVE_BYTES:
+                return
+            limit = min(limit, self.limit * 2)
+        self.limit = self.page_size = limit
+
+
+# --------------------------------------------------------------------------- the probe
