@@ -378,7 +378,7 @@ async def test_wrong_password_costs_a_few_logins_a_minute_and_one_log_line(
     ]
     outcome = runtime.state.outcomes["status"]
     assert not outcome.success and outcome.error_kind == "no_answer"
-    assert "auth_failed" in (outcome.error or "")
+    assert "authentication failed" in (outcome.error or "")
 
 
 def short_lived_pki(directory: Path, client_seconds: float) -> tuple[PKI, CertKey]:
