@@ -163,7 +163,15 @@ async def handshake(url: str, files: TLSFiles, timeout: float) -> Handshake:
         probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
         try:
             _, writer = await _open(host, port, probe, host, timeout)
-        except (ssl.SSLError, OSError, TimeoutError):
+        except ssl.SSLError as err:
+            # A server that asks for a client certificate may reject us with an alert before
+            # the handshake looks done: that is TLS too. Anything else means it is not TLS.
+            if "ALERT" not in (err.reason or str(err)).upper():
+                return Handshake(ok=True)
+            return Handshake(
+                False, ErrorKind.TLS, "the member speaks TLS on this port (use https://)"
+            )
+        except (OSError, TimeoutError):
             return Handshake(ok=True)  # not TLS: the failure is not about TLS
         writer.close()
         with contextlib.suppress(Exception):
