@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from etcd_inspector.backup.files import Checksum, SnapshotCheck
 from etcd_inspector.backup.locations import RestoreDrill
+from etcd_inspector.demo.localcluster import free_ports
 from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.errors import EtcdError
 
@@ -45,19 +45,6 @@ def find_tools(etcd_binary: str) -> tuple[str, str]:
         if found:
             return etcd, found
     raise DrillFailed(f"neither etcdutl nor etcdctl found beside {etcd} or on PATH")
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 async def _run(args: list[str], timeout: float, env: dict[str, str]) -> None:
@@ -136,7 +123,7 @@ async def restore_drill(check: SnapshotCheck, etcd_binary: str, timeout: float) 
 async def _drill(
     check: SnapshotCheck, etcd: str, tool: str, tmp: Path, deadline: float
 ) -> tuple[int, int]:
-    client_port, peer_port = _free_ports(2)
+    client_port, peer_port = free_ports(2)
     peer = f"http://127.0.0.1:{peer_port}"
     client = f"http://127.0.0.1:{client_port}"
     data_dir = tmp / "drill.etcd"
