@@ -18,7 +18,7 @@ import yaml
 
 from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.etcd.metrics_fetch import fetch_metrics
-from etcd_inspector.web.proxy import relabel
+from etcd_inspector.web.relabel import relabel
 from fakes import DribblingMetricsServer, GarbageMetricsServer
 from harness import (
     MEMBERS,

@@ -18,15 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import wait_deadline
 from etcd_inspector.web.app import accepts_gzip
-from etcd_inspector.web.proxy import (
-    DROPPED,
-    MERGED,
-    MalformedMetrics,
-    merge,
-    own_kinds,
-    relabel,
-    wanted,
-)
+from etcd_inspector.web.proxy import DROPPED, MERGED, merge, own_kinds
+from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted
 from etcd_inspector.web.scrape import (
     MIN_BUDGET_SECONDS,
     encode_own,

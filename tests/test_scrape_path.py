@@ -19,8 +19,12 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from etcd_inspector.demo.localcluster import LocalCluster
+from etcd_inspector.web import grammar
+from etcd_inspector.web.relabel import relabel
+from etcd_inspector.web.relabel_cache import FamilyCache
 from harness import MEMBERS, ExporterProcess, all_members_up, endpoints_flag, run_exporter
 from promserver import run_prometheus
+from test_relabel_paths import general_path
 
 OPENMETRICS = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
@@ -240,3 +244,15 @@ def test_member_timeout_is_configurable(shared_cluster: LocalCluster, tmp_path: 
     with run_exporter(tmp_path, f"--config.file={config}") as exporter:
         scrape = exporter.wait_for(all_members_up, "all three members up")
     assert sample_members(scrape.text)["etcd_server_has_leader"] == set(MEMBERS)
+
+
+def test_real_member_texts_take_the_go_path_and_agree_with_the_general_one(
+    shared_cluster: LocalCluster,
+) -> None:
+    cache = FamilyCache("c", "m1", None, None)
+    for _ in range(2):  # the second text repeats most families: cached
+        raw = raw_metrics(shared_cluster, "m1")
+        assert grammar.GO in grammar.check(raw) and grammar.CLASH not in grammar.check(raw)
+        fast = relabel(raw, "c", "m1")
+        assert cache.relabel(raw) == fast == general_path(raw, "c", "m1")
+        assert len(fast.families) > 100

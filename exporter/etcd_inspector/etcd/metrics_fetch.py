@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
@@ -103,6 +104,7 @@ async def fetch_metrics(
                 ssl=(ssl_ctx or True) if https else True,
                 server_hostname=server_name if https else None,
                 # identity: over a LAN, gzip costs the member and us more CPU than it saves
+                # (with _QuickAckRequest; without it, identity had a 40 ms tail on loopback)
                 headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
             ) as resp:
@@ -121,6 +123,28 @@ async def fetch_metrics(
         return done(None, "timeout", f"no answer within {timeout:.3g}s")
     except (aiohttp.ClientError, OSError) as err:
         return done(None, "connect", f"{type(err).__name__}: {err}")
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class _QuickAckRequest(aiohttp.ClientRequest):
+    """Asks the kernel to acknowledge the answer's segments at once (TCP_QUICKACK).
+
+    On a kept-alive connection Linux delays ACKs (request/response looks interactive), and a
+    member writing its ~150 KiB /metrics then waits for them: one fetch in ten took 40-80 ms
+    instead of 4 (measured on loopback, etcd 3.4, identity encoding). The option is not
+    sticky, so it is set again after each request is written.
+    """
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        response = await super().send(conn)
+        transport = conn.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and _TCP_QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        return response
 
 
 class MetricsFetcher:
@@ -158,6 +182,7 @@ class MetricsFetcher:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_MEMBER),
                 raise_for_status=False,
+                request_class=_QuickAckRequest,
             )
         return self._session
 

@@ -2,8 +2,8 @@
 
 The aiohttp handler only routes: it computes the budget, calls `scrape_members`, builds the
 exporter's own families from the result and the published probe state, merges and renders.
-Members' expositions stay text (web/proxy.py); only the exporter's own families go through
-prometheus_client's encoders.
+Members' expositions stay text (web/relabel.py, web/proxy.py); only the exporter's own families
+go through prometheus_client's encoders.
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import FetchResult, MemberTimeout, MetricsFetcher
 from etcd_inspector.web.proxy import (
-    MalformedMetrics,
-    MemberExposition,
     Merged,
-    escape_label_value,
     merge,
     own_kinds,
     own_names,
-    relabel,
     render_members,
     render_own,
 )
+from etcd_inspector.web.relabel import MalformedMetrics, MemberExposition, escape_label_value
+from etcd_inspector.web.relabel_cache import RelabelCache
 
 log = logging.getLogger(__name__)
 
@@ -95,48 +93,6 @@ class ScrapeResult:
     def fetch_of(self, cluster: str, endpoint: str) -> FetchResult | None:
         member = self.of(cluster, endpoint)
         return member.fetch if member is not None else None
-
-
-@dataclass
-class RelabelCache:
-    """Each member's latest fetch, relabeled once: scrapes that shared a fetch share this too.
-
-    Keyed by (cluster, endpoint); an entry is reused only for the very same FetchResult (and
-    member label and filters), so it never outlives the fetch in flight it came from.
-    """
-
-    _last: dict[tuple[str, str], tuple[object, MemberExposition | MalformedMetrics]] = field(
-        default_factory=dict
-    )
-
-    def relabel(
-        self,
-        cluster: str,
-        endpoint: str,
-        member: str,
-        fetch: FetchResult,
-        allow: re.Pattern[str] | None,
-        deny: re.Pattern[str] | None,
-    ) -> MemberExposition:
-        assert fetch.text is not None
-        key = (fetch, member, allow, deny)
-        cached = self._last.get((cluster, endpoint))
-        if cached is not None and _same(cached[0], key):
-            outcome = cached[1]
-        else:
-            try:
-                outcome = relabel(fetch.text, cluster, member, allow, deny)
-            except MalformedMetrics as err:
-                outcome = err
-            self._last[(cluster, endpoint)] = (key, outcome)
-        if isinstance(outcome, MalformedMetrics):
-            raise outcome
-        return outcome
-
-
-def _same(a: object, b: tuple[FetchResult, str, object, object]) -> bool:
-    # Identity for the fetch (two fetches may well have equal texts but are not the same).
-    return isinstance(a, tuple) and a[0] is b[0] and a[1:] == b[1:]
 
 
 async def scrape_members(

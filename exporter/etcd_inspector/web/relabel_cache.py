@@ -1,0 +1,124 @@
+"""Relabeling across scrapes: what a member repeats is not relabeled again.
+
+`RelabelCache` holds, per (cluster, member endpoint), the outcome of the member's latest fetch
+(scrapes that shared one fetch share its relabeling) and a `FamilyCache`: the member's families
+as relabeled from its previous text, keyed by each family's raw text. Between two scrapes an
+idle etcd member changes ~2% of its /metrics text (go_memstats_*, peer traffic, promhttp's
+own counter), so a scrape relabels those families and reuses the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from etcd_inspector.etcd.metrics_fetch import FetchResult
+from etcd_inspector.web import grammar
+from etcd_inspector.web.relabel import (
+    FamilyText,
+    MalformedMetrics,
+    MemberExposition,
+    added_labels,
+    go_family,
+    relabel,
+    wanted,
+)
+
+Filter = re.Pattern[str] | None
+
+
+class FamilyCache:
+    """One member's families as relabeled for its last text, by the raw text of each family.
+
+    Only GO texts (grammar.py) are cut into families here, each new family checked on its own
+    (a GO text is a concatenation of GO families); any other text, a family that does not keep
+    to the layout, or a name that comes twice goes to `relabel` whole and empties the cache.
+    """
+
+    def __init__(self, cluster: str, member: str, allow: Filter, deny: Filter) -> None:
+        self.key = (cluster, member, allow, deny)
+        self._added = added_labels(cluster, member)
+        self._last: dict[str, FamilyText] = {}
+
+    def relabel(self, text: str) -> MemberExposition:
+        parts = ("\n" + text).split("\n# HELP ")
+        if parts[0]:  # text before the first family: not a GO text
+            return self._whole(text)
+        _, _, allow, deny = self.key
+        filtered = allow is not None or deny is not None
+        last, now = self._last, {}
+        out: list[FamilyText] = []
+        seen: set[str] = set()
+        for part in parts[1:]:
+            fam = last.get(part)
+            if fam is None:
+                fam = self._new_family(part)
+                if fam is None:
+                    return self._whole(text)
+            if fam.name in seen:
+                return self._whole(text)
+            seen.add(fam.name)
+            now[part] = fam
+            if fam.samples and (not filtered or wanted(fam.name, fam.kind, allow, deny)):
+                out.append(fam)
+        self._last = now
+        return MemberExposition(tuple(out))
+
+    def _new_family(self, part: str) -> FamilyText | None:
+        block = f"# HELP {part}" if part.endswith("\n") else f"# HELP {part}\n"
+        matched = grammar.check_family(block)
+        if grammar.FAMILY not in matched or grammar.FAMILY_CLASH in matched:
+            return None
+        return go_family(part, self._added)
+
+    def _whole(self, text: str) -> MemberExposition:
+        self._last = {}
+        return relabel(text, *self.key)
+
+
+@dataclass
+class RelabelCache:
+    """Each member's latest fetch, relabeled once: scrapes that shared a fetch share this too.
+
+    Keyed by (cluster, endpoint); an outcome is reused only for the very same FetchResult (and
+    member label and filters), so it never outlives the fetch in flight it came from. The
+    member's FamilyCache carries over from fetch to fetch.
+    """
+
+    _last: dict[tuple[str, str], tuple[object, MemberExposition | MalformedMetrics]] = field(
+        default_factory=dict
+    )
+    _families: dict[tuple[str, str], FamilyCache] = field(default_factory=dict)
+
+    def relabel(
+        self,
+        cluster: str,
+        endpoint: str,
+        member: str,
+        fetch: FetchResult,
+        allow: Filter,
+        deny: Filter,
+    ) -> MemberExposition:
+        assert fetch.text is not None
+        key = (fetch, member, allow, deny)
+        cached = self._last.get((cluster, endpoint))
+        if cached is not None and _same(cached[0], key):
+            outcome = cached[1]
+        else:
+            families = self._families.get((cluster, endpoint))
+            if families is None or families.key != (cluster, member, allow, deny):
+                families = FamilyCache(cluster, member, allow, deny)
+                self._families[(cluster, endpoint)] = families
+            try:
+                outcome = families.relabel(fetch.text)
+            except MalformedMetrics as err:
+                outcome = err
+            self._last[(cluster, endpoint)] = (key, outcome)
+        if isinstance(outcome, MalformedMetrics):
+            raise outcome
+        return outcome
+
+
+def _same(a: object, b: tuple[FetchResult, str, object, object]) -> bool:
+    # Identity for the fetch (two fetches may well have equal texts but are not the same).
+    return isinstance(a, tuple) and a[0] is b[0] and a[1:] == b[1:]
