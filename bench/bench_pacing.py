@@ -44,7 +44,7 @@ from common import (
     steady_puts,
 )
 
-BENCH = "6. adaptive pace"
+BENCH = "7. adaptive pace"
 
 
 def inspect_default(endpoints: list[str], *extra: str) -> tuple[float, int, dict]:

@@ -22,6 +22,7 @@ from etcd_inspector.web.proxy import DROPPED, MERGED, merge, own_kinds
 from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted
 from etcd_inspector.web.scrape import (
     MIN_BUDGET_SECONDS,
+    encode_each,
     encode_own,
     render_scrape,
     scrape_budget,
@@ -291,6 +292,21 @@ def test_own_families_render_with_prometheus_client() -> None:
     assert "own_things_total 2.0" in encode_own([fam], openmetrics=False)
     om = encode_own([fam], openmetrics=True)
     assert "# TYPE own_things counter" in om and "# EOF" not in om
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_own_families_encoded_ahead_give_the_same_body(openmetrics: bool) -> None:
+    """The exporter encodes its own families while the members answer (encode_each)."""
+    ours = [
+        GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", value=7),
+        CounterMetricFamily("own_things", "Own things.", value=2),
+    ]
+    parts = [relabel(GO_MEMSTATS + ODD_FDS, "c", "m")]
+    accept = "application/openmetrics-text;version=1.0.0" if openmetrics else ""
+    merged = merge(parts, own_kinds(ours))
+    plain = render_scrape(merged, ours, accept)[0]
+    ahead = render_scrape(merged, ours, accept, None, encode_each(ours[:1], openmetrics))[0]
+    assert ahead == plain and b"own_things" in plain
 
 
 @pytest.mark.parametrize(

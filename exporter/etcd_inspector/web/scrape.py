@@ -247,16 +247,32 @@ class MemberTextCache:
         return text
 
 
+def encode_each(families: Sequence[Metric], openmetrics: bool) -> dict[int, str]:
+    """Each family's text by id(): encoded ahead (while the members answer), used by
+    `render_scrape` for the very same family objects."""
+    return {id(fam): encode_own([fam], openmetrics) for fam in families}
+
+
 def render_scrape(
     merged: Merged,
     own: Sequence[Metric],
     accept: str | None,
     cache: MemberTextCache | None = None,
+    encoded: Mapping[int, str] | None = None,
 ) -> tuple[bytes, str]:
-    """The response body and its Content-Type for the Accept header."""
+    """The response body and its Content-Type for the Accept header; `encoded` (encode_each,
+    same format) spares encoding those of `own` again."""
     openmetrics = wants_openmetrics(accept)
     cache = cache if cache is not None else MemberTextCache()
-    head = render_own(merged, own, lambda fams: encode_own(fams, openmetrics), openmetrics)
+
+    def encode(fams: Sequence[Metric]) -> str:
+        if not encoded:
+            return encode_own(fams, openmetrics)
+        return "".join(
+            [encoded.get(id(f)) or encode_own([f], openmetrics) for f in fams]
+        )  # fmt: skip
+
+    head = render_own(merged, own, encode, openmetrics)
     members = cache.get(merged, own_names(own), openmetrics)
     body = b"".join((head.encode(), members, _EOF.encode() if openmetrics else b""))
     return body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
