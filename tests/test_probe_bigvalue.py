@@ -7,6 +7,7 @@ fast), with the test's own small gRPC writer. The exporter never writes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -751,6 +752,38 @@ async def test_pacing_slows_the_scan(planted: LocalCluster) -> None:
 
 
 @pytest.mark.etcd
+@pytest.mark.parametrize("keys_per_second", [0, 1_000_000])
+async def test_unpaced_scans_ask_for_the_next_page_before_tallying_this_one(
+    planted: LocalCluster, keys_per_second: int, monkeypatch
+) -> None:
+    """Without a cap the next page is in flight while Python tallies this one; with any cap
+    (even one never reached) one page at a time, so the cap holds."""
+    events: list[str] = []
+    range_page, add = client_module.MemberClient.range_page, ScanTally.add
+
+    async def asking(self, key, range_end, **kw):
+        events.append("ask")
+        return await range_page(self, key, range_end, **kw)
+
+    def tallying(self, kvs):
+        events.append("tally")
+        return add(self, kvs)
+
+    monkeypatch.setattr(client_module.MemberClient, "range_page", asking)
+    monkeypatch.setattr(ScanTally, "add", tallying)
+    result = await scan(
+        planted.endpoints, keys_per_second=keys_per_second, page_size=100,
+        prefixes=["/registry/pods/"],
+    )  # fmt: skip
+    assert result.keys == 2000 and result.requests == events.count("ask") >= 20
+    pairs = list(itertools.pairwise(events))
+    if keys_per_second:
+        assert ("ask", "ask") not in pairs and ("tally", "tally") not in pairs
+    else:
+        assert events[:3] == ["ask", "ask", "tally"]  # page 2 asked before page 1 tallied
+
+
+@pytest.mark.etcd
 async def test_progress_is_visible_while_scanning(planted: LocalCluster) -> None:
     async with bigvalue(
         planted.endpoints, keys_per_second=2000, page_size=250, prefixes=["/registry/pods/"]
@@ -842,7 +875,10 @@ async def test_compaction_restarts_once_then_fails(etcd_cluster: LocalCluster):
 
 
 @pytest.mark.etcd
-async def test_member_failure_mid_scan_resumes_on_another(etcd_cluster: LocalCluster):
+@pytest.mark.parametrize("keys_per_second", [4000, 0], ids=["paced", "asking-ahead"])
+async def test_member_failure_mid_scan_resumes_on_another(
+    etcd_cluster: LocalCluster, keys_per_second: int
+):
     await put_many(etcd_cluster.endpoints[0], ((f"/f/{i:04d}".encode(), b"v") for i in range(1000)))
     first_member = etcd_cluster.members[0]
     revisions: set[int] = set()
@@ -852,11 +888,9 @@ async def test_member_failure_mid_scan_resumes_on_another(etcd_cluster: LocalClu
         if progress.keys_done == 300:
             first_member.stop()
 
-    async with bigvalue(etcd_cluster.endpoints, keys_per_second=4000, page_size=100) as (
-        probe,
-        ctx,
-        _rt,
-    ):
+    async with bigvalue(
+        etcd_cluster.endpoints, keys_per_second=keys_per_second, page_size=100
+    ) as (probe, ctx, _rt):
         # No status result yet: members are tried in configured order, so m1 serves first.
         result = await probe.run(replace(ctx, progress=stop_first_member))
     assert not first_member.running

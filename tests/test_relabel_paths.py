@@ -9,9 +9,10 @@ import re
 
 import pytest
 
+from etcd_inspector.etcd.metrics_fetch import FetchResult
 from etcd_inspector.web import grammar, gzipped
 from etcd_inspector.web.relabel import MalformedMetrics, MemberExposition, relabel
-from etcd_inspector.web.relabel_cache import FamilyCache
+from etcd_inspector.web.relabel_cache import FamilyCache, RelabelCache
 
 GO_TEXT = """\
 # HELP etcd_server_has_leader Whether or not a leader exists.
@@ -109,6 +110,35 @@ def test_texts_off_the_go_layout_go_the_general_way(text: str) -> None:
     cache.relabel(GO_TEXT)  # a warm cache must not hide the change
     assert cache.relabel(text) == relabel(text, "c", "m") == general_path(text, "c", "m")
     assert cache.relabel(GO_TEXT) == relabel(GO_TEXT, "c", "m")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# HELP a x\n# TYPE a histogram\na 1",
+        "# HELP a x\n# TYPE a histogram\na 1\n",
+        "# HELP a x\n# TYPE a gauge\na 1\n\n# HELP b y\n# TYPE b histogram\nb 1\n",
+    ],
+)
+def test_a_histogram_sample_under_the_bare_family_name_is_malformed_on_every_path(
+    text: str,
+) -> None:
+    """Found in review: the Go path took `a 1` for a sample of histogram `a`."""
+    for path in (
+        lambda: relabel(text, "c", "m"),
+        lambda: general_path(text, "c", "m"),
+        lambda: FamilyCache("c", "m", None, None).relabel(text),
+    ):
+        with pytest.raises(MalformedMetrics):
+            path()
+
+
+def test_the_cache_forgets_members_no_longer_scraped() -> None:
+    cache = RelabelCache()
+    for endpoint in ("a:2379", "b:2379"):
+        cache.relabel("c", endpoint, "m", FetchResult("u", GO_TEXT, None, 0.0), None, None)
+    cache.retain({("c", "b:2379")})
+    assert set(cache._last) == set(cache._families) == {("c", "b:2379")}
 
 
 def test_a_malformed_family_raises_and_the_cache_recovers() -> None:

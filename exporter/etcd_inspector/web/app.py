@@ -70,14 +70,20 @@ async def _scrape(request: web.Request, only: tuple[str, str] | None = None) -> 
     # A member's own target carries that member and nothing the other targets repeat.
     openmetrics = wants_openmetrics(request.headers.get("Accept"))
     own_task = asyncio.create_task(_own_families(app, openmetrics if only is None else None))
-    result = await scrape_members(
-        targets,
-        budget,
-        scrape_config.member_timeout,
-        app[RELABEL_CACHE],
-        scrape_config.metrics_allow,
-        scrape_config.metrics_deny,
-    )
+    try:
+        result = await scrape_members(
+            targets,
+            budget,
+            scrape_config.member_timeout,
+            app[RELABEL_CACHE],
+            scrape_config.metrics_allow,
+            scrape_config.metrics_deny,
+        )
+    except BaseException:
+        own_task.cancel()
+        raise
+    if only is None:
+        app[RELABEL_CACHE].retain({(t.name, e) for t in targets for e in t.endpoints})
     own, encoded = await own_task
     merged = merge_members(result, targets, own, families.MEMBER_FAMILIES)
     own.extend(families.member_families(runtimes, result, only))

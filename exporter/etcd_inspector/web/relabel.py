@@ -125,8 +125,9 @@ def go_family(part: str, added: str) -> FamilyText | None:
     kind = part[help_end + len(prefix) : type_end]
     pieces = SAMPLE_START.split(part[type_end:])
     names = pieces[1::3]
-    if names.count(name) != len(names) and (  # the rest: histograms and summaries
-        sum(names.count(n) for n in _sample_names(name, kind)) != len(names)
+    valid = _sample_names(name, kind)
+    if (name not in valid or names.count(name) != len(names)) and (  # a histogram, a summary
+        sum(names.count(n) for n in valid) != len(names)
     ):
         return None
     pieces[1::3] = map("\n".__add__, names)

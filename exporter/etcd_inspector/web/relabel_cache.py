@@ -118,6 +118,13 @@ class RelabelCache:
             raise outcome
         return outcome
 
+    def retain(self, members: set[tuple[str, str]]) -> None:
+        """Forget members no longer scraped (replaced, moved, or a cluster gone): what a
+        member's cache holds (~350 KiB) would otherwise stay for good."""
+        for cache in (self._last, self._families):
+            for key in [k for k in cache if k not in members]:
+                del cache[key]
+
 
 def _same(a: object, b: tuple[FetchResult, str, object, object]) -> bool:
     # Identity for the fetch (two fetches may well have equal texts but are not the same).

@@ -28,6 +28,7 @@ one's first small range ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -40,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import EtcdError
+from etcd_inspector.etcd.types import KeyValueLike
 from etcd_inspector.keyspace.prefixes import OTHER
 from etcd_inspector.probes.base import (
     CACHED,
@@ -61,7 +63,13 @@ from etcd_inspector.probes.bigvalue.pacing import (
     ScanPacer,
 )
 from etcd_inspector.probes.bigvalue.paging import Pager, scan_ranges
-from etcd_inspector.probes.bigvalue.reader import ScanCost, _Reader, pacing_limits, scan_order
+from etcd_inspector.probes.bigvalue.reader import (
+    Answer,
+    ScanCost,
+    _Reader,
+    pacing_limits,
+    scan_order,
+)
 from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
@@ -75,6 +83,22 @@ from etcd_inspector.report.thresholds import (
 DEFAULT_TOP_ROWS = 10
 
 log = logging.getLogger(__name__)
+
+
+# Keys tallied between two looks at the event loop: an answer to the page asked for ahead is
+# timed when it is read, so the pacer sees etcd's latency, not the tally's (~1 ms of keys).
+TALLY_CHUNK = 2000
+
+
+async def _tally(tally: ScanTally, kvs: Sequence[KeyValueLike]) -> int:
+    """tally.add in chunks, yielding to the event loop between them; the bytes read."""
+    if len(kvs) <= TALLY_CHUNK:
+        return tally.add(kvs) if kvs else 0
+    nbytes = 0
+    for i in range(0, len(kvs), TALLY_CHUNK):
+        nbytes += tally.add(kvs[i : i + TALLY_CHUNK])
+        await asyncio.sleep(0)
+    return nbytes
 
 
 class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
@@ -166,35 +190,48 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
     async def _scan(
         self, ctx: ProbeContext, order: Sequence[int], tally: ScanTally, started_at: float
     ) -> tuple[_Reader, ScanCost]:
+        """Page by page. Unpaced (no cap, and the pacer asked for no wait), the next page is
+        asked for before this one is tallied: etcd answers while Python counts."""
         opts = self.options
         pacer = ScanPacer(pacing_limits(opts))
         reader = _Reader(ctx, order, pacer.limit)
         cost = ScanCost()
+        unpaced = pacer.limits.cap is None
         for start, end in scan_ranges(opts.prefixes):
             pager = Pager(start, end, opening=self._openings.get((start, end)))
-            while not pager.done:
-                asked_at = time.monotonic()
-                page = await reader.page(pager.key, pager.range_end)
-                answered = time.monotonic()
-                limit = reader.limit  # what this page asked for
-                kvs = page.kvs
-                nbytes = tally.add(kvs) if kvs else 0
-                cost.add(answered - asked_at, len(kvs), page.count)
-                if kvs:
-                    ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
-                    self._progress_published = True
-                pager.advance(kvs, page.more, page.count, limit)
-                decision = pacer.observe(
-                    PageSample(
-                        latency=answered - asked_at, keys=len(kvs), nbytes=nbytes,
-                        counted=page.count, at=answered, header_revision=page.revision,
-                    )
-                )  # fmt: skip
-                reader.resize(decision.limit, nbytes)
-                wait = decision.delay - (time.monotonic() - answered)
-                if wait > 0:  # after the last page too: the cap holds for the whole scan
-                    cost.waited += wait
-                    await asyncio.sleep(wait)
+            ahead: asyncio.Task[Answer] | None = None
+            try:
+                while not pager.done:
+                    answer = await (ahead or reader.ask(pager.key, pager.range_end))
+                    page, kvs = answer.page, answer.page.kvs
+                    cost.add(answer.latency, len(kvs), page.count)
+                    pager.advance(kvs, page.more, page.count, answer.limit)
+                    ahead = None
+                    if unpaced and not pager.done:
+                        ahead = asyncio.create_task(reader.ask(pager.key, pager.range_end))
+                        await asyncio.sleep(0)  # the request goes out before the tally
+                    nbytes = await _tally(tally, kvs)
+                    if kvs:
+                        ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
+                        self._progress_published = True
+                    decision = pacer.observe(
+                        PageSample(
+                            latency=answer.latency, keys=len(kvs), nbytes=nbytes,
+                            counted=page.count, at=answer.answered,
+                            header_revision=page.revision,
+                        )
+                    )  # fmt: skip
+                    reader.resize(decision.limit, nbytes)
+                    unpaced = pacer.limits.cap is None and decision.delay <= 0
+                    wait = decision.delay - (time.monotonic() - answer.answered)
+                    if ahead is None and wait > 0:  # after the last page too: the cap holds
+                        cost.waited += wait
+                        await asyncio.sleep(wait)
+            finally:
+                if ahead is not None:  # the scan failed or was cancelled meanwhile
+                    ahead.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, EtcdError):
+                        await ahead
             if pager.opening is not None:
                 self._openings[start, end] = pager.opening
         cost.decreases, cost.last_page_size = pacer.decreases, reader.limit

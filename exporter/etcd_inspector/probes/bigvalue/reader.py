@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,21 @@ def pacing_limits(opts: BigValueOptions) -> PacingLimits:
         max_page=opts.page_size,
         page_bytes=min(PAGE_BYTES, MAX_RECEIVE_BYTES // 4),
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A page as the scan received it: the limit it asked for, when it asked and when the
+    answer came (monotonic seconds)."""
+
+    page: RangePage
+    limit: int
+    asked: float
+    answered: float
+
+    @property
+    def latency(self) -> float:
+        return self.answered - self.asked
 
 
 @dataclass
@@ -110,19 +126,27 @@ class _Reader:
             },
         )
 
-    async def page(self, key: bytes, range_end: bytes) -> RangePage:
+    async def ask(self, key: bytes, range_end: bytes) -> Answer:
+        """One page, timed."""
+        asked = time.monotonic()
+        page, limit = await self.page(key, range_end)
+        return Answer(page, limit, asked, time.monotonic())
+
+    async def page(self, key: bytes, range_end: bytes) -> tuple[RangePage, int]:
+        """The page and the limit it was asked with (resize may change `limit` meanwhile)."""
         lagging = 0
         while True:
             client = self.ctx.members[self.order[self.position]]
+            limit = self.limit
             try:
                 page = await client.range_page(
-                    key, range_end, limit=self.limit, revision=self.revision, serializable=True
+                    key, range_end, limit=limit, revision=self.revision, serializable=True
                 )
             except EtcdError as err:
                 if err.kind == ErrorKind.COMPACTED:
                     raise
-                if err.kind == ErrorKind.TOO_LARGE and self.limit > 1:
-                    self.limit //= 2
+                if err.kind == ErrorKind.TOO_LARGE and limit > 1:
+                    self.limit = min(self.limit, limit // 2)
                     continue
                 if err.kind == ErrorKind.FUTURE_REVISION and lagging < _FUTURE_REVISION_RETRIES:
                     lagging += 1
@@ -133,7 +157,7 @@ class _Reader:
                 continue
             if not self.revision:
                 self.revision = page.revision
-            return page
+            return page, limit
 
     def resize(self, limit: int, page_bytes: int) -> None:
         """The pacer's next page size; after a page found too large for gRPC, grow back only
