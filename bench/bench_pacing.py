@@ -37,6 +37,7 @@ from common import (
     log,
     markdown,
     mib,
+    precompile,
     ratio,
     run_child,
     sample_value,
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    precompile()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-pacing-") as tmp:
         workdir = Path(tmp)

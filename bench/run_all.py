@@ -39,6 +39,7 @@ from common import (
     log,
     machine,
     markdown,
+    precompile,
     start_bench_cluster,
 )
 
@@ -78,6 +79,7 @@ def main() -> int:
         "--reps", type=int, default=3, help="inspect/etcdctl runs to take the median of"
     )
     args = parser.parse_args()
+    precompile()
     if args.quick:
         args.keys, args.reps, args.one_million = 20_000, 2, False
     first_point = min(100_000, args.keys // 4 if args.quick else 100_000)

@@ -394,6 +394,21 @@ def test_pager_makes_etcd_count_each_key_a_few_times_not_n_over_page_size(layout
         assert pages <= 1.5 * n / 1000, (layout, n, pages)
 
 
+@pytest.mark.parametrize("limit", [100, 1000])
+def test_a_small_directory_before_a_big_one_has_the_big_one_counted_about_once(limit: int) -> None:
+    """/bench-lat/ (1,000 keys) sorts before /bench/ (200k): once a guess reached into the big
+    directory, the next guesses went one byte deeper per page and each counted all of it again
+    (six pages of ~200k at pages of 1000: 13x in all). A crowded guess now sends the next one
+    down to where the page's own keys part."""
+    n = 200_000
+    space = MemoryKeyspace([b"/bench-lat/%06d" % i for i in range(1000)] + tree_keys(n))
+    assert len(page_through(space, limit)) == n + 1000
+    huge = [count for _, _, count in space.requests if count > n // 4]
+    assert len(huge) <= 3, huge  # the first page (nothing known), the first guess in, one more
+    assert space.counted() <= (16 if limit == 100 else 8) * n, space.counted() / n
+    assert len(space.requests) <= 1.3 * (n + 1000) / limit
+
+
 def asked(keys: list[bytes], limit: int, walk_budget: int) -> list[tuple[bytes, bytes, int]]:
     space = MemoryKeyspace(keys)
     assert page_through(space, limit, walk_budget=walk_budget) == space.keys

@@ -13,12 +13,18 @@ from etcd_inspector.etcd.types import KeyValueLike
 # As a range_end: no upper bound (etcd's convention).
 NO_END = b"\0"
 
-# A page may ask for a range holding up to this many keys when that saves a request: etcd walks a
-# key in ~50 ns and answers a request in ~0.5 ms (3 members on 2 cores; BENCHMARKS.md), so
-# 10,000 keys cost about one request, and hold writers up for ~0.5 ms.
-WALK_BUDGET = 10_000
+# A page may ask for a range holding up to this many keys when that saves a request: etcd 3.4
+# walks ~0.4 us per key it counts (it collects every revision; pacing.py's COUNT_WEIGHT) and
+# answers a request in ~0.5-1 ms (3 members on 2 cores; BENCHMARKS.md), so a few thousand keys
+# cost about one request, and hold writers up for as long. 10,000 until the in-memory model
+# showed pages of 100 keys (a busy cluster's) counting 33-36x the keyspace: 13-15x at 3,000,
+# with requests per page's worth of keys 1.03-1.28x at pages of 100 and 1,000 (2,000: 1.75x).
+WALK_BUDGET = 3_000
 # A guessed range aims at this many pages' worth of keys, so a guess somewhat off still fills one.
 GUESS_PAGES = 2
+# A guess that made etcd count this many walk budgets sends the next one down to the depth
+# where the page's own keys part.
+DEEP_CROWD = 8
 # Ranges whose key count is known, kept at most (nested; about a dozen in practice).
 MAX_KNOWN_RANGES = 32
 
@@ -127,7 +133,7 @@ class Pager:
         guess, self._guess = self._guess, None
         budget = max(self._walk_budget, GUESS_PAGES * limit)
         if kvs:
-            self._learn(kvs[0].key, guess, crowded=count > budget)
+            self._learn(kvs[0].key, kvs[-1].key, guess, count / budget)
             self._last = kvs[-1].key
             if self.opening is None and count <= budget:
                 self.opening = bound
@@ -155,13 +161,23 @@ class Pager:
             raise ScanFailed(f"paging went wrong: range_end {range_end!r} <= key {key!r}")
         self.key, self.range_end = key, range_end
 
-    def _learn(self, first: bytes, guess: tuple[int, int] | None, crowded: bool) -> None:
+    def _learn(
+        self, first: bytes, last: bytes, guess: tuple[int, int] | None, crowd: float
+    ) -> None:
         """Remember the byte depth at which this page's first key leaves the previous page's
-        last: where to look first when a range runs dry."""
+        last: where to look first when a range runs dry. `crowd`: the keys etcd counted for
+        the page over the walk budget."""
         if self._last is None:
             return
-        if guess is not None and crowded:
-            self._hint = (guess[0] + 1, 2)  # the guess was too shallow: deeper next time
+        if guess is not None and crowd > 1:
+            # The guess was too shallow: one byte deeper next time; and where it held a
+            # multitude, one byte above where this page's own keys part, or the next guesses
+            # would walk that directory again and again, a byte deeper each (a small directory
+            # before a big one: each of ~6 pages counted the whole big one).
+            depth = guess[0] + 1
+            if crowd > DEEP_CROWD:
+                depth = max(depth, common_prefix_length(first, last) - 1)
+            self._hint = (depth, 2)
             return
         depth = common_prefix_length(self._last, first)
         was = guess or self._hint
