@@ -102,7 +102,9 @@ def write_data(cluster: LocalCluster) -> None:
     asyncio.run(write())
     etcdctl(cluster, "del", "/app/k00001", "/app/k00100")  # a range: tombstones
     rev = json.loads(etcdctl(cluster, "get", "x", "-w", "json"))["header"]["revision"]
-    etcdctl(cluster, "compact", str(rev - 5))
+    # --physical: wait until the compaction is done (finishedCompactRev written), not only
+    # scheduled; a snapshot taken right after may otherwise miss it on a busy machine.
+    etcdctl(cluster, "compact", "--physical", str(rev - 5))
     etcdctl(cluster, "put", "/after/compaction", "1")
 
 
