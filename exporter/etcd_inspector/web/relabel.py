@@ -22,6 +22,7 @@ to the next path when it did not; the tests hold all paths to the same output.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -138,6 +139,32 @@ def go_family(part: str, added: str) -> FamilyText | None:
     return FamilyText(name, kind, help_text, samples)
 
 
+def go_parts(text: str) -> list[str] | None:
+    """A text cut into `go_family` parts at each `\n# HELP `; None when something comes
+    before the first family (not a GO text)."""
+    parts = ("\n" + text).split("\n# HELP ")
+    return None if parts[0] else parts[1:]
+
+
+def go_exposition(
+    families: Sequence[FamilyText | None],
+    allow: re.Pattern[str] | None,
+    deny: re.Pattern[str] | None,
+) -> MemberExposition | None:
+    """The families of one GO text, without empty or filtered ones; None where a family did
+    not keep to the layout (None) or a name comes twice."""
+    out: list[FamilyText] = []
+    seen: set[str] = set()
+    filtered = allow is not None or deny is not None
+    for fam in families:
+        if fam is None or fam.name in seen:
+            return None
+        seen.add(fam.name)
+        if fam.samples and (not filtered or wanted(fam.name, fam.kind, allow, deny)):
+            out.append(fam)
+    return MemberExposition(tuple(out))
+
+
 class _Builder:
     __slots__ = ("chunks", "has_timestamps", "help", "kind", "kind_set", "name", "om_chunks")
 
@@ -182,9 +209,9 @@ class _Relabeler:
             raise MalformedMetrics(_first_bad_line(text))
         self.clash_free = grammar.CLASH not in matched
         if grammar.GO in matched and self.clash_free:
-            families = self.go_families(text)
-            if families is not None:
-                return MemberExposition(families)
+            exposition = self.go_families(text)
+            if exposition is not None:
+                return exposition
         self.strict = grammar.STRICT in matched
         # Lines start after a newline: one in front makes the first line no exception.
         text = "\n" + text
@@ -216,20 +243,13 @@ class _Relabeler:
             )
         )
 
-    def go_families(self, text: str) -> tuple[FamilyText, ...] | None:
+    def go_families(self, text: str) -> MemberExposition | None:
         """A GO text (checked), family by family; None where a family does not keep to the
         layout, or a name comes twice, for the general path."""
-        out: list[FamilyText] = []
-        seen: set[str] = set()
-        filtered = self.allow is not None or self.deny is not None
-        for part in ("\n" + text).split("\n# HELP ")[1:]:
-            fam = go_family(part, self.added)
-            if fam is None or fam.name in seen:
-                return None
-            seen.add(fam.name)
-            if fam.samples and (not filtered or wanted(fam.name, fam.kind, self.allow, self.deny)):
-                out.append(fam)
-        return tuple(out)
+        parts = go_parts(text)
+        if parts is None:
+            return None
+        return go_exposition([go_family(p, self.added) for p in parts], self.allow, self.deny)
 
     def meta(self, current: _Builder | None, line: str) -> _Builder | None:
         """A comment line: HELP or TYPE starts or describes a family; others are skipped."""

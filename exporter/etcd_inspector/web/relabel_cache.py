@@ -19,9 +19,10 @@ from etcd_inspector.web.relabel import (
     MalformedMetrics,
     MemberExposition,
     added_labels,
+    go_exposition,
     go_family,
+    go_parts,
     relabel,
-    wanted,
 )
 
 Filter = re.Pattern[str] | None
@@ -41,28 +42,15 @@ class FamilyCache:
         self._last: dict[str, FamilyText] = {}
 
     def relabel(self, text: str) -> MemberExposition:
-        parts = ("\n" + text).split("\n# HELP ")
-        if parts[0]:  # text before the first family: not a GO text
+        parts = go_parts(text)
+        if parts is None:
             return self._whole(text)
-        _, _, allow, deny = self.key
-        filtered = allow is not None or deny is not None
-        last, now = self._last, {}
-        out: list[FamilyText] = []
-        seen: set[str] = set()
-        for part in parts[1:]:
-            fam = last.get(part)
-            if fam is None:
-                fam = self._new_family(part)
-                if fam is None:
-                    return self._whole(text)
-            if fam.name in seen:
-                return self._whole(text)
-            seen.add(fam.name)
-            now[part] = fam
-            if fam.samples and (not filtered or wanted(fam.name, fam.kind, allow, deny)):
-                out.append(fam)
-        self._last = now
-        return MemberExposition(tuple(out))
+        families = [self._last.get(part) or self._new_family(part) for part in parts]
+        exposition = go_exposition(families, *self.key[2:])
+        if exposition is None:
+            return self._whole(text)
+        self._last = {part: fam for part, fam in zip(parts, families, strict=True) if fam}
+        return exposition
 
     def _new_family(self, part: str) -> FamilyText | None:
         block = f"# HELP {part}" if part.endswith("\n") else f"# HELP {part}\n"
