@@ -93,7 +93,7 @@ async def _scrape(request: web.Request, only: tuple[str, str] | None = None) -> 
     body, content_type = render_scrape(merged, own, accept, cache, encoded)
     headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding")):
-        # Level 1, in threads (web/gzipped.py): the event loop goes on meanwhile.
+        # Level 1, in pieces on every core (web/gzipped.py): ~0.5 ms for a 0.5 MB body.
         body = await gzip_body(body)
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers=headers)
