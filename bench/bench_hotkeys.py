@@ -77,10 +77,10 @@ async def write_hot(endpoints: list[str], seconds: float) -> list[tuple[float, i
 
 async def watcher(endpoints: list[str]) -> None:
     """Child process: the real hotkeys probe; one JSON line per snapshot on stdout."""
-    from etcd_inspector.cluster.runtime import build_runtime
-    from etcd_inspector.cluster.scheduler import run_probe_once
     from etcd_inspector.config import parse_config
     from etcd_inspector.probes import REGISTRY
+    from etcd_inspector.runtime.runtime import build_runtime
+    from etcd_inspector.runtime.scheduler import run_probe_once
 
     config = parse_config({"clusters": [{"name": "bench", "endpoints": endpoints}]}, REGISTRY)
     rt = build_runtime(config.clusters[0], config, only={"status", "hotkeys"})

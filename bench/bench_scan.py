@@ -40,10 +40,10 @@ from common import (
     run_child,
     start_bench_cluster,
 )
-from etcd_inspector.cluster.runtime import build_runtime
-from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.config import parse_config
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.runtime.runtime import build_runtime
+from etcd_inspector.runtime.scheduler import run_probe_once
 
 UNPACED = {"bigvalue": {"keys_per_second": 0}}
 

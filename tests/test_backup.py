@@ -23,11 +23,9 @@ from typing import Any
 import pytest
 
 from conftest import etcdctl
-from etcd_inspector import cli
-from etcd_inspector.backup import take
+from etcd_inspector import cli, snapshot
 from etcd_inspector.backup.bbolt import read_snapshot
 from etcd_inspector.backup.files import find_snapshots
-from etcd_inspector.cluster.runtime import build_runtime
 from etcd_inspector.config import parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, find_etcd_binary, start_cluster
 from etcd_inspector.demo.sample_writer import SampleWriter
@@ -41,6 +39,7 @@ from etcd_inspector.exitcodes import (
 )
 from etcd_inspector.inspect import inspect_cluster
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.runtime.runtime import build_runtime
 
 pytestmark = pytest.mark.etcd
 
@@ -238,7 +237,7 @@ def test_a_full_disk_leaves_no_file_and_exits_4(
         written[0] += n
         return n
 
-    monkeypatch.setattr(take.os, "write", write)
+    monkeypatch.setattr(snapshot.os, "write", write)
     code, _out, err = run_cli("snapshot", endpoints(cluster), f"--out={tmp_path}")
     assert code == EXIT_SNAPSHOT_NO_SPACE, err
     assert err.count("\n") == 1 and "no space left" in err

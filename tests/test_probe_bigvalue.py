@@ -27,8 +27,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from conftest import etcdctl, etcdctl_binary
-from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
@@ -59,6 +57,8 @@ from etcd_inspector.probes.bigvalue import (
 )
 from etcd_inspector.probes.bigvalue import paging as paging_module
 from etcd_inspector.probes.bigvalue import reader as reader_module
+from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.runtime.scheduler import run_probe_once
 from etcd_inspector.web import families as collector
 
 CLUSTER = "c1"

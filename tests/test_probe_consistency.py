@@ -15,8 +15,6 @@ from aetcd import rpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
-from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
@@ -35,6 +33,8 @@ from etcd_inspector.probes.consistency import (
     pinned_revision,
     reference_cluster_id,
 )
+from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.runtime.scheduler import run_probe_once
 from etcd_inspector.web import families as collector
 from exposition import assert_promtool_clean, render
 

@@ -13,8 +13,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
-from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.cluster.scheduler import run_probe_once
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, free_ports, start_cluster
 from etcd_inspector.probes import REGISTRY
@@ -26,6 +24,8 @@ from etcd_inspector.probes.quota import (
     parse_quota_backend_bytes,
     project_exhaustion,
 )
+from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.runtime.scheduler import run_probe_once
 from etcd_inspector.web import families as collector
 from exposition import assert_promtool_clean, render
 

@@ -10,8 +10,8 @@ import sys
 EXPORTER_MODULES = [
     "etcd_inspector.web.app",
     "etcd_inspector.cli",
-    "etcd_inspector.cluster.runtime",
-    "etcd_inspector.cluster.scheduler",
+    "etcd_inspector.runtime.runtime",
+    "etcd_inspector.runtime.scheduler",
     "etcd_inspector.web.families",
     "etcd_inspector.probes",
     "etcd_inspector.inspect",

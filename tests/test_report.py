@@ -17,9 +17,9 @@ from etcd_inspector.probes.bigvalue import BigValueResult, PrefixUsage
 from etcd_inspector.probes.consistency import ConsistencyResult, MemberFacts, compare
 from etcd_inspector.probes.hotkeys import HotKey, HotKeysResult, PrefixWrites
 from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT, MemberQuota, QuotaResult
-from etcd_inspector.report.jsondoc import to_json
-from etcd_inspector.report.model import ClusterInspection, exit_code, findings
-from etcd_inspector.report.text import render_text
+from etcd_inspector.render.inspection import ClusterInspection, exit_code, findings
+from etcd_inspector.render.jsondoc import to_json
+from etcd_inspector.render.text import render_text
 from etcd_inspector.report.thresholds import RUNBOOK_URL_BASE
 
 ENDPOINTS = ("http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379")

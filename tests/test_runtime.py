@@ -2,8 +2,8 @@
 
 import ssl
 
-from etcd_inspector.cluster.runtime import metrics_ssl_context
 from etcd_inspector.config import ClusterConfig, EndpointConfig, TLSConfig
+from etcd_inspector.runtime.runtime import metrics_ssl_context
 
 
 def cluster(metrics_url: str, **kw) -> ClusterConfig:

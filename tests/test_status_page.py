@@ -27,7 +27,7 @@ from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.demo.run import HOT_WRITES_PER_SECOND, _runaway_writer
 from etcd_inspector.demo.sampledata import BIG_KEY, HOT_KEY, load_sample_data
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND, RUNBOOK_URL_BASE
 from etcd_inspector.web import status_page
 from harness import ExporterProcess, endpoints_flag, run_exporter

@@ -94,7 +94,7 @@ def check_config(args: argparse.Namespace, config: Config) -> int:
     """The file and flags are valid; then a TLS handshake with every endpoint."""
     import asyncio
 
-    from etcd_inspector.cluster.preflight import check_connections
+    from etcd_inspector.runtime.preflight import check_connections
 
     errors, warnings = asyncio.run(check_connections(config))
     for line in warnings:
@@ -136,7 +136,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from etcd_inspector.backup.take import run_snapshot
+    from etcd_inspector.snapshot import run_snapshot
 
     return run_snapshot(args, load_config(args))
 

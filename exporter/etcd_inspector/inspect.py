@@ -14,9 +14,9 @@ topology probe always runs.
 Like the exporter, inspect only ever reads: every call goes through etcd/client.py, which has
 no write RPC at all.
 
-Output: the text report or one JSON document on stdout (schema: report/jsondoc.py); progress
+Output: the text report or one JSON document on stdout (schema: render/jsondoc.py); progress
 and errors on stderr. While a probe publishes progress (the keyspace scan) and stderr is a
-terminal, one line on stderr is rewritten in place with it. Exit codes (report.model.exit_code):
+terminal, one line on stderr is rewritten in place with it. Exit codes (render.inspection.exit_code):
 0 all clear, 1 findings, 2 could not inspect.
 """
 
@@ -31,17 +31,17 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
-from etcd_inspector.cluster.scheduler import ScheduledProbe, run_probe_once
 from etcd_inspector.config import Config, parse_duration
 from etcd_inspector.config.errors import did_you_mean
 from etcd_inspector.errors import UsageError
 from etcd_inspector.exitcodes import EXIT_ERROR
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import InspectMode
-from etcd_inspector.report.jsondoc import to_json
-from etcd_inspector.report.model import ClusterInspection, exit_code
-from etcd_inspector.report.text import render_text
+from etcd_inspector.render.inspection import ClusterInspection, exit_code
+from etcd_inspector.render.jsondoc import to_json
+from etcd_inspector.render.text import render_text
+from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.runtime.scheduler import ScheduledProbe, run_probe_once
 
 PROGRESS_INTERVAL_SECONDS = 0.2
 

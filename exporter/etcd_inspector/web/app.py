@@ -12,10 +12,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import Metric
 
-from etcd_inspector.cluster.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.config import Config
-from etcd_inspector.report.jsondoc import to_json
-from etcd_inspector.report.model import ClusterInspection
+from etcd_inspector.render.inspection import ClusterInspection
+from etcd_inspector.render.jsondoc import to_json
+from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.web import families, status_page
 from etcd_inspector.web.gzipped import gzip_body
 from etcd_inspector.web.relabel_cache import RelabelCache

@@ -15,8 +15,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import __version__
-from etcd_inspector.cluster.runtime import ClusterRuntime
 from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS
+from etcd_inspector.runtime.runtime import ClusterRuntime
 from etcd_inspector.web.proxy import CLASH_OUTCOMES
 from etcd_inspector.web.scrape import ScrapeResult
 

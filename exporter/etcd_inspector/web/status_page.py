@@ -1,7 +1,7 @@
 """The status page at `/`: what an SRE reads at a glance, per cluster (pure rendering).
 
 Server-rendered HTML with its CSS inline: no JavaScript, nothing fetched from the internet, a
-meta refresh keeps it current. It renders the cluster's JSON document (report/jsondoc.py's
+meta refresh keeps it current. It renders the cluster's JSON document (render/jsondoc.py's
 cluster_json, the document /api/v1/status and `inspect --output json` give), never the probes'
 results directly, so the page, the API and `inspect` cannot disagree.
 
@@ -336,7 +336,7 @@ footer{color:#889;padding:0 24px 24px;font-size:12px}
 
 
 def render(docs: Sequence[Mapping[str, Any]], telemetry_path: str, now: float | None = None) -> str:
-    """The page for the clusters' JSON documents (report.jsondoc.cluster_json)."""
+    """The page for the clusters' JSON documents (render.jsondoc.cluster_json)."""
     now = time.time() if now is None else now
     path = e(telemetry_path)
     clusters = "".join(_cluster(doc, now) for doc in docs) or "<p>No cluster configured.</p>"

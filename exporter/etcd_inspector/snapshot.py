@@ -34,7 +34,6 @@ from etcd_inspector.backup.files import (
     find_snapshots,
     own_snapshot_name,
 )
-from etcd_inspector.cluster.runtime import member_clients
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.cluster.topology import Topology
 from etcd_inspector.config import ClusterConfig, Config, parse_duration
@@ -52,6 +51,7 @@ from etcd_inspector.exitcodes import (
 from etcd_inspector.probes.base import NoOptions, ProbeContext
 from etcd_inspector.probes.status import StatusProbe
 from etcd_inspector.report.format import size
+from etcd_inspector.runtime.runtime import member_clients
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes.base import ProbeSpec
+from etcd_inspector.render.inspection import ClusterInspection, exit_code, findings
 from etcd_inspector.report.format import rfc3339
-from etcd_inspector.report.model import ClusterInspection, exit_code, findings
 
 
 def _section(insp: ClusterInspection, spec: ProbeSpec) -> list[str]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from etcd_inspector.cluster.runtime import tls_files
 from etcd_inspector.config import ClusterConfig, Config
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.tls import handshake
+from etcd_inspector.runtime.runtime import tls_files
 
 
 async def _check_cluster(cluster: ClusterConfig) -> tuple[list[str], list[str]]:

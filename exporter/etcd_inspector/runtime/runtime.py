@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from etcd_inspector.cluster.membership import Membership
-from etcd_inspector.cluster.scheduler import ScheduledProbe, Scheduler
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.cluster.supervisor import Supervisor
 from etcd_inspector.config import ClusterConfig, Config, ProbeConfig
@@ -16,6 +15,7 @@ from etcd_inspector.etcd.client import MemberClient, TLSFiles
 from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext, ProbeSpec
+from etcd_inspector.runtime.scheduler import ScheduledProbe, Scheduler
 
 
 def tls_files(cluster: ClusterConfig) -> TLSFiles:

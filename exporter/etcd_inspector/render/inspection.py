@@ -26,7 +26,7 @@ from etcd_inspector.probes.base import InspectMode, Probe, ProbeSpec, ReportCont
 from etcd_inspector.report.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from etcd_inspector.cluster.runtime import ClusterRuntime
+    from etcd_inspector.runtime.runtime import ClusterRuntime
 
 __all__ = [
     "EXIT_ERROR",

@@ -31,7 +31,7 @@ away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
              "value": float | null, "threshold": float | null,   # the alert's threshold
              "runbook": str | null, "runbook_url": str | null}   # the matching alert's runbook
 
-The exporter serves the same document at /api/v1/status (report/model.py's
+The exporter serves the same document at /api/v1/status (render/inspection.py's
 ClusterInspection.of_runtime over its live state; "watch_seconds" is null there and the
 continuous watch's hot keys are reported with decayed rates).
 
@@ -43,8 +43,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from etcd_inspector.render.inspection import ClusterInspection, exit_code, findings
 from etcd_inspector.report.format import rfc3339
-from etcd_inspector.report.model import ClusterInspection, exit_code, findings
 
 SCHEMA_VERSION = 1
 
