@@ -372,7 +372,7 @@ class Exporter:
     """`etcd-inspector run` as a subprocess on a free port, stopped by its PID."""
 
     def __init__(self, endpoints: Sequence[str], probes: dict[str, dict], workdir: Path) -> None:
-        from etcd_inspector.demo.localcluster import free_ports
+        from etcd_inspector.ports import free_ports
 
         self.port = free_ports(1)[0]
         workdir.mkdir(parents=True, exist_ok=True)

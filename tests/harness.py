@@ -20,7 +20,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
+from etcd_inspector.ports import free_ports
 
 MEMBERS = ("m1", "m2", "m3")
 START_TIMEOUT_SECONDS = 20.0

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from etcd_inspector.demo.localcluster import free_ports
+from etcd_inspector.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 30.0
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import etcdctl
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, EndpointConfig
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import (
     Credentials,
     EtcdError,
@@ -22,6 +22,7 @@ from etcd_inspector.etcd.client import (
     prefix_range_end,
 )
 from etcd_inspector.etcd.errors import classify
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes.base import NoOptions, Probe, ProbeContext, ProbeSpec
 from etcd_inspector.runtime.scheduler import ScheduledProbe, run_probe_once
 from harness import enable_auth_with_read_only_user, member_ids

@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.metrics_fetch import fetch_metrics
+from etcd_inspector.ports import free_ports
 from etcd_inspector.web.relabel import relabel
 from fakes import DribblingMetricsServer, GarbageMetricsServer
 from harness import (

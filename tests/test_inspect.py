@@ -22,7 +22,8 @@ import grpc
 from aetcd import rpc
 
 from conftest import etcdctl
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes.bigvalue import BigValueOptions, BigValueProbe, ScanProgress
 
 BIG_VALUE = b"x" * 1048576

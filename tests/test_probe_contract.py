@@ -23,7 +23,8 @@ from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import cli
 from etcd_inspector.config import parse_config
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import (
     Probe,

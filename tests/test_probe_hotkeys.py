@@ -14,9 +14,10 @@ from aetcd import rpc
 from conftest import etcdctl
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.config import ClusterConfig, EndpointConfig, parse_config
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports
+from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, WatchEvent
 from etcd_inspector.keyspace.prefixes import PrefixRules
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import CACHED, ProbeContext
 from etcd_inspector.probes.hotkeys import (

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
 from etcd_inspector.config import ConfigError, parse_config
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports, start_cluster
+from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.quota import (
     DEFAULT_QUOTA_BYTES,

@@ -35,10 +35,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from conftest import etcdctl, etcdctl_binary
 from etcd_inspector.config import parse_config
-from etcd_inspector.demo.localcluster import LocalCluster, free_ports, start_cluster
+from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.demo.pki import PKI, CertKey, issue, make_ca, write_pair
 from etcd_inspector.etcd.auth import AuthGate
 from etcd_inspector.etcd.client import MemberClient
+from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.runtime.runtime import build_runtime
 from exposition import assert_promtool_clean

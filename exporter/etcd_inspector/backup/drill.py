@@ -18,9 +18,9 @@ from pathlib import Path
 
 from etcd_inspector.backup.files import Checksum, SnapshotCheck
 from etcd_inspector.backup.locations import RestoreDrill
-from etcd_inspector.demo.localcluster import free_ports
 from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.errors import EtcdError
+from etcd_inspector.ports import free_ports
 
 _STOP_SECONDS = 10.0
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from etcd_inspector.demo.pki import PKI
+from etcd_inspector.ports import free_ports
 
 HEALTH_TIMEOUT_SECONDS = 30.0
 
@@ -46,20 +46,6 @@ def etcd_version(binary: str) -> str:
         if line.startswith("etcd Version:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out now; held together so they are distinct."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _stopped(pid: int) -> bool:
