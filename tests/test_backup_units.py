@@ -22,12 +22,12 @@ from etcd_inspector.backup.files import (
     own_snapshot_name,
 )
 from etcd_inspector.backup.locations import BackupResult, Comparison, DataCheck, LocationState
+from etcd_inspector.backup.taking import TailHasher, member_order, to_prune
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.etcd.client import MemberStatus
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.backup import backup_findings
-from etcd_inspector.snapshot import TailHasher, member_order, to_prune
 
 T0 = 1_796_100_000.0
 

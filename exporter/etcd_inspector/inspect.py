@@ -16,8 +16,8 @@ no write RPC at all.
 
 Output: the text report or one JSON document on stdout (schema: render/jsondoc.py); progress
 and errors on stderr. While a probe publishes progress (the keyspace scan) and stderr is a
-terminal, one line on stderr is rewritten in place with it. Exit codes (render.inspection.exit_code):
-0 all clear, 1 findings, 2 could not inspect.
+terminal, one line on stderr is rewritten in place with it.
+Exit codes (render.inspection.exit_code): 0 all clear, 1 findings, 2 could not inspect.
 """
 
 from __future__ import annotations

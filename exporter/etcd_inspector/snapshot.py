@@ -17,24 +17,16 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import hashlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from etcd_inspector.backup.bbolt import SnapshotCorrupt, SnapshotStats, read_snapshot
-from etcd_inspector.backup.files import (
-    OWN_NAME,
-    SHA256_SIZE,
-    SnapshotFile,
-    find_snapshots,
-    own_snapshot_name,
-)
-from etcd_inspector.cluster.state import ClusterState
+from etcd_inspector.backup.files import OWN_NAME, SHA256_SIZE, find_snapshots, own_snapshot_name
+from etcd_inspector.backup.taking import TailHasher, member_order, to_prune
 from etcd_inspector.cluster.topology import Topology
 from etcd_inspector.config import ClusterConfig, Config, parse_duration
 from etcd_inspector.errors import ErrorKind, ProbeError, UsageError
@@ -48,8 +40,7 @@ from etcd_inspector.exitcodes import (
     EXIT_SNAPSHOT_ETCD,
     EXIT_SNAPSHOT_NO_SPACE,
 )
-from etcd_inspector.probes.base import NoOptions, ProbeContext
-from etcd_inspector.probes.status import StatusProbe
+from etcd_inspector.probes.status import read_topology
 from etcd_inspector.report.format import size
 from etcd_inspector.runtime.runtime import member_clients
 
@@ -73,54 +64,6 @@ class Written:
     stats: SnapshotStats
     seconds: float
     pruned: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------- pure logic
-
-
-def member_order(topology: Topology) -> list[str]:
-    """Endpoints to stream from, best first: answering voters that carry no alarm, followers
-    before the leader, the most advanced first. Learners and alarmed members are left out."""
-    alarmed = {name for name, _alarm in topology.alarms or ()}
-    candidates = [
-        m for m in topology.answered
-        if m.status is not None and not m.is_learner and m.name not in alarmed
-    ]  # fmt: skip
-    candidates.sort(key=lambda m: (m.is_leader, -(m.status.revision if m.status else 0)))
-    return [m.endpoint for m in candidates]
-
-
-def to_prune(
-    files: Sequence[SnapshotFile], keep: int | None, max_age: float | None, now: float
-) -> list[SnapshotFile]:
-    """Which of one cluster's snapshots (newest first) retention removes: beyond the newest
-    `keep`, or older than `max_age`; never the newest."""
-    doomed = []
-    for i, f in enumerate(files):
-        if i == 0:
-            continue
-        if (keep is not None and i >= keep) or (max_age is not None and now - f.taken_at > max_age):
-            doomed.append(f)
-    return doomed
-
-
-class TailHasher:
-    """SHA-256 of everything but the last 32 bytes seen, which etcd sends as the hash."""
-
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-        self.tail = b""
-        self.size = 0
-
-    def update(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        data = self.tail + chunk
-        cut = max(0, len(data) - SHA256_SIZE)
-        self.digest.update(data[:cut])
-        self.tail = data[cut:]
-
-    def matches(self) -> bool:
-        return len(self.tail) == SHA256_SIZE and self.tail == self.digest.digest()
 
 
 # --------------------------------------------------------------------------- I/O
@@ -150,9 +93,8 @@ def _fsync_dir(directory: str) -> None:
 
 
 async def _topology(cluster: ClusterConfig, clients: list[MemberClient]) -> Topology:
-    state = ClusterState(cluster.name, tuple(c.endpoint for c in clients))
     try:
-        return await StatusProbe(NoOptions()).run(ProbeContext(cluster, clients, state))
+        return await read_topology(clients)
     except ProbeError as err:
         raise SnapshotFailed(EXIT_SNAPSHOT_ETCD, f"cluster {cluster.name}: {err.message}") from None
 

@@ -1,5 +1,5 @@
 """The `snapshot` command's own flags (its etcd flags are cli.add_etcd_flags'); kept apart
-from backup/take.py so that building the parser imports nothing heavy."""
+from snapshot.py so that building the parser imports nothing heavy."""
 
 from __future__ import annotations
 

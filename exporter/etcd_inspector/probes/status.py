@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -116,6 +116,69 @@ def log_changes(
     return states
 
 
+async def read_topology(members: Sequence[MemberClient]) -> Topology:
+    """One round of Status, MemberList and the alarms over `members`: what the status probe
+    publishes (without its logging), for a caller that needs the topology once (`snapshot`).
+    Raises ProbeError when no member answers."""
+    clients = list(members)
+    unknown = Topology.unknown([c.endpoint for c in clients])
+    return await topology_from(members, await _statuses(clients), unknown)
+
+
+async def topology_from(
+    members: Sequence[MemberClient], answers: dict[str, Answer], previous: Topology
+) -> Topology:
+    """The topology from one round of Status answers (`members` may grow by discovery);
+    `previous` names the members that do not answer now."""
+    clients = list(members)
+    answers = dict(answers)
+    answered = [c for c in clients if answers[c.endpoint][0] is not None]
+    if not answered:
+        raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
+    member_list: MemberList | None = None
+    # The member list is cluster-wide: the first member that answers it will do.
+    for client in answered:
+        member_list, _ = await attempt(client.member_list(timeout=_timeout(client)))
+        if member_list is not None:
+            break
+    if member_list is not None and isinstance(members, Membership):
+        statuses = {e: a[0] for e, a in answers.items()}
+        added = members.sync(member_list, statuses)
+        if added:
+            answers |= await _statuses(added)
+        clients = list(members)
+    by_endpoint = {e: a[0] for e, a in answers.items()}
+    # A member the list does not know (another cluster's, listed by mistake) is named by
+    # its own member list, so the operator sees which member it is.
+    known = {m.id for m in member_list.members} if member_list else set()
+    lists = [member_list] if member_list else []
+    for client in answered:
+        st = by_endpoint[client.endpoint]
+        if st is not None and st.member_id not in known:
+            own, _ = await attempt(client.member_list(timeout=_timeout(client)))
+            if own is not None:
+                lists.append(own)
+                known |= {m.id for m in own.members}
+    previous_names = {m.endpoint: m.name for m in previous.members if previous.known}
+    names = resolve_member_names(
+        [c.endpoint for c in clients], by_endpoint, merge_member_lists(lists), previous_names
+    )
+    # Alarms are cluster state every member reports in its Status (no Alarm RPC: that one
+    # is a raft proposal even to list).
+    ids = member_id_names(member_list)
+    alarms = alarm_pairs((a for st in by_endpoint.values() if st for a in st.alarms), ids)
+    return Topology(
+        members=tuple(
+            MemberView(
+                c.endpoint, names[c.endpoint], answers[c.endpoint][0], *answers[c.endpoint][1:]
+            )
+            for c in clients
+        ),
+        member_list=member_list,
+        alarms=alarms,
+    )
+
+
 class StatusProbe(Probe[NoOptions, Topology]):
     def __init__(self, options: NoOptions) -> None:
         super().__init__(options)
@@ -124,53 +187,9 @@ class StatusProbe(Probe[NoOptions, Topology]):
     async def run(self, ctx: ProbeContext) -> Topology:
         clients = list(ctx.members)
         answers = await _statuses(clients)
-        answered = [c for c in clients if answers[c.endpoint][0] is not None]
         names_now = {c.endpoint: ctx.member_name(c.endpoint) for c in clients}
         self._states = log_changes(ctx.cluster.name, names_now, self._states, answers)
-        if not answered:
-            raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
-        member_list: MemberList | None = None
-        # The member list is cluster-wide: the first member that answers it will do.
-        for client in answered:
-            member_list, _ = await attempt(client.member_list(timeout=_timeout(client)))
-            if member_list is not None:
-                break
-        if member_list is not None and isinstance(ctx.members, Membership):
-            statuses = {e: a[0] for e, a in answers.items()}
-            added = ctx.members.sync(member_list, statuses)
-            if added:
-                answers |= await _statuses(added)
-            clients = list(ctx.members)
-        by_endpoint = {e: a[0] for e, a in answers.items()}
-        # A member the list does not know (another cluster's, listed by mistake) is named by
-        # its own member list, so the operator sees which member it is.
-        known = {m.id for m in member_list.members} if member_list else set()
-        lists = [member_list] if member_list else []
-        for client in answered:
-            st = by_endpoint[client.endpoint]
-            if st is not None and st.member_id not in known:
-                own, _ = await attempt(client.member_list(timeout=_timeout(client)))
-                if own is not None:
-                    lists.append(own)
-                    known |= {m.id for m in own.members}
-        previous = {m.endpoint: m.name for m in ctx.topology.members if ctx.topology.known}
-        names = resolve_member_names(
-            [c.endpoint for c in clients], by_endpoint, merge_member_lists(lists), previous
-        )
-        # Alarms are cluster state every member reports in its Status (no Alarm RPC: that one
-        # is a raft proposal even to list).
-        ids = member_id_names(member_list)
-        alarms = alarm_pairs((a for st in by_endpoint.values() if st for a in st.alarms), ids)
-        return Topology(
-            members=tuple(
-                MemberView(
-                    c.endpoint, names[c.endpoint], answers[c.endpoint][0], *answers[c.endpoint][1:]
-                )
-                for c in clients
-            ),
-            member_list=member_list,
-            alarms=alarms,
-        )
+        return await topology_from(ctx.members, answers, ctx.topology)
 
     def metrics(self, cluster: str, result: Topology) -> Iterable[Metric]:
         labels = ["cluster", "member"]
