@@ -1,5 +1,6 @@
-"""The report: findings, the per-cluster model, and its text and JSON renderings.
+"""Findings, below the probes: the Finding model (findings), the thresholds checks compare
+with (thresholds) and the text helpers every report section uses (format).
 
-Submodules: findings (the Finding model), model (ClusterInspection, findings, exit code),
-jsondoc (the JSON document), text (the text report), format (shared text helpers).
+The report built from the probes' results, and its text and JSON renderings, sit above the
+probes in render/.
 """
