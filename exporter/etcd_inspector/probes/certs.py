@@ -18,10 +18,21 @@ from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.tls import file_not_after, serving_not_after
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, table
 from etcd_inspector.report.thresholds import CERT_EXPIRY_CRITICAL_DAYS, CERT_EXPIRY_WARNING_DAYS
+from etcd_inspector.report.view import (
+    Cell,
+    Format,
+    Line,
+    Look,
+    Section,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 DAY = 86400.0
 
@@ -133,6 +144,31 @@ class CertsProbe(Probe[CertsOptions, CertsResult]):
         return ["Certificates", *table(["CERT", "MEMBER", "EXPIRES", "LEFT", "FROM"], rows)]
 
 
+def certificates_view(v: ViewInput) -> list[ViewPart]:
+    """Each certificate with its expiry; the ones a finding names in red."""
+    certs = v.doc.get("certificates")
+    if certs is None:
+        return []
+    if not certs:
+        none = text("none: etcd is plain-text, there is no certificate", Look.MUTED)
+        return [Section("Certificates", (Line("certificates", (none,)),))]
+    expiring = {
+        f.get("subject") for f in v.doc.get("findings") or () if f["check"] == "certificate_expiry"
+    }
+    rows = []
+    for c in certs:
+        look = Look.BAD if c["source"] in expiring else Look.GOOD
+        left = c["seconds_left"]
+        rows.append((
+            text(c["cert"], Look.STRONG), text(c["member"]),
+            Cell(c["not_after"], Format.DATE, look),
+            Cell(left, Format.SECONDS, look) if left > 0 else text("expired", Look.BAD),
+            text(c["source"], Look.CODE),
+        ))  # fmt: skip
+    headers = ("certificate", "member", "expires", "left", "from")
+    return [Section("Certificates", (Table("certificates", headers, tuple(rows)),))]
+
+
 SPEC = ProbeSpec(
     name="certs",
     probe_type=CertsProbe,
@@ -142,4 +178,14 @@ SPEC = ProbeSpec(
     default_interval=300.0,
     default_timeout=20.0,
     title="Certificates",
+    view=certificates_view,
+    checks=(
+        Check(
+            "certificate_expiry",
+            "EtcdInspectorCertificateExpiry",
+            Format.DATE,
+            thresholds=("certificate_expiry_warning_days", "certificate_expiry_critical_days"),
+        ),
+    ),
+    stale_seconds=3600,
 )

@@ -24,10 +24,11 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
 from etcd_inspector.report.thresholds import QUOTA_USED_RATIO
+from etcd_inspector.report.view import Cell, Column, Format, Look, ViewInput, ViewPart
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 
@@ -341,6 +342,23 @@ def quota_json(result: QuotaResult) -> dict[str, Any]:
     }
 
 
+def quota_view(v: ViewInput) -> list[ViewPart]:
+    """A "quota used" column in the members table: the share, over the limit in red."""
+    q = v.doc.get("quota")
+    if q is None:
+        return []
+    limit = q.get("used_ratio_limit") or 1
+    cells = {
+        m["name"]: Cell(
+            m["used_ratio"], Format.RATIO, Look.BAD if m["used_ratio"] > limit else Look.PLAIN,
+            note=f"of {size(m['quota_bytes'])}", tag="quota",
+        )
+        for m in q.get("members", [])
+        if m.get("used_ratio") is not None
+    }  # fmt: skip
+    return [Column("members", "quota used", cells)]
+
+
 SPEC = ProbeSpec(
     name="quota",
     probe_type=QuotaProbe,
@@ -349,4 +367,14 @@ SPEC = ProbeSpec(
     default_interval=30.0,
     default_timeout=15.0,
     title="Quota",
+    view=quota_view,
+    checks=(
+        Check(
+            "quota",
+            "EtcdInspectorQuotaHeadroomLow",
+            Format.RATIO,
+            thresholds=("quota_used_ratio_warning",),
+        ),
+    ),
+    stale_seconds=1800,
 )

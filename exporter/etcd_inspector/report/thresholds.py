@@ -5,7 +5,8 @@ evaluating the jsonnet costs a second at every start; tests/test_thresholds.py r
 and fails when a constant and its config.libsonnet name disagree. A finding's `threshold` is the
 number here, the alert compares the same metric against the same number, and a finding's
 `runbook` is the anchor of the matching alert in docs/mixin.md (runbook_url_base + lower-cased
-alert name, as rules/runbooks.libsonnet builds every alert's runbook_url).
+alert name, as rules/runbooks.libsonnet builds every alert's runbook_url). Which alert matches
+which kind of finding each probe declares in its spec (probes/base.py Check).
 """
 
 from __future__ import annotations
@@ -46,25 +47,3 @@ def runbook_anchor(alert: str) -> str:
 
 def runbook_url(anchor: str | None) -> str | None:
     return RUNBOOK_URL_BASE + anchor if anchor else None
-
-
-# The alert behind each kind of finding (kinds with no alert of their own: none here).
-ALERT_OF_CHECK: dict[str, str] = {
-    "unreachable": "EtcdInspectorMemberUnreachable",
-    "member_down": "EtcdInspectorMemberUnreachable",
-    "auth_failed": "EtcdInspectorProbeFailing",
-    "no_leader": "etcdNoLeader",
-    "alarm": "EtcdInspectorAlarmActive",
-    "inconsistent": "EtcdInspectorDataInconsistent",
-    "quota": "EtcdInspectorQuotaHeadroomLow",
-    "big_value": "EtcdInspectorBigValues",
-    "hot_key": "EtcdInspectorHotKey",
-    "prefix_growth": "EtcdInspectorPrefixKeyGrowth",
-    "certificate_expiry": "EtcdInspectorCertificateExpiry",
-    "probe_failed": "EtcdInspectorProbeFailing",
-}
-
-
-def runbook_for(check: str) -> str | None:
-    alert = ALERT_OF_CHECK.get(check)
-    return runbook_anchor(alert) if alert else None

@@ -45,6 +45,7 @@ from etcd_inspector.etcd.types import KeyValueLike
 from etcd_inspector.keyspace.prefixes import OTHER
 from etcd_inspector.probes.base import (
     CACHED,
+    Check,
     Probe,
     ProbeContext,
     ProbeFlag,
@@ -78,6 +79,7 @@ from etcd_inspector.report.thresholds import (
     PREFIX_KEY_GROWTH_MAX,
     PREFIX_KEY_GROWTH_WINDOW_SECONDS,
 )
+from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
 
 # Rows per top list in the text report when top_n is 0.
 DEFAULT_TOP_ROWS = 10
@@ -340,6 +342,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                     f"{more} {'more ' if over else ''}value(s) larger than {size(threshold)} "
                     f"({result.big_values} in all, {size(result.big_values_bytes)})",
                     severity=Severity.INFO, value=result.big_values, threshold=BIG_VALUES_MAX,
+                    unit=Format.COUNT,
                 )  # fmt: skip
         for g in result.prefix_growth:
             if g.gained > PREFIX_KEY_GROWTH_MAX:
@@ -426,6 +429,29 @@ def _scan_families(cluster: str, keys: int, revision: int) -> list[Metric]:
     return [done, rev]
 
 
+def keyspace_view(v: ViewInput) -> list[ViewPart]:
+    """The largest values (over the threshold in red) and the biggest prefixes."""
+    ks = v.doc.get("keyspace")
+    if ks is None:
+        return []
+    limit, n = ks["threshold_bytes"], DEFAULT_TOP_ROWS
+    largest = tuple(
+        (text(x["key"], Look.KEY),
+         Cell(x["bytes"], Format.BYTES, Look.BAD if x["bytes"] > limit else Look.PLAIN))
+        for x in ks["largest_values"][:n]
+    )  # fmt: skip
+    prefixes = tuple(
+        (text(p["prefix"], Look.KEY), text(p["keys"]), Cell(p["bytes"], Format.BYTES))
+        for p in ks["prefixes"][:n]
+    )
+    caption = f"{ks['big_values']} over {size(limit)}; {ks['keys']} keys at revision "
+    caption += str(ks["revision"])
+    return [Section("Keyspace", (
+        Table("largest", ("key", "size"), largest, "Largest values", caption, empty="none"),
+        Table("prefixes", ("prefix", "keys", "bytes"), prefixes, "Biggest prefixes"),
+    ), grid=True)]  # fmt: skip
+
+
 SPEC = ProbeSpec(
     name="bigvalue",
     probe_type=BigValueProbe,
@@ -437,6 +463,22 @@ SPEC = ProbeSpec(
     cluster_wide=True,
     title="Keyspace scan",
     reads_keyspace=True,
+    view=keyspace_view,
+    checks=(
+        Check(
+            "big_value",
+            "EtcdInspectorBigValues",
+            Format.BYTES,
+            thresholds=("big_values_max", "big_value_threshold_bytes"),
+        ),
+        Check(
+            "prefix_growth",
+            "EtcdInspectorPrefixKeyGrowth",
+            Format.COUNT,
+            thresholds=("prefix_key_growth_max", "prefix_key_growth_window"),
+        ),
+    ),
+    stale_seconds=6 * 3600,
     flags=(
         ProbeFlag(
             flag="--scan.keys-per-second",

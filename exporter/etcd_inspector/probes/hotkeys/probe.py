@@ -31,6 +31,7 @@ from etcd_inspector.etcd.client import prefix_range_end
 from etcd_inspector.keyspace.prefixes import PrefixRules
 from etcd_inspector.probes.base import (
     CACHED,
+    Check,
     InspectMode,
     Probe,
     ProbeContext,
@@ -54,6 +55,7 @@ from etcd_inspector.probes.hotkeys.watch import (
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
 from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND
+from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,27 @@ def prefix_write_totals(result: HotKeysResult) -> list[tuple[str, int, int]]:
     return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
 
 
+TOP_ROWS = 10
+
+
+def hot_keys_view(v: ViewInput) -> list[ViewPart]:
+    """The hottest keys (over the alert's rate in red), beside the keyspace scan's tables."""
+    hk = v.doc.get("hot_keys")
+    if hk is None:
+        return []
+    limit = hk.get("threshold_writes_per_second")
+    rows = tuple(
+        (text(k["key"], Look.KEY),
+         Cell(k["writes_per_second"], Format.RATE,
+              Look.BAD if limit is not None and k["writes_per_second"] > limit else Look.PLAIN))
+        for k in hk["keys"][:TOP_ROWS]
+    )  # fmt: skip
+    caption = f"{hk['rate_basis']}; alert over {limit}/s"
+    table = Table("hotkeys", ("key", "writes"), rows, "Hot keys", caption,
+                  empty="no key over the minimum rate")  # fmt: skip
+    return [Section("Keyspace", (table,), grid=True)]
+
+
 SPEC = ProbeSpec(
     name="hotkeys",
     probe_type=HotKeysProbe,
@@ -340,4 +363,11 @@ SPEC = ProbeSpec(
     cluster_wide=True,
     inspect=InspectMode.WATCH,
     title="Hot keys",
+    view=hot_keys_view,
+    checks=(
+        Check(
+            "hot_key", "EtcdInspectorHotKey", Format.RATE, thresholds=("hot_key_writes_per_second",)
+        ),
+    ),
+    stale_seconds=1800,
 )
