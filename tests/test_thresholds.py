@@ -2,7 +2,10 @@
 
 report/thresholds.py copies the mixin's defaults (evaluating the jsonnet at every start would
 cost a second); these tests render the mixin and fail when the two disagree, when a probe's
-default is not the alert's, or when a finding links a runbook no alert has.
+default is not the alert's, or when a finding links a runbook no alert has. The probes declare
+(probes/base.py ProbeSpec) the alert of each kind of finding, the thresholds it shares with it
+and their staleness: the mixin is self-contained jsonnet, so these tests check it against the
+registry rather than generate it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import yaml
 
 from etcd_inspector import mixin
 from etcd_inspector.config.durations import parse_duration
+from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.bigvalue import BigValueOptions
 from etcd_inspector.probes.certs import CertsOptions
 from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT
 from etcd_inspector.report import thresholds
 from etcd_inspector.report.findings import Finding
+from etcd_inspector.report.model import _as_declared, alert_of_check, declared_checks
+from etcd_inspector.report.thresholds import runbook_anchor
+from etcd_inspector.report.view import no_view
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,14 +56,59 @@ def test_the_probes_defaults_are_the_alerts_thresholds(defaults: dict) -> None:
     assert CertsOptions().critical_days == defaults["certificate_expiry_critical_days"]
 
 
-def test_every_finding_kind_links_an_alert_that_exists(alerts: dict[str, dict]) -> None:
+def runbook_headings() -> set[str]:
     docs = (REPO / "docs" / "mixin.md").read_text()
-    headings = {h.lower() for h in re.findall(r"^### (\S+)", docs, re.MULTILINE)}
-    for check, alert in thresholds.ALERT_OF_CHECK.items():
-        assert alert in alerts, (check, alert)
-        finding = Finding("c", check, "m")
-        assert finding.runbook_anchor in headings, check
-        assert finding.runbook_url == alerts[alert]["annotations"]["runbook_url"], check
+    return {h.lower() for h in re.findall(r"^### (\S+)", docs, re.MULTILINE)}
+
+
+def test_every_declared_check_has_its_alert_and_runbook(alerts: dict[str, dict]) -> None:
+    """Each kind of finding a registered probe (or the report) declares maps to an alert the
+    rendered rules have, with a runbook heading in docs/mixin.md that the finding links."""
+    headings = runbook_headings()
+    declared = declared_checks(REGISTRY)
+    assert {c.kind for spec in REGISTRY.values() for c in spec.checks} <= set(declared)
+    for kind, check in declared.items():
+        assert check.alert in alerts, (kind, check.alert)
+        assert runbook_anchor(check.alert) in headings, (kind, check.alert)
+        (finding,) = _as_declared_findings([Finding("c", kind, "m")])
+        assert finding.runbook_url == alerts[check.alert]["annotations"]["runbook_url"], kind
+    assert alert_of_check()["certificate_expiry"] == "EtcdInspectorCertificateExpiry"
+    assert alert_of_check()["backup_too_old"] == "EtcdInspectorBackupTooOld"
+
+
+def _as_declared_findings(found: list[Finding]) -> list[Finding]:
+    checks = declared_checks(REGISTRY)
+    return [_as_declared(f, checks) for f in found]
+
+
+def test_every_declared_threshold_is_a_mixin_name_the_mixin_uses(defaults: dict) -> None:
+    sources = "".join(
+        p.read_text()
+        for d in ("rules", "dashboards")
+        for p in sorted((REPO / d).glob("*.libsonnet"))
+    )
+    for spec in REGISTRY.values():
+        for check in spec.checks:
+            for name in check.thresholds:
+                assert name in defaults, (spec.name, check.kind, name)
+                assert re.search(rf"\b{name}\b", sources), (spec.name, check.kind, name)
+
+
+def test_every_probe_has_its_staleness_entry_in_config_libsonnet(
+    defaults: dict, alerts: dict[str, dict]
+) -> None:
+    """probe_stale_seconds lists exactly the registered probes, each with its spec's value, so
+    a stuck probe (certs once had no entry) always alerts."""
+    declared = {spec.name: spec.stale_seconds for spec in REGISTRY.values()}
+    assert all(v > 0 for v in declared.values()), declared
+    assert defaults["probe_stale_seconds"] == declared
+    expr = alerts["EtcdInspectorProbeStale"]["expr"]
+    for name, seconds in declared.items():
+        assert f'probe="{name}"}} > {seconds:g}' in expr, name
+
+
+def test_every_probe_declares_its_status_page_view() -> None:
+    assert all(spec.view is not no_view for spec in REGISTRY.values())
 
 
 @pytest.mark.parametrize(

@@ -469,7 +469,7 @@ SPEC = ProbeSpec(
             "big_value",
             "EtcdInspectorBigValues",
             Format.BYTES,
-            thresholds=("big_values_max", "big_value_threshold_bytes"),
+            thresholds=("big_values_max",),
         ),
         Check(
             "prefix_growth",
