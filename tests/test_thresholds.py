@@ -10,6 +10,7 @@ registry rather than generate it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -24,9 +25,11 @@ from etcd_inspector.probes.certs import CertsOptions
 from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT
 from etcd_inspector.report import thresholds
 from etcd_inspector.report.findings import Finding
-from etcd_inspector.report.model import _as_declared, alert_of_check, declared_checks
+from etcd_inspector.report.jsondoc import to_json
+from etcd_inspector.report.model import _as_declared, alert_of_check, declared_checks, findings
 from etcd_inspector.report.thresholds import runbook_anchor
 from etcd_inspector.report.view import no_view
+from test_report import T0, inspection, quota_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,18 +45,66 @@ def alerts() -> dict[str, dict]:
     return {r["alert"]: r for g in rendered["groups"] for r in g["rules"] if "alert" in r}
 
 
-def test_every_copied_default_equals_config_libsonnet(defaults: dict) -> None:
-    for name, value in thresholds.MIXIN_DEFAULTS.items():
-        assert defaults[name] == value, name
+def test_the_packaged_defaults_are_config_libsonnets(defaults: dict) -> None:
+    """mixin_defaults.json (read at start instead of running jsonnet) is the rendering of
+    config.libsonnet; `python -m etcd_inspector.mixin` rewrites it."""
+    assert thresholds.packaged_defaults() == defaults
+    t = thresholds.DEFAULT
+    assert t.quota_used_ratio_warning == defaults["quota_used_ratio_warning"]
+    assert t.hot_key_writes_per_second == defaults["hot_key_writes_per_second"]
+    assert t.big_values_max == defaults["big_values_max"]
+    assert t.prefix_key_growth_max == defaults["prefix_key_growth_max"]
     window = parse_duration(defaults["prefix_key_growth_window"])
-    assert window == thresholds.PREFIX_KEY_GROWTH_WINDOW_SECONDS
+    assert (
+        window == t.prefix_key_growth_window_seconds == thresholds.PREFIX_KEY_GROWTH_WINDOW_SECONDS
+    )
+    assert thresholds.RUNBOOK_URL_BASE == defaults["runbook_url_base"]
 
 
 def test_the_probes_defaults_are_the_alerts_thresholds(defaults: dict) -> None:
     assert QUOTA_USED_RATIO_LIMIT == defaults["quota_used_ratio_warning"]
     assert BigValueOptions().threshold_bytes == defaults["big_value_threshold_bytes"]
-    assert CertsOptions().warning_days == defaults["certificate_expiry_warning_days"]
-    assert CertsOptions().critical_days == defaults["certificate_expiry_critical_days"]
+    # unset: the mixin's values (with --mixin.values), read when the findings are made
+    assert CertsOptions().warning_days is None and CertsOptions().critical_days is None
+
+
+def test_a_values_override_moves_the_alert_and_the_finding_together(tmp_path: Path) -> None:
+    """One values file, as `generate --values` and `inspect --mixin.values` take it: the
+    rendered alert compares with 0.5 and a member at 60% of its quota is a finding too."""
+    values = tmp_path / "values.yaml"
+    values.write_text("quota_used_ratio_warning: 0.5\n")
+    rendered = yaml.safe_load(mixin.render(mixin.load_values(values))["prometheus-rules.yaml"])
+    (alert,) = [
+        r for g in rendered["groups"] for r in g["rules"]
+        if r.get("alert") == "EtcdInspectorQuotaHeadroomLow"
+    ]  # fmt: skip
+    assert float(alert["expr"].strip().rsplit(">", 1)[1]) == 0.5
+
+    at_60_percent = quota_result(db_size=int(0.6 * 2**30), quota=2**30)
+    assert findings(inspection(quota=at_60_percent)) == []  # the default 0.8
+    insp = dataclasses.replace(
+        inspection(quota=at_60_percent), thresholds=thresholds.load_thresholds(str(values))
+    )
+    found = findings(insp)
+    assert [(f.check, f.threshold, f.unit) for f in found] == [("quota", 0.5, "ratio")] * 3
+    assert "limit 50%" in found[0].message
+    doc = to_json([insp], started_at=T0, finished_at=T0)["clusters"][0]
+    assert doc["quota"]["used_ratio_limit"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("quota_used_ratio_warnin: 0.5\n", "unknown value name: quota_used_ratio_warnin"),
+        ("quota_used_ratio_warning: high\n", "quota_used_ratio_warning must be a number"),
+        ("- 1\n", "expected a mapping"),
+    ],
+)
+def test_a_bad_values_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(text)
+    with pytest.raises(thresholds.ThresholdsError, match=message):
+        thresholds.load_thresholds(str(values))
 
 
 def runbook_headings() -> set[str]:
@@ -125,4 +176,4 @@ def test_each_inspection_alert_compares_with_the_findings_number(
 ) -> None:
     expr = alerts[alert]["expr"].strip()
     assert float(expr.rsplit(">", 1)[1]) == defaults[name], expr  # jsonnet prints 0.8 in full
-    assert thresholds.MIXIN_DEFAULTS[name] == defaults[name]
+    assert getattr(thresholds.DEFAULT, name) == defaults[name]

@@ -33,6 +33,8 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector.cluster.members import fallback_name
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 from etcd_inspector.report.findings import Finding
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.thresholds import Thresholds
 from etcd_inspector.report.view import Format, View, no_view
 
 if TYPE_CHECKING:
@@ -110,6 +112,8 @@ class ReportContext:
     # The exporter's view: probes that observe over time (a watch) have been watching all along,
     # so they report without a --watch window.
     live: bool = False
+    # The mixin's values (with the operator's --mixin.values) that findings compare with.
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
 
     def member(self, endpoint: str) -> str:
         return self.member_names.get(endpoint) or fallback_name(endpoint)

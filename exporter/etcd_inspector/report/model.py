@@ -26,7 +26,8 @@ from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import Check, InspectMode, Probe, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
-from etcd_inspector.report.thresholds import runbook_anchor
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.thresholds import Thresholds, runbook_anchor
 
 if TYPE_CHECKING:
     from etcd_inspector.cluster.runtime import ClusterRuntime
@@ -57,6 +58,8 @@ class ClusterInspection:
     registry: Mapping[str, ProbeSpec] = field(default_factory=lambda: REGISTRY)
     # The exporter's running view (status page, /api/v1/status): watches have run all along.
     live: bool = False
+    # What findings compare with: the mixin's values (report/thresholds.py).
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
 
     @classmethod
     def of_runtime(
@@ -83,6 +86,7 @@ class ClusterInspection:
             probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
             watch_seconds=watch_seconds,
             live=live,
+            thresholds=rt.thresholds,
         )
 
     @property
@@ -134,6 +138,7 @@ class ClusterInspection:
             watch_seconds=self.watch_seconds,
             inspected=self.inspected,
             live=self.live,
+            thresholds=self.thresholds,
         )
 
     def member(self, endpoint: str) -> str:

@@ -54,7 +54,6 @@ from etcd_inspector.probes.hotkeys.watch import (
 )
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
-from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND
 from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
 
 log = logging.getLogger(__name__)
@@ -248,14 +247,15 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
     def findings(self, result: HotKeysResult, rc: ReportContext) -> Iterable[Finding]:
         """A key written faster than the alert's limit (EtcdInspectorHotKey), by key."""
         doc = self.report_json(result, rc)["hot_keys"]
+        limit = rc.thresholds.hot_key_writes_per_second
         for k in doc["keys"] if doc else ():
-            if k["writes_per_second"] > HOT_KEY_WRITES_PER_SECOND:
+            if k["writes_per_second"] > limit:
                 yield Finding(
                     rc.cluster, "hot_key",
                     f"key {k['key']} is written {k['writes_per_second']:.1f} times a second "
-                    f"(> {HOT_KEY_WRITES_PER_SECOND:g}/s, {doc['rate_basis']})",
+                    f"(> {limit:g}/s, {doc['rate_basis']})",
                     severity=Severity.WARNING, subject=k["key"], value=k["writes_per_second"],
-                    threshold=HOT_KEY_WRITES_PER_SECOND,
+                    threshold=limit,
                 )  # fmt: skip
 
     def report_json(self, result: HotKeysResult | None, rc: ReportContext) -> dict[str, Any]:
@@ -277,7 +277,7 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
                 # A window shorter than the decay's time constant: a burst weighs a lot.
                 "short_window": window is not None and window < decay,
                 "rate_basis": basis,
-                "threshold_writes_per_second": HOT_KEY_WRITES_PER_SECOND,
+                "threshold_writes_per_second": rc.thresholds.hot_key_writes_per_second,
                 "events": r.events_total,
                 "events_per_second": round(per_second, 3) if per_second is not None else None,
                 "revision": r.revision,
