@@ -21,7 +21,7 @@ from etcd_inspector import mixin
 from etcd_inspector.config.durations import parse_duration
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.bigvalue import BigValueOptions
-from etcd_inspector.probes.certs import CertsOptions
+from etcd_inspector.probes.certs import DAY, CertExpiry, CertsOptions, CertsProbe, CertsResult
 from etcd_inspector.probes.quota import QUOTA_USED_RATIO_LIMIT
 from etcd_inspector.report import thresholds
 from etcd_inspector.report.findings import Finding
@@ -177,3 +177,16 @@ def test_each_inspection_alert_compares_with_the_findings_number(
     expr = alerts[alert]["expr"].strip()
     assert float(expr.rsplit(">", 1)[1]) == defaults[name], expr  # jsonnet prints 0.8 in full
     assert getattr(thresholds.DEFAULT, name) == defaults[name]
+
+
+def test_certificate_findings_use_the_mixins_days_unless_the_probe_sets_its_own() -> None:
+    in_90_days = CertsResult((CertExpiry("serving", "m1", "https://m1:2379", T0 + 90 * DAY),), T0)
+    rc = inspection().context
+    probe = CertsProbe(CertsOptions())
+    assert list(probe.findings(in_90_days, rc)) == []  # the default: 21 days
+    longer = dataclasses.replace(
+        rc, thresholds=thresholds.with_overrides({"certificate_expiry_warning_days": 100})
+    )
+    (f,) = probe.findings(in_90_days, longer)
+    assert (f.check, f.severity, f.threshold) == ("certificate_expiry", "warning", T0 + 100 * DAY)
+    assert list(CertsProbe(CertsOptions(warning_days=30)).findings(in_90_days, longer)) == []
