@@ -347,7 +347,7 @@ def hot_keys_view(v: ViewInput) -> list[ViewPart]:
               Look.BAD if limit is not None and k["writes_per_second"] > limit else Look.PLAIN))
         for k in hk["keys"][:TOP_ROWS]
     )  # fmt: skip
-    caption = f"{hk['rate_basis']}; alert over {limit}/s"
+    caption = hk["rate_basis"] + (f"; alert over {limit:g}/s" if limit is not None else "")
     table = Table("hotkeys", ("key", "writes"), rows, "Hot keys", caption,
                   empty="no key over the minimum rate")  # fmt: skip
     return [Section("Keyspace", (table,), grid=True)]
