@@ -144,13 +144,15 @@
     // short is fine; the probe checks every 5 minutes.
     backup_alert_for: '15m',
     // EtcdInspectorProbeStale: seconds since a probe's last success, per probe; probes run at
-    // different intervals (the value scan is the slowest).
+    // different intervals (the value scan is the slowest). One entry per probe the exporter
+    // ships, equal to its spec's stale_seconds (tests/test_thresholds.py checks both ways).
     probe_stale_seconds: {
       status: 600,
       consistency: 1800,
       quota: 1800,
       hotkeys: 1800,
       bigvalue: 6 * 3600,
+      certs: 3600,
       backup: 3600,
     },
 

@@ -220,6 +220,30 @@ def test_probes_and_enabled_false_choose_what_inspect_runs(
     assert "Members" in proc.stdout
 
 
+def test_mixin_values_set_the_thresholds_findings_compare_with(
+    shared_cluster: LocalCluster, tmp_path: Path
+):
+    """The values file the alerts are rendered with (generate --values) gives `inspect` the
+    same thresholds: any use of the quota is over a 0.000001 warning ratio."""
+    values = tmp_path / "values.yaml"
+    values.write_text("quota_used_ratio_warning: 0.000001\n")
+    proc = run_inspect(shared_cluster, "--mixin.values", str(values), "--probes", "quota",
+                       "--output", "json")  # fmt: skip
+    doc = json.loads(proc.stdout)
+    quota = [f for f in doc["findings"] if f["check"] == "quota"]
+    assert len(quota) == 3 and all(f["threshold"] == 0.000001 for f in quota), doc["findings"]
+    assert quota[0]["runbook"] == "etcdinspectorquotaheadroomlow" and proc.returncode == 1
+    assert doc["clusters"][0]["quota"]["used_ratio_limit"] == 0.000001
+
+    values.write_text("quota_used_ratio_warnin: 0.5\n")
+    proc = run_inspect(shared_cluster, "--mixin.values", str(values))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"etcd-inspector: --mixin.values: {values}: unknown value name: quota_used_ratio_warnin "
+        "(known names are those of config.libsonnet)"
+    ]
+
+
 def watchers(cluster: LocalCluster) -> int:
     """Watchers open on the members, from etcd's own /metrics (nobody else watches here)."""
     total = 0

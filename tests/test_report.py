@@ -326,7 +326,7 @@ def test_json_document_shape_and_values():
     assert doc["findings"][0] == {
         "cluster": "prod", "check": "big_value", "member": None,
         "message": "value of /big/blob is 1.0 MiB (threshold 100.0 KiB)", "severity": "info",
-        "subject": "/big/blob", "value": 1048576, "threshold": 102400,
+        "subject": "/big/blob", "value": 1048576, "threshold": 102400, "unit": "bytes",
         "runbook": "etcdinspectorbigvalues",
         "runbook_url": RUNBOOK_URL_BASE + "etcdinspectorbigvalues",
     }  # fmt: skip

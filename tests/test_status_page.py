@@ -23,12 +23,20 @@ from pathlib import Path
 
 import pytest
 
+from etcd_inspector.backup.bbolt import SnapshotStats
+from etcd_inspector.backup.files import Checksum, Layout, SnapshotCheck, SnapshotFile
+from etcd_inspector.backup.locations import BackupResult, LocationState
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.demo.run import HOT_WRITES_PER_SECOND, _runaway_writer
 from etcd_inspector.demo.sampledata import BIG_KEY, HOT_KEY, load_sample_data
 from etcd_inspector.errors import ErrorKind
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.probes.certs import CertExpiry, CertsResult
+from etcd_inspector.render.inspection import declared_checks
 from etcd_inspector.render.jsondoc import to_json
+from etcd_inspector.report.format import rfc3339
 from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND, RUNBOOK_URL_BASE
+from etcd_inspector.report.view import no_view
 from etcd_inspector.web import status_page
 from harness import ExporterProcess, endpoints_flag, run_exporter
 from test_report import T0, bigvalue_result, inspection, status_result
@@ -47,7 +55,7 @@ def table_rows(dom: str, cls: str) -> list[list[str]]:
         return []
     body = match.group(1).split("<tbody>", 1)[-1]
     return [
-        [_text(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        [_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
         for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
     ]
 
@@ -125,6 +133,53 @@ def test_keys_and_names_are_escaped() -> None:
     assert 'href="javascript' not in dom
 
 
+def test_certificates_and_backups_have_sections_of_their_own() -> None:
+    soon = CertExpiry("serving", "m1", "https://10.0.0.1:2379", T0 + 3 * 86400)
+    later = CertExpiry("client", "", "/etc/etcd/client.crt", T0 + 90 * 86400)
+    old = SnapshotFile("/b/prod-old.db", Layout.ETCDCTL, T0 - 5 * 3600, 4 * 1048576, 0)
+    stats = SnapshotStats(812, 20, 5, 0, 4096, 4, 2, ("key",))
+    backups = BackupResult(3600.0, (
+        LocationState("/b", True, 1, newest=SnapshotCheck(old, True, Checksum.OK, stats)),
+        LocationState("/gone", False, 0, error="does not exist"),
+    ), T0)  # fmt: skip
+    insp = inspection(certs=CertsResult((soon, later), T0), backup=backups)
+    dom = page(insp)
+    assert table_rows(dom, "certificates") == [
+        ["serving", "m1", rfc3339(T0 + 3 * 86400)[:10], "3.0d",
+         "https://10.0.0.1:2379"],
+        ["client", "-", rfc3339(T0 + 90 * 86400)[:10], "90.0d", "/etc/etcd/client.crt"],
+    ]  # fmt: skip
+    assert '<span class="n bad">3.0d</span>' in dom  # the one a finding names
+    cert = next(r for r in table_rows(dom, "findings") if r[1] == "certificate_expiry")
+    assert cert[:3] == ["critical", "certificate_expiry", "https://10.0.0.1:2379"]
+    assert cert[4:6] == [rfc3339(T0 + 3 * 86400)[:10], rfc3339(T0 + 21 * 86400)[:10]]
+    assert table_rows(dom, "backup-limits") == [["newest at most", "1.0h"]]
+    assert table_rows(dom, "backups") == [
+        ["/b", "prod-old.db", "5.0h ago", "4.0 MiB", "812", "5", "whole"],
+        ["/gone", "does not exist", "-", "-", "-", "-", "-"],
+    ]
+    too_old = next(r for r in table_rows(dom, "findings") if r[1] == "backup_too_old")
+    # a duration (the probe measures the age against the clock, not the page's `now`)
+    assert re.fullmatch(r"\d+\.\d[hd]", too_old[4]) and too_old[5] == "1.0h"
+    assert RUNBOOK_URL_BASE + "etcdinspectorbackuptooold" in links(dom)
+    assert RUNBOOK_URL_BASE + "etcdinspectorbackupmissing" in links(dom)
+    assert dom.index(">Keyspace<") < dom.index(">Certificates<") < dom.index(">Backups<")
+
+
+def test_the_page_names_no_probe_and_no_kind_of_finding() -> None:
+    """Everything probe-specific comes from the probes' declared views and checks."""
+    source = Path(status_page.__file__).read_text()
+    for spec in REGISTRY.values():
+        assert f'"{spec.name}"' not in source, spec.name
+        assert spec.view is not no_view, spec.name
+    for kind in declared_checks():
+        assert f'"{kind}"' not in source, kind
+    doc = to_json([inspection()], started_at=T0, finished_at=T0)["clusters"][0]
+    report_keys = {"name", "inspected", "error", "probes", "findings"}
+    for key in set(doc) - report_keys:
+        assert f'"{key}"' not in source and f"'{key}'" not in source, key
+
+
 # --------------------------------------------------------------------------- the browser
 
 
@@ -147,9 +202,7 @@ def browse(url: str, tmp_path: Path, *, screenshot: Path | None = None) -> str:
         args += [f"--screenshot={screenshot}", "--window-size=1400,1400"]
     else:
         args += ["--dump-dom"]
-    out = subprocess.run(
-        [*args, url], capture_output=True, text=True, timeout=90, check=False
-    )
+    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=90, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     shutil.rmtree(profile, ignore_errors=True)
     return out.stdout
@@ -208,8 +261,10 @@ def test_the_status_page_in_a_real_browser(etcd_cluster: LocalCluster, tmp_path:
     ) as exporter:  # fmt: skip
         wait_status(
             exporter,
-            lambda d: {("big_value", big), ("hot_key", hot)} <= checks(d)
-            and (d["clusters"][0]["consistency"] or {}).get("consistent") is True,
+            lambda d: (
+                {("big_value", big), ("hot_key", hot)} <= checks(d)
+                and (d["clusters"][0]["consistency"] or {}).get("consistent") is True
+            ),
             "the planted big value and the hot key are findings",
         )
         dom = browse(exporter.base_url + "/", tmp_path)

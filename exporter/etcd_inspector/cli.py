@@ -27,6 +27,7 @@ from etcd_inspector.exitcodes import (
 )
 from etcd_inspector.flags import add_etcd_flags, flag_overrides
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.report.thresholds import ThresholdsError, load_thresholds
 from etcd_inspector.web.address import parse_listen_address
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
             "no etcd cluster to watch: give --etcd.endpoints=URL[,URL...] "
             "or --config.file=FILE with a clusters: list (see --help)"
         )
-    return parse_config(merged, REGISTRY, source=source)
+    config = parse_config(merged, REGISTRY, source=source)
+    try:  # read once here so that a bad values file is one line at start
+        load_thresholds(config.mixin_values)
+    except ThresholdsError as err:
+        raise UsageError(f"--mixin.values: {err}") from err
+    return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -134,6 +134,13 @@ def add_etcd_flags(p: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="Interval of every probe at once, e.g. 5s (tests and demos).",
     )
+    g.add_argument(
+        "--mixin.values",
+        dest="mixin_values",
+        metavar="FILE",
+        help="The YAML file of mixin values your alerts are rendered with (generate --values): "
+        "findings compare with the same thresholds (default: the mixin's defaults).",
+    )
     for spec in REGISTRY.values():
         for flag in spec.flags:
             g.add_argument(
@@ -253,6 +260,7 @@ def flag_overrides(
         ("log", "level", "log_level"),
         ("log", "format", "log_format"),
         ("inspection", "interval", "inspection_interval"),
+        ("inspection", "mixin_values", "mixin_values"),
     ):
         value = getattr(args, attr, None)
         if value is not None:

@@ -25,6 +25,7 @@ import yaml
 __all__ = [
     "COMMITTED_PATHS",
     "MixinError",
+    "check_values",
     "config_defaults",
     "copy_sources",
     "dashboard_queries",
@@ -176,7 +177,8 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_values(values: Mapping[str, Any], defaults: Mapping[str, Any], origin: str) -> None:
+def check_values(values: Mapping[str, Any], defaults: Mapping[str, Any], origin: str) -> None:
+    """Every name is one of config.libsonnet's, every value of its default's JSON type."""
     unknown = sorted(str(name) for name in values if name not in defaults)
     if unknown:
         raise MixinError(
@@ -275,7 +277,7 @@ def render(
 
 
 def _render(values: dict[str, Any], root: Path, origin: str) -> dict[str, str | dict[str, Any]]:
-    _check_values(values, config_defaults(root), origin)
+    check_values(values, config_defaults(root), origin)
     out = _evaluate(_ENTRY, root, values)
     comments = out["comments"]
     files: dict[str, str | dict[str, Any]] = {
@@ -316,16 +318,26 @@ def committed_path(name: str) -> str:
     return COMMITTED_PATHS[name]
 
 
+# config.libsonnet's defaults as JSON, packaged so that the exporter and `inspect` read the
+# thresholds without running jsonnet at start (report/thresholds.py).
+DEFAULTS_PATH = "exporter/etcd_inspector/mixin_defaults.json"
+
+
+def defaults_json(source_dir: Path | None = None) -> str:
+    return json.dumps(config_defaults(source_dir), indent=2, sort_keys=True) + "\n"
+
+
 def write_committed(root: Path | None = None, check: bool = False) -> list[str]:
     """Re-render the defaults into the checkout; returns the files that were (or would be)
     changed."""
     root = root or find_sources()
     changed = []
-    for name, content in render(source_dir=root).items():
-        path = root / committed_path(name)
-        text = _file_text(content)
+    outputs = {committed_path(name): _file_text(c) for name, c in render(source_dir=root).items()}
+    outputs[DEFAULTS_PATH] = defaults_json(root)
+    for name, text in outputs.items():
+        path = root / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            changed.append(committed_path(name))
+            changed.append(name)
             if not check:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")

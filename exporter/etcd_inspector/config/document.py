@@ -56,6 +56,8 @@ class InspectionSection(_Section):
     key_labels: Annotated[str, choice(KEY_LABEL_MODES)] = Config.key_labels
     # Keys under these prefixes are labelled by hash even with key_labels `full`.
     sensitive_prefixes: Annotated[tuple[NonEmptyStr, ...], LIST] = Config.sensitive_prefixes
+    # The mixin values file (`generate --values`) whose thresholds findings use.
+    mixin_values: NonEmptyStr | None = None
     # Validated also when absent: every registered probe gets an entry.
     probes: Annotated[dict[str, ProbeConfig], PlainValidator(validate_probes)] = Field(
         default_factory=dict, validate_default=True
@@ -105,6 +107,7 @@ class Document(_Section):
             probes=self.inspection.probes,
             key_labels=self.inspection.key_labels,
             sensitive_prefixes=self.inspection.sensitive_prefixes,
+            mixin_values=self.inspection.mixin_values,
             log_level=self.log.level,
             log_format=self.log.format,
         )

@@ -394,6 +394,9 @@ class Config:
     probes: Mapping[str, ProbeConfig]
     key_labels: str = "full"
     sensitive_prefixes: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES
+    # A YAML file of mixin values (config.libsonnet names, as `generate --values` takes) that
+    # findings compare with; None: the mixin's defaults (report/thresholds.py).
+    mixin_values: str | None = None
     log_level: str = "info"
     log_format: str = "logfmt"
 

@@ -33,9 +33,21 @@ from etcd_inspector.backup.locations import (
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import MemberClient, call_timeout
 from etcd_inspector.etcd.errors import EtcdError
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, size, table
+from etcd_inspector.report.view import (
+    Cell,
+    Facts,
+    Format,
+    Line,
+    Look,
+    Section,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 
@@ -216,8 +228,7 @@ def backup_findings(result: BackupResult, cluster: str, now: float) -> Iterable[
         where = f"backup location {s.location}"
         if s.newest is None:
             why = s.error or "holds no snapshot"
-            yield Finding(cluster, "backup_missing", f"{where} {why}", subject=s.location,
-                          runbook="etcdinspectorbackupmissing")  # fmt: skip
+            yield Finding(cluster, "backup_missing", f"{where} {why}", subject=s.location)
             continue
         newest = s.newest
         age = s.age(now) or 0.0
@@ -227,7 +238,6 @@ def backup_findings(result: BackupResult, cluster: str, now: float) -> Iterable[
                 f"the newest snapshot in {where}, {newest.file.name}, is {duration(age)} old "
                 f"(limit {duration(result.max_age)})",
                 subject=s.location, value=age, threshold=result.max_age,
-                runbook="etcdinspectorbackuptooold",
             )  # fmt: skip
         if not newest.whole:
             yield Finding(
@@ -235,20 +245,19 @@ def backup_findings(result: BackupResult, cluster: str, now: float) -> Iterable[
                 f"the newest snapshot in {where}, {newest.file.name}, is not whole: "
                 f"{newest.problem}",
                 severity=Severity.CRITICAL, subject=s.location,
-                runbook="etcdinspectorbackupnotwhole",
             )  # fmt: skip
         if s.data is not None and s.data.matches is False:
             yield Finding(
                 cluster, "backup_data_mismatch",
                 f"the newest snapshot in {where}, {newest.file.name}, "
                 + _mismatch_text(s.data, newest),
-                subject=s.location, runbook="etcdinspectorbackupdatamismatch",
+                subject=s.location,
             )  # fmt: skip
         if s.restore is not None and not s.restore.success:
             yield Finding(
                 cluster, "backup_restore_failed",
                 f"the restore drill of {newest.file.name} ({where}) failed: {s.restore.problem}",
-                subject=s.location, runbook="etcdinspectorbackuprestorefailed",
+                subject=s.location,
             )  # fmt: skip
 
 
@@ -328,6 +337,42 @@ def backup_text(result: BackupResult, now: float) -> list[str]:
     return [f"Backups (newest at most {duration(result.max_age)} old)", *table(headers, rows)]
 
 
+def backups_view(v: ViewInput) -> list[ViewPart]:
+    """Each location's newest snapshot: when taken, how big, and whether it checked out."""
+    b = v.doc.get("backup")
+    if b is None:
+        if v.why is not None:
+            return []
+        none = text("no locations configured (--backup.location, clusters[].backup)", Look.MUTED)
+        return [Section("Backups", (Line("backups", (none,)),))]
+    rows = []
+    for loc in b["locations"]:
+        n = loc["newest"]
+        if n is None:
+            missing = text(loc["error"] or "no snapshot", Look.BAD)
+            rows.append((text(loc["location"], Look.CODE), missing, *(Cell(None),) * 5))
+            continue
+        verdict, bad = ("whole", False) if n["whole"] else (f"NOT WHOLE: {n['problem']}", True)
+        if loc["cluster"] is not None:
+            verdict += f", cluster: {loc['cluster']['comparison']}"
+            bad = bad or loc["cluster"]["comparison"] in (Comparison.KEYS_DIFFER, Comparison.AHEAD)
+        if loc["restore"] is not None:
+            verdict += ", restore: " + ("ok" if loc["restore"]["success"] else "FAILED")
+            bad = bad or not loc["restore"]["success"]
+        old = (n["age_seconds"] or 0) > b["max_age_seconds"]
+        rows.append((
+            text(loc["location"], Look.CODE), text(n["path"].rsplit("/", 1)[-1], Look.CODE),
+            Cell(n["taken_at"], Format.AGE, Look.BAD if old else Look.PLAIN),
+            Cell(n["size_bytes"], Format.BYTES), text(n["revision"]), text(n["keys"]),
+            text(verdict, Look.BAD if bad else Look.GOOD),
+        ))  # fmt: skip
+    headers = ("location", "newest", "taken", "size", "revision", "keys", "check")
+    limit = Facts(
+        "backup-limits", (("newest at most", Cell(b["max_age_seconds"], Format.SECONDS)),)
+    )
+    return [Section("Backups", (limit, Table("backups", headers, tuple(rows))))]
+
+
 SPEC = ProbeSpec(
     name="backup",
     probe_type=BackupProbe,
@@ -337,4 +382,18 @@ SPEC = ProbeSpec(
     default_timeout=240.0,
     cluster_wide=True,
     title="Backups",
+    view=backups_view,
+    checks=(
+        Check("backup_missing", "EtcdInspectorBackupMissing"),
+        Check(
+            "backup_too_old",
+            "EtcdInspectorBackupTooOld",
+            Format.SECONDS,
+            thresholds=("backup_max_age_seconds",),
+        ),
+        Check("backup_not_whole", "EtcdInspectorBackupNotWhole"),
+        Check("backup_data_mismatch", "EtcdInspectorBackupDataMismatch"),
+        Check("backup_restore_failed", "EtcdInspectorBackupRestoreFailed"),
+    ),
+    stale_seconds=3600,
 )

@@ -10,8 +10,14 @@ only that result:
   report_json()   the probe's keys in the cluster's JSON document (inspect, /api/v1/status)
   report_text()   the probe's section of inspect's text report
 
+Its ProbeSpec declares the rest: `view`, its sections of the status page (report/view.py, read
+from the JSON it wrote); `checks`, each kind of finding with the mixin alert that fires on the
+same condition (the finding's runbook link and unit derive from it) and the config.libsonnet
+thresholds both compare with; `stale_seconds`, its entry in the mixin's probe_stale_seconds.
+
 So adding a probe is one module plus one line in probes/__init__.py: the scheduler, the scrape
-path, inspect, the report and the CLI work from the ProbeSpec and these methods alone.
+path, inspect, the report, the status page and the CLI work from the ProbeSpec and these methods
+alone (tests/test_thresholds.py checks the mixin has the alerts, runbooks and staleness).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector.cluster.members import fallback_name
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 from etcd_inspector.report.findings import Finding
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.thresholds import Thresholds
+from etcd_inspector.report.view import Format, View, no_view
 
 if TYPE_CHECKING:
     from etcd_inspector.cluster.state import ClusterState
@@ -103,6 +112,8 @@ class ReportContext:
     # The exporter's view: probes that observe over time (a watch) have been watching all along,
     # so they report without a --watch window.
     live: bool = False
+    # The mixin's values (with the operator's --mixin.values) that findings compare with.
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
 
     def member(self, endpoint: str) -> str:
         return self.member_names.get(endpoint) or fallback_name(endpoint)
@@ -144,6 +155,17 @@ class Probe(abc.ABC, Generic[OptionsT, ResultT]):
 
 
 @dataclass(frozen=True)
+class Check:
+    """A kind of finding (Finding.check) and the mixin alert that fires on the same condition."""
+
+    kind: str
+    alert: str  # its name in rules/alerts.libsonnet; the runbook is its heading in docs/mixin.md
+    unit: Format = Format.NUMBER  # of the finding's value and threshold
+    # The config.libsonnet names the alert compares with (and the finding, report/thresholds.py).
+    thresholds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     name: str
     probe_type: Callable[[Any], Probe[Any, Any]]
@@ -162,6 +184,13 @@ class ProbeSpec:
     # The heading of its text section, used when there is no result to show ("Quota: failed").
     title: str = ""
     flags: tuple[ProbeFlag, ...] = ()
+    # Its sections of the status page, from the cluster's JSON document (report/view.py).
+    view: View = no_view
+    # The kinds of finding it makes, each with its alert.
+    checks: tuple[Check, ...] = ()
+    # Seconds without a success before EtcdInspectorProbeStale fires: its entry in
+    # config.libsonnet's probe_stale_seconds (0: none declared, which a test rejects).
+    stale_seconds: float = 0.0
 
     def default_options(self) -> Any:
         return self.options_type()

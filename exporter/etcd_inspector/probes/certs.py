@@ -18,23 +18,35 @@ from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.tls import file_not_after, serving_not_after
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, table
-from etcd_inspector.report.thresholds import CERT_EXPIRY_CRITICAL_DAYS, CERT_EXPIRY_WARNING_DAYS
+from etcd_inspector.report.view import (
+    Cell,
+    Format,
+    Line,
+    Look,
+    Section,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 DAY = 86400.0
 
 
 @dataclass(frozen=True)
 class CertsOptions:
-    # A certificate expiring within this many days is a finding; the defaults are the alert's
-    # (EtcdInspectorCertificateExpiry: config.libsonnet's certificate_expiry_*_days).
-    warning_days: float = CERT_EXPIRY_WARNING_DAYS
-    critical_days: float = CERT_EXPIRY_CRITICAL_DAYS
+    # A certificate expiring within this many days is a finding; unset, the alert's
+    # (EtcdInspectorCertificateExpiry: the mixin's certificate_expiry_*_days, with the
+    # operator's --mixin.values), so the finding and the alert agree.
+    warning_days: float | None = None
+    critical_days: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.critical_days <= self.warning_days:
+        warning = self.warning_days if self.warning_days is not None else float("inf")
+        if not 0 <= (self.critical_days or 0) <= warning:
             raise ValueError("need 0 <= critical_days <= warning_days")
 
 
@@ -83,6 +95,13 @@ class CertsProbe(Probe[CertsOptions, CertsResult]):
         yield fam
 
     def findings(self, result: CertsResult, rc: ReportContext) -> Iterable[Finding]:
+        o, t = self.options, rc.thresholds
+        warning_days = (
+            t.certificate_expiry_warning_days if o.warning_days is None else o.warning_days
+        )
+        critical_days = (
+            t.certificate_expiry_critical_days if o.critical_days is None else o.critical_days
+        )
         for c in result.certs:
             left = c.not_after - result.taken_at
             what = (
@@ -92,16 +111,16 @@ class CertsProbe(Probe[CertsOptions, CertsResult]):
             )
             if left <= 0:
                 message, severity = f"{what} has expired", Severity.CRITICAL
-            elif left <= self.options.critical_days * DAY:
+            elif left <= critical_days * DAY:
                 message, severity = f"{what} expires in {duration(left)}", Severity.CRITICAL
-            elif left <= self.options.warning_days * DAY:
+            elif left <= warning_days * DAY:
                 message, severity = f"{what} expires in {duration(left)}", Severity.WARNING
             else:
                 continue
             yield Finding(
                 rc.cluster, "certificate_expiry", message, c.member or None, severity,
                 subject=c.source, value=c.not_after,
-                threshold=result.taken_at + self.options.warning_days * DAY,
+                threshold=result.taken_at + warning_days * DAY,
             )  # fmt: skip
 
     def report_json(self, result: CertsResult | None, rc: ReportContext) -> dict[str, Any]:
@@ -133,6 +152,31 @@ class CertsProbe(Probe[CertsOptions, CertsResult]):
         return ["Certificates", *table(["CERT", "MEMBER", "EXPIRES", "LEFT", "FROM"], rows)]
 
 
+def certificates_view(v: ViewInput) -> list[ViewPart]:
+    """Each certificate with its expiry; the ones a finding names in red."""
+    certs = v.doc.get("certificates")
+    if certs is None:
+        return []
+    if not certs:
+        none = text("none: etcd is plain-text, there is no certificate", Look.MUTED)
+        return [Section("Certificates", (Line("certificates", (none,)),))]
+    expiring = {
+        f.get("subject") for f in v.doc.get("findings") or () if f["check"] == "certificate_expiry"
+    }
+    rows = []
+    for c in certs:
+        look = Look.BAD if c["source"] in expiring else Look.GOOD
+        left = c["seconds_left"]
+        rows.append((
+            text(c["cert"], Look.STRONG), text(c["member"]),
+            Cell(c["not_after"], Format.DATE, look),
+            Cell(left, Format.SECONDS, look) if left > 0 else text("expired", Look.BAD),
+            text(c["source"], Look.CODE),
+        ))  # fmt: skip
+    headers = ("certificate", "member", "expires", "left", "from")
+    return [Section("Certificates", (Table("certificates", headers, tuple(rows)),))]
+
+
 SPEC = ProbeSpec(
     name="certs",
     probe_type=CertsProbe,
@@ -142,4 +186,14 @@ SPEC = ProbeSpec(
     default_interval=300.0,
     default_timeout=20.0,
     title="Certificates",
+    view=certificates_view,
+    checks=(
+        Check(
+            "certificate_expiry",
+            "EtcdInspectorCertificateExpiry",
+            Format.DATE,
+            thresholds=("certificate_expiry_warning_days", "certificate_expiry_critical_days"),
+        ),
+    ),
+    stale_seconds=3600,
 )

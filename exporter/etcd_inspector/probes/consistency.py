@@ -25,9 +25,10 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
+from etcd_inspector.report.view import Bullets, Line, Look, Section, ViewInput, ViewPart, text
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +458,22 @@ def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
     }
 
 
+def consistency_view(v: ViewInput) -> list[ViewPart]:
+    c = v.doc.get("consistency")
+    if c is None:
+        why = text(f"Consistency: {v.why or 'no result'}", Look.MUTED)
+        return [Section("Consistency", (Line("consistency", (why,)),))]
+    hashes = {True: "agree", False: "DIFFER", None: f"n/a ({c.get('hash_unavailable_reason')})"}
+    counts = {True: "agree", False: "DIFFER", None: "n/a"}
+    ok = c["consistent"]
+    line = Line("consistency", (
+        text("consistent" if ok else "INCONSISTENT", Look.VERDICT_GOOD if ok else Look.VERDICT_BAD),
+        text(compared_text(c), tag="compared"),
+        text(f"key counts {counts[c['key_counts_agree']]}, hashes {hashes[c['hashes_agree']]}"),
+    ))  # fmt: skip
+    return [Section("Consistency", (line, Bullets(tuple(c.get("reasons") or ()))))]
+
+
 SPEC = ProbeSpec(
     name="consistency",
     probe_type=ConsistencyProbe,
@@ -467,4 +484,7 @@ SPEC = ProbeSpec(
     cluster_wide=True,
     title="Consistency",
     reads_keyspace=True,
+    view=consistency_view,
+    checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"),),
+    stale_seconds=1800,
 )

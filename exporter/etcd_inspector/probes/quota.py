@@ -24,15 +24,17 @@ from prometheus_client.metrics_core import Metric
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
-from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
-from etcd_inspector.report.thresholds import QUOTA_USED_RATIO
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.view import Cell, Column, Format, Look, ViewInput, ViewPart
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 
-# etcd refuses writes at 100%; 80% leaves time to compact and defragment (the alert's number).
-QUOTA_USED_RATIO_LIMIT = QUOTA_USED_RATIO
+# etcd refuses writes at 100%; 80% leaves time to compact and defragment. The default of the
+# mixin's quota_used_ratio_warning; findings use rc.thresholds (the operator's values).
+QUOTA_USED_RATIO_LIMIT = DEFAULT_THRESHOLDS.quota_used_ratio_warning
 
 # Below this the fit is mostly noise.
 MIN_PROJECTION_SAMPLES = 3
@@ -283,24 +285,26 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: QuotaResult, rc: ReportContext) -> Iterable[Finding]:
+        limit = rc.thresholds.quota_used_ratio_warning
         for mq in result.members:
             ratio = mq.db_size / mq.quota_bytes if mq.quota_bytes else 0.0
-            if ratio > QUOTA_USED_RATIO_LIMIT:
+            if ratio > limit:
                 yield Finding(
                     rc.cluster,
                     "quota",
                     f"member {mq.member} uses {ratio:.0%} of its quota "
                     f"({size(mq.db_size)} of {size(mq.quota_bytes)}; limit "
-                    f"{QUOTA_USED_RATIO_LIMIT:.0%})",
+                    f"{limit:.0%})",
                     mq.member,
                     Severity.WARNING,
                     subject=mq.member,
                     value=round(ratio, 4),
-                    threshold=QUOTA_USED_RATIO_LIMIT,
+                    threshold=limit,
                 )
 
     def report_json(self, result: QuotaResult | None, rc: ReportContext) -> dict[str, Any]:
-        return {"quota": quota_json(result) if result is not None else None}
+        limit = rc.thresholds.quota_used_ratio_warning
+        return {"quota": quota_json(result, limit) if result is not None else None}
 
     def report_text(self, result: QuotaResult | None, rc: ReportContext) -> list[str]:
         if result is None:
@@ -314,17 +318,17 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                 size(m["headroom_bytes"]),
                 duration(m["exhaustion_seconds"]) if m["exhaustion_seconds"] is not None else "-",
             ]
-            for m in quota_json(result)["members"]
+            for m in quota_json(result, rc.thresholds.quota_used_ratio_warning)["members"]
         ]
         return [
-            f"Quota (limit {QUOTA_USED_RATIO_LIMIT:.0%} used)",
+            f"Quota (limit {rc.thresholds.quota_used_ratio_warning:.0%} used)",
             *table(["MEMBER", "DB SIZE", "QUOTA", "USED", "HEADROOM", "FULL IN"], rows),
         ]
 
 
-def quota_json(result: QuotaResult) -> dict[str, Any]:
+def quota_json(result: QuotaResult, limit: float = QUOTA_USED_RATIO_LIMIT) -> dict[str, Any]:
     return {
-        "used_ratio_limit": QUOTA_USED_RATIO_LIMIT,
+        "used_ratio_limit": limit,
         "members": [
             {
                 "name": m.member,
@@ -341,6 +345,23 @@ def quota_json(result: QuotaResult) -> dict[str, Any]:
     }
 
 
+def quota_view(v: ViewInput) -> list[ViewPart]:
+    """A "quota used" column in the members table: the share, over the limit in red."""
+    q = v.doc.get("quota")
+    if q is None:
+        return []
+    limit = q.get("used_ratio_limit") or 1
+    cells = {
+        m["name"]: Cell(
+            m["used_ratio"], Format.RATIO, Look.BAD if m["used_ratio"] > limit else Look.PLAIN,
+            note=f"of {size(m['quota_bytes'])}", tag="quota",
+        )
+        for m in q.get("members", [])
+        if m.get("used_ratio") is not None
+    }  # fmt: skip
+    return [Column("members", "quota used", cells)]
+
+
 SPEC = ProbeSpec(
     name="quota",
     probe_type=QuotaProbe,
@@ -349,4 +370,14 @@ SPEC = ProbeSpec(
     default_interval=30.0,
     default_timeout=15.0,
     title="Quota",
+    view=quota_view,
+    checks=(
+        Check(
+            "quota",
+            "EtcdInspectorQuotaHeadroomLow",
+            Format.RATIO,
+            thresholds=("quota_used_ratio_warning",),
+        ),
+    ),
+    stale_seconds=1800,
 )

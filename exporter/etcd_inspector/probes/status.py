@@ -31,6 +31,7 @@ from etcd_inspector.etcd.tls import handshake
 from etcd_inspector.etcd.types import MemberList, MemberStatus
 from etcd_inspector.probes.base import (
     CACHED,
+    Check,
     NoOptions,
     Probe,
     ProbeContext,
@@ -39,6 +40,17 @@ from etcd_inspector.probes.base import (
 )
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import size, table
+from etcd_inspector.report.view import (
+    Cell,
+    Format,
+    Look,
+    Section,
+    Summary,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +365,40 @@ def members_text(result: Topology | None, rc: ReportContext) -> list[str]:
     return lines
 
 
+STATE_LOOKS = {"up": Look.UP, "down": Look.DOWN, "auth_failed": Look.CAUTION}
+STATE_LABELS = {"up": "up", "down": "down", "auth_failed": "up: auth failed"}
+
+
+def members_view(v: ViewInput) -> list[ViewPart]:
+    """The members table of the status page (other probes add per-member columns before
+    `alarms`), and "N of M members up · leader X" beside the cluster's name."""
+    members, alarms = v.doc.get("members") or [], v.doc.get("alarms")
+    active: dict[str, list[str]] = {}
+    for a in alarms or []:
+        active.setdefault(a["member"], []).append(a["alarm"])
+    rows = []
+    for m in members:
+        state = m.get("state") or ("up" if m.get("up") else "down")
+        on = active.get(m["name"])
+        rows.append((
+            text(m["name"], Look.STRONG), text(m["endpoint"], Look.CODE),
+            Cell(STATE_LABELS.get(state, state), look=STATE_LOOKS.get(state, Look.UNKNOWN),
+                 note=m.get("reason")),
+            text("leader" if m.get("leader") else ""), text("learner" if m.get("learner") else ""),
+            text(m.get("version")), text(m.get("revision")),
+            Cell(m.get("db_size_bytes"), Format.BYTES),
+            Cell(tuple(on), look=Look.ALERT) if on
+            else text("none" if alarms is not None else "unknown"),
+        ))  # fmt: skip
+    headers = ("member", "endpoint", "state", "leader", "learner", "version", "revision",
+               "DB size", "alarms")  # fmt: skip
+    up = sum(1 for m in members if m.get("state") == "up")
+    return [
+        Summary(f"{up} of {len(members)} members up · leader {v.doc.get('leader') or '-'}"),
+        Section("Members", (Table("members", headers, tuple(rows), insert_columns_at=8),)),
+    ]
+
+
 SPEC = ProbeSpec(
     name="status",
     probe_type=StatusProbe,
@@ -361,4 +407,12 @@ SPEC = ProbeSpec(
     default_timeout=10.0,
     provides_topology=True,
     title="Members",
+    view=members_view,
+    checks=(
+        Check("member_down", "EtcdInspectorMemberUnreachable"),
+        Check("auth_failed", "EtcdInspectorProbeFailing"),
+        Check("no_leader", "etcdNoLeader"),
+        Check("alarm", "EtcdInspectorAlarmActive", thresholds=("alarms_critical",)),
+    ),
+    stale_seconds=600,
 )

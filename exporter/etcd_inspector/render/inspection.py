@@ -5,15 +5,17 @@ report methods (probes/base.py), so a new probe shows up here with no change to 
 A probe that this build does not ship is "not available", one that ran and failed carries its
 error; the report shows what it has and never invents a value for what it lacks.
 
-Findings (each one makes the exit code 1) come from the probes, plus:
+Findings (each one makes the exit code 1) come from the probes, plus (REPORT_CHECKS):
   unreachable      no member answered (the topology probe failed): exit code 2
   probe_failed     a probe ran and failed, so its check could not be made
+Each kind of finding links the runbook of the alert its Check declares (alert_of_check).
 Exit codes: 2 when a cluster could not be inspected at all, else 1 when there is any finding,
 else 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,8 +24,10 @@ from etcd_inspector.cluster.state import ProbeOutcome
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes import REGISTRY
-from etcd_inspector.probes.base import InspectMode, Probe, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import Check, InspectMode, Probe, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.thresholds import Thresholds, runbook_anchor
 
 if TYPE_CHECKING:
     from etcd_inspector.runtime.runtime import ClusterRuntime
@@ -32,7 +36,9 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_FINDINGS",
     "EXIT_OK",
+    "REPORT_CHECKS",
     "ClusterInspection",
+    "alert_of_check",
     "exit_code",
     "findings",
 ]
@@ -52,6 +58,8 @@ class ClusterInspection:
     registry: Mapping[str, ProbeSpec] = field(default_factory=lambda: REGISTRY)
     # The exporter's running view (status page, /api/v1/status): watches have run all along.
     live: bool = False
+    # What findings compare with: the mixin's values (report/thresholds.py).
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
 
     @classmethod
     def of_runtime(
@@ -78,6 +86,7 @@ class ClusterInspection:
             probes={name: scheduled.probe for name, scheduled in rt.probes.items()},
             watch_seconds=watch_seconds,
             live=live,
+            thresholds=rt.thresholds,
         )
 
     @property
@@ -91,9 +100,7 @@ class ClusterInspection:
         ]
 
     def watched(self, spec: ProbeSpec) -> bool:
-        return (
-            spec.inspect is not InspectMode.WATCH or self.watch_seconds is not None or self.live
-        )
+        return spec.inspect is not InspectMode.WATCH or self.watch_seconds is not None or self.live
 
     def probe(self, spec: ProbeSpec) -> Probe[Any, Any]:
         return self.probes.get(spec.name) or spec.build()
@@ -131,6 +138,7 @@ class ClusterInspection:
             watch_seconds=self.watch_seconds,
             inspected=self.inspected,
             live=self.live,
+            thresholds=self.thresholds,
         )
 
     def member(self, endpoint: str) -> str:
@@ -162,7 +170,41 @@ class _Unavailable(Probe[Any, None]):
         return []
 
 
+# The report's own kinds of finding (the probes declare theirs in their specs).
+REPORT_CHECKS = (
+    Check("unreachable", "EtcdInspectorMemberUnreachable"),
+    Check("probe_failed", "EtcdInspectorProbeFailing"),
+)
+
+
+def declared_checks(registry: Mapping[str, ProbeSpec] = REGISTRY) -> dict[str, Check]:
+    """Every kind of finding, by kind: the report's and each registered probe's."""
+    return {c.kind: c for c in REPORT_CHECKS} | {
+        c.kind: c for spec in registry.values() for c in spec.checks
+    }
+
+
+def alert_of_check(registry: Mapping[str, ProbeSpec] = REGISTRY) -> dict[str, str]:
+    """The alert behind each kind of finding."""
+    return {kind: c.alert for kind, c in declared_checks(registry).items()}
+
+
+def _as_declared(f: Finding, checks: Mapping[str, Check]) -> Finding:
+    """The finding with the runbook and unit of its kind's Check (unless it set its own)."""
+    check = checks.get(f.check)
+    if check is None:
+        return f
+    return dataclasses.replace(
+        f, runbook=f.runbook or runbook_anchor(check.alert), unit=f.unit or str(check.unit)
+    )
+
+
 def findings(insp: ClusterInspection) -> list[Finding]:
+    checks = declared_checks(insp.registry)
+    return [_as_declared(f, checks) for f in _findings(insp)]
+
+
+def _findings(insp: ClusterInspection) -> list[Finding]:
     c = insp.name
     if not insp.inspected:
         return [Finding(c, "unreachable", f"could not inspect: {insp.error}", None,

@@ -29,6 +29,7 @@ away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
   Finding = {"cluster": str, "check": str, "member": str | null, "message": str,
              "severity": "critical" | "warning" | "info", "subject": str | null,
              "value": float | null, "threshold": float | null,   # the alert's threshold
+             "unit": "bytes" | "ratio" | "rate" | "date" | ... | null,  # of value, threshold
              "runbook": str | null, "runbook_url": str | null}   # the matching alert's runbook
 
 The exporter serves the same document at /api/v1/status (render/inspection.py's

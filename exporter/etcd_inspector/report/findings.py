@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from etcd_inspector.report.thresholds import runbook_for, runbook_url
+from etcd_inspector.report.thresholds import runbook_url
 
 
 class Severity(StrEnum):
@@ -28,13 +28,15 @@ class Finding:
     subject: str | None = None
     value: float | None = None  # the measured value, where there is one
     threshold: float | None = None  # the limit it crossed
-    # Anchor of the matching alert's runbook in docs/mixin.md; None: the one of `check`'s alert
-    # (report/thresholds.py), so every finding links the runbook its alert links.
+    # Anchor of the matching alert's runbook in docs/mixin.md. A probe leaves it None: the
+    # report sets the one of the alert its spec declares for `check` (probes/base.py Check).
     runbook: str | None = None
+    # How value and threshold show (report/view.py Format); None: the unit its Check declares.
+    unit: str | None = None
 
     @property
     def runbook_anchor(self) -> str | None:
-        return self.runbook or runbook_for(self.check)
+        return self.runbook
 
     @property
     def runbook_url(self) -> str | None:
@@ -50,6 +52,7 @@ class Finding:
             "subject": self.subject,
             "value": self.value,
             "threshold": self.threshold,
+            "unit": self.unit,
             "runbook": self.runbook_anchor,
             "runbook_url": self.runbook_url,
         }

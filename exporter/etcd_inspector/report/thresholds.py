@@ -1,42 +1,122 @@
-"""The numbers a finding and its alert share, and where the alerts' runbooks live (pure).
+"""The numbers a finding and its alert share, and where the alerts' runbooks live.
 
-One source: the mixin's config.libsonnet. These constants are its defaults, copied here because
-evaluating the jsonnet costs a second at every start; tests/test_thresholds.py renders the mixin
-and fails when a constant and its config.libsonnet name disagree. A finding's `threshold` is the
-number here, the alert compares the same metric against the same number, and a finding's
-`runbook` is the anchor of the matching alert in docs/mixin.md (runbook_url_base + lower-cased
-alert name, as rules/runbooks.libsonnet builds every alert's runbook_url).
+One source: the mixin's values, i.e. config.libsonnet's defaults with the operator's overrides
+(the YAML file `generate --values FILE` renders the alerts with). The defaults are rendered once,
+at build/test time, into the packaged mixin_defaults.json (`python -m etcd_inspector.mixin`
+rewrites it; tests/test_thresholds.py fails when it is out of date), so no jsonnet runs when the
+exporter or `inspect` starts. The same values file, given to them as `--mixin.values FILE`
+(config: inspection.mixin_values), is applied over those defaults: the alerts and the findings
+then compare with the same numbers. Findings read them from ReportContext.thresholds.
+
+A finding's `runbook` is the anchor of the matching alert in docs/mixin.md (runbook_url_base +
+lower-cased alert name, as rules/runbooks.libsonnet builds every alert's runbook_url). Which
+alert matches which kind of finding each probe declares in its spec (probes/base.py Check).
 """
 
 from __future__ import annotations
 
-# config.libsonnet name -> value; tests compare every entry with config_defaults().
-MIXIN_DEFAULTS: dict[str, object] = {}
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from etcd_inspector import mixin
+
+DEFAULTS_FILE = "mixin_defaults.json"
 
 
-def _mixin(name: str, value: float) -> float:
-    MIXIN_DEFAULTS[name] = value
-    return value
+class ThresholdsError(ValueError):
+    """A values file the exporter cannot use (one line: the file and the cause)."""
 
 
-RUNBOOK_URL_BASE = "https://github.com/etcd-inspector/etcd-inspector/blob/main/docs/mixin.md#"
-MIXIN_DEFAULTS["runbook_url_base"] = RUNBOOK_URL_BASE
+@functools.cache
+def packaged_defaults() -> dict[str, Any]:
+    """config.libsonnet's names and default values, as rendered into the package."""
+    text = resources.files("etcd_inspector").joinpath(DEFAULTS_FILE).read_text(encoding="utf-8")
+    values: dict[str, Any] = json.loads(text)
+    return values
 
-# EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.
-QUOTA_USED_RATIO = _mixin("quota_used_ratio_warning", 0.8)
-# EtcdInspectorBigValues: values over the big-value size tolerated.
-BIG_VALUES_MAX = int(_mixin("big_values_max", 0))
-# The bigvalue probe's default size threshold (its `threshold_bytes` option).
-BIG_VALUE_BYTES = int(_mixin("big_value_threshold_bytes", 100 * 1024))
-# EtcdInspectorHotKey: writes per second to a single key.
-HOT_KEY_WRITES_PER_SECOND = _mixin("hot_key_writes_per_second", 50)
-# EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within the window.
-PREFIX_KEY_GROWTH_MAX = int(_mixin("prefix_key_growth_max", 10000))
-PREFIX_KEY_GROWTH_WINDOW_SECONDS = 3600.0  # prefix_key_growth_window: '1h'
-MIXIN_DEFAULTS["prefix_key_growth_window"] = "1h"
-# EtcdInspectorCertificateExpiry: days left before a certificate expires (warning, critical).
-CERT_EXPIRY_WARNING_DAYS = _mixin("certificate_expiry_warning_days", 21)
-CERT_EXPIRY_CRITICAL_DAYS = _mixin("certificate_expiry_critical_days", 7)
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration ('1h', '1h30m') in seconds."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ThresholdsError(f"not a Prometheus duration: {duration!r}")
+    return float(sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The mixin values findings compare with (each the alert's of the same name)."""
+
+    # EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.
+    quota_used_ratio_warning: float
+    # EtcdInspectorBigValues: values over the big-value size tolerated.
+    big_values_max: int
+    # The bigvalue probe's default size threshold (its `threshold_bytes` option).
+    big_value_threshold_bytes: int
+    # EtcdInspectorHotKey: writes per second to a single key.
+    hot_key_writes_per_second: float
+    # EtcdInspectorPrefixKeyGrowth: keys a prefix may gain within the window.
+    prefix_key_growth_max: int
+    prefix_key_growth_window_seconds: float
+    # EtcdInspectorCertificateExpiry: days left before a certificate expires.
+    certificate_expiry_warning_days: float
+    certificate_expiry_critical_days: float
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Thresholds:
+        return cls(
+            quota_used_ratio_warning=float(values["quota_used_ratio_warning"]),
+            big_values_max=int(values["big_values_max"]),
+            big_value_threshold_bytes=int(values["big_value_threshold_bytes"]),
+            hot_key_writes_per_second=float(values["hot_key_writes_per_second"]),
+            prefix_key_growth_max=int(values["prefix_key_growth_max"]),
+            prefix_key_growth_window_seconds=_seconds(values["prefix_key_growth_window"]),
+            certificate_expiry_warning_days=float(values["certificate_expiry_warning_days"]),
+            certificate_expiry_critical_days=float(values["certificate_expiry_critical_days"]),
+        )
+
+
+def with_overrides(overrides: Mapping[str, Any], origin: str = "values") -> Thresholds:
+    """The packaged defaults with `overrides` (config.libsonnet names) applied, checked as
+    `generate --values` checks them: a name the mixin lacks or a value of another type is an
+    error."""
+    defaults = packaged_defaults()
+    try:
+        mixin.check_values(overrides, defaults, origin)
+    except mixin.MixinError as err:
+        raise ThresholdsError(str(err)) from err
+    return Thresholds.of({**defaults, **overrides})
+
+
+def load_thresholds(values_file: str | None) -> Thresholds:
+    """The thresholds for a values file (the one `generate --values` takes), or the defaults."""
+    if values_file is None:
+        return DEFAULT
+    try:
+        values = mixin.load_values(Path(values_file))
+    except mixin.MixinError as err:
+        raise ThresholdsError(str(err)) from err
+    return with_overrides(values, values_file)
+
+
+DEFAULT = Thresholds.of(packaged_defaults())
+
+# The defaults under their old names, for code that needs no override (the demo, the scan's
+# default size threshold and growth window).
+RUNBOOK_URL_BASE: str = packaged_defaults()["runbook_url_base"]
+BIG_VALUE_BYTES = DEFAULT.big_value_threshold_bytes
+HOT_KEY_WRITES_PER_SECOND = DEFAULT.hot_key_writes_per_second
+PREFIX_KEY_GROWTH_WINDOW_SECONDS = DEFAULT.prefix_key_growth_window_seconds
 
 
 def runbook_anchor(alert: str) -> str:
@@ -46,25 +126,3 @@ def runbook_anchor(alert: str) -> str:
 
 def runbook_url(anchor: str | None) -> str | None:
     return RUNBOOK_URL_BASE + anchor if anchor else None
-
-
-# The alert behind each kind of finding (kinds with no alert of their own: none here).
-ALERT_OF_CHECK: dict[str, str] = {
-    "unreachable": "EtcdInspectorMemberUnreachable",
-    "member_down": "EtcdInspectorMemberUnreachable",
-    "auth_failed": "EtcdInspectorProbeFailing",
-    "no_leader": "etcdNoLeader",
-    "alarm": "EtcdInspectorAlarmActive",
-    "inconsistent": "EtcdInspectorDataInconsistent",
-    "quota": "EtcdInspectorQuotaHeadroomLow",
-    "big_value": "EtcdInspectorBigValues",
-    "hot_key": "EtcdInspectorHotKey",
-    "prefix_growth": "EtcdInspectorPrefixKeyGrowth",
-    "certificate_expiry": "EtcdInspectorCertificateExpiry",
-    "probe_failed": "EtcdInspectorProbeFailing",
-}
-
-
-def runbook_for(check: str) -> str | None:
-    alert = ALERT_OF_CHECK.get(check)
-    return runbook_anchor(alert) if alert else None

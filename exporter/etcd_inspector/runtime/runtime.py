@@ -15,6 +15,8 @@ from etcd_inspector.etcd.client import MemberClient, TLSFiles
 from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext, ProbeSpec
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
+from etcd_inspector.report.thresholds import Thresholds, load_thresholds
 from etcd_inspector.runtime.scheduler import ScheduledProbe, Scheduler
 
 
@@ -79,6 +81,8 @@ class ClusterRuntime:
     state: ClusterState
     scheduler: Scheduler
     metrics: MetricsFetcher
+    # What its findings compare with: the mixin's values, with --mixin.values applied.
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
 
     @property
     def name(self) -> str:
@@ -141,4 +145,5 @@ def build_runtime(
         supervisor=supervisor,
     )
     scheduler = Scheduler(state, ctx, scheduled, cluster.local_member, supervisor)
-    return ClusterRuntime(cluster, clients, state, scheduler, fetcher)
+    thresholds = load_thresholds(config.mixin_values)
+    return ClusterRuntime(cluster, clients, state, scheduler, fetcher, thresholds)

@@ -5,6 +5,11 @@ meta refresh keeps it current. It renders the cluster's JSON document (render/js
 cluster_json, the document /api/v1/status and `inspect --output json` give), never the probes'
 results directly, so the page, the API and `inspect` cannot disagree.
 
+The page names no probe and no kind of finding: each registered probe's spec declares its view
+(report/view.py: sections of tables, key/value rows and lines of typed cells, read from the
+probe's own keys in the document), and each finding says the unit of its value. This module
+only turns those into HTML, the same way for every probe.
+
 Everything that comes from etcd or the configuration (keys, member names, endpoints, error
 texts) is escaped; keys appear exactly as /metrics labels them (key_labels).
 """
@@ -18,12 +23,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from etcd_inspector import __version__
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.probes.base import ProbeSpec
 from etcd_inspector.report.format import duration, rfc3339, size
+from etcd_inspector.report.view import (
+    Bullets,
+    Cell,
+    Column,
+    Facts,
+    Format,
+    Line,
+    Look,
+    Section,
+    Summary,
+    Table,
+    ViewInput,
+    ViewPart,
+)
 
 REFRESH_SECONDS = 15
 DASH = "-"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-TOP_ROWS = 10
 
 
 def e(value: object) -> str:
@@ -46,44 +66,102 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _ago(timestamp: str | None, now: float) -> str:
+def _epoch(timestamp: str | float) -> float:
+    if isinstance(timestamp, int | float):
+        return float(timestamp)
+    return float(calendar.timegm(time.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S")))
+
+
+def _ago(timestamp: str | float | None, now: float) -> str:
     if timestamp is None:
         return "never"
-    t = calendar.timegm(time.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    return f"{duration(max(0.0, now - t))} ago"
+    return f"{duration(max(0.0, now - _epoch(timestamp)))} ago"
+
+
+# --------------------------------------------------------------------------- cells
+
+NUMERIC = {Format.NUMBER, Format.COUNT, Format.BYTES, Format.SECONDS, Format.RATIO, Format.RATE}
+
+# Each look's CSS classes (and the tag it is wrapped in).
+LOOK_CLASSES: dict[Look, str] = {
+    Look.PLAIN: "",
+    Look.STRONG: "",
+    Look.CODE: "",
+    Look.KEY: "key",
+    Look.GOOD: "ok",
+    Look.BAD: "bad",
+    Look.MUTED: "muted",
+    Look.UP: "state state-up",
+    Look.DOWN: "state state-down",
+    Look.CAUTION: "state state-auth_failed",
+    Look.UNKNOWN: "state state-unknown",
+    Look.ALERT: "sev sev-critical",
+    Look.VERDICT_GOOD: "verdict-ok",
+    Look.VERDICT_BAD: "verdict-bad",
+}
+LOOK_TAGS = {Look.STRONG: "b", Look.CODE: "code", Look.KEY: "code"}
+
+
+def shown(value: object, fmt: Format | str, now: float) -> str:
+    """A value as text in its format (unescaped); None is a dash."""
+    if value is None:
+        return DASH
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    if fmt == Format.AGE:
+        return _ago(value if isinstance(value, str | int | float) else str(value), now)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return str(value)
+    if fmt in (Format.TIMESTAMP, Format.DATE):
+        stamp = rfc3339(value) if isinstance(value, int | float) else value
+        return stamp[:10] if fmt == Format.DATE else stamp[:19].replace("T", " ") + " UTC"
+    if isinstance(value, str):
+        return value
+    if fmt == Format.BYTES:
+        return size(value)
+    if fmt == Format.SECONDS:
+        return duration(value)
+    if fmt == Format.RATIO:
+        return f"{value:.1%}"
+    if fmt == Format.RATE:
+        return f"{value:.1f}/s"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cell(c: Cell, now: float) -> str:
+    """A cell as HTML: its value in its format, marked up by its look, then its note."""
+    classes = " ".join(
+        x for x in ("n" if c.format in NUMERIC else "", LOOK_CLASSES[c.look], c.tag or "") if x
+    )
+    tag = LOOK_TAGS.get(c.look, "span")
+    if c.look is Look.ALERT and isinstance(c.value, tuple):
+        html_ = " ".join(f'<span class="{classes}">{e(v)}</span>' for v in c.value)
+    elif classes or tag != "span":
+        attr = f' class="{classes}"' if classes else ""
+        html_ = f"<{tag}{attr}>{e(shown(c.value, c.format, now))}</{tag}>"
+    else:
+        html_ = e(shown(c.value, c.format, now))
+    if c.note:
+        html_ += f'<div class="reason">{e(c.note)}</div>'
+    return html_
 
 
 # --------------------------------------------------------------------------- findings
 
 
-def measured(f: Mapping[str, Any]) -> tuple[str, str]:
-    """(value, threshold) of a finding in the unit of its kind."""
-    value, threshold = f.get("value"), f.get("threshold")
-    check = f.get("check")
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return DASH
-        if check == "quota":
-            return f"{v:.1%}"
-        if check == "big_value" and f.get("subject") is not None:
-            return size(v)
-        if check == "hot_key":
-            return f"{v:.1f}/s"
-        if check == "certificate_expiry":
-            return rfc3339(v)[:10]
-        return f"{v:g}" if isinstance(v, float) else str(v)
-
-    return fmt(value), fmt(threshold)
+def measured(f: Mapping[str, Any], now: float = 0.0) -> tuple[str, str]:
+    """(value, threshold) of a finding in its unit."""
+    unit = f.get("unit") or Format.NUMBER
+    return shown(f.get("value"), unit, now), shown(f.get("threshold"), unit, now)
 
 
-def _findings(findings: Sequence[Mapping[str, Any]]) -> str:
+def _findings(findings: Sequence[Mapping[str, Any]], now: float) -> str:
     if not findings:
         return '<p class="ok">No findings: every check is within its threshold.</p>'
     ordered = sorted(findings, key=lambda f: SEVERITY_ORDER.get(f.get("severity") or "", 9))
     rows = []
     for f in ordered:
-        value, threshold = measured(f)
+        value, threshold = measured(f, now)
         sev = str(f.get("severity") or "warning")
         rows.append(
             [
@@ -103,133 +181,83 @@ def _findings(findings: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-# --------------------------------------------------------------------------- members
+# --------------------------------------------------------------------------- the probes' views
 
 
-def _members(doc: Mapping[str, Any]) -> str:
-    quota = {m["name"]: m for m in (doc.get("quota") or {}).get("members", [])}
-    alarms: dict[str, list[str]] = {}
-    for a in doc.get("alarms") or []:
-        alarms.setdefault(a["member"], []).append(a["alarm"])
+def why_no_result(probe: Mapping[str, Any] | None) -> str | None:
+    """From the probe's entry in the document's `probes`: why it has no result, if so."""
+    if probe is None:
+        return "not run"
+    if not probe.get("ran"):
+        return "not run yet"
+    if not probe.get("success"):
+        return str(probe.get("error") or "failed")
+    return None
+
+
+def views(doc: Mapping[str, Any], registry: Mapping[str, ProbeSpec]) -> list[ViewPart]:
+    """Every registered probe's view of the document, in registry order."""
+    probes = doc.get("probes") or {}
+    parts: list[ViewPart] = []
+    for spec in registry.values():
+        parts.extend(spec.view(ViewInput(doc, why_no_result(probes.get(spec.name)))))
+    return parts
+
+
+def _with_columns(t: Table, columns: Sequence[Column]) -> tuple[list[str], list[list[Cell]]]:
+    at = len(t.headers) if t.insert_columns_at is None else t.insert_columns_at
+    headers = [*t.headers[:at], *(c.header for c in columns), *t.headers[at:]]
     rows = []
-    for m in doc.get("members") or []:
-        state = m.get("state") or ("up" if m.get("up") else "down")
-        label = {"up": "up", "down": "down", "auth_failed": "up: auth failed"}.get(state, state)
-        reason = f'<div class="reason">{e(m.get("reason"))}</div>' if m.get("reason") else ""
-        q = quota.get(m["name"])
-        used = q["used_ratio"] if q else None
-        quota_cell = DASH
-        if q is not None and used is not None:
-            cls = "bad" if used > ((doc.get("quota") or {}).get("used_ratio_limit") or 1) else ""
-            quota_cell = (
-                f'<span class="quota {cls}" data-used="{used:.4f}">{used:.1%}</span>'
-                f'<div class="reason">of {e(size(q["quota_bytes"]))}</div>'
-            )
-        active = alarms.get(m["name"], [])
-        rows.append(
-            [
-                f"<b>{e(m['name'])}</b>",
-                f"<code>{e(m['endpoint'])}</code>",
-                f'<span class="state state-{e(state)}">{e(label)}</span>{reason}',
-                "leader" if m.get("leader") else "",
-                "learner" if m.get("learner") else "",
-                e(m.get("version")),
-                e(m.get("revision")),
-                (
-                    f'<span class="n">{e(size(m["db_size_bytes"]))}</span>'
-                    if m.get("db_size_bytes") is not None
-                    else DASH
-                ),
-                quota_cell,
-                (
-                    " ".join(f'<span class="sev sev-critical">{e(a)}</span>' for a in active)
-                    if active
-                    else ("none" if doc.get("alarms") is not None else "unknown")
-                ),
-            ]
+    for row in t.rows:
+        key = row[t.key_column].value if t.key_column < len(row) else None
+        joined = [c.cells.get(str(key), Cell(None)) for c in columns]
+        rows.append([*row[:at], *joined, *row[at:]])
+    return headers, rows
+
+
+def _block(block: object, columns: Mapping[str, list[Column]], now: float) -> str:
+    if isinstance(block, Table):
+        headers, rows = _with_columns(block, columns.get(block.name, []))
+        table = _table(headers, ([cell(c, now) for c in row] for row in rows), block.name)
+        if not table and block.empty:
+            table = f"<p>{e(block.empty)}</p>"
+        if block.title is None:
+            return table
+        caption = f" <small>({e(block.caption)})</small>" if block.caption else ""
+        return f"<div><h4>{e(block.title)}{caption}</h4>{table}</div>"
+    if isinstance(block, Facts):
+        body = "".join(
+            f'<tr><td class="k">{e(k)}</td><td>{cell(v, now)}</td></tr>' for k, v in block.rows
         )
-    headers = ["member", "endpoint", "state", "leader", "learner", "version", "revision",
-               "DB size", "quota used", "alarms"]  # fmt: skip
-    return _table(headers, rows, "members")
+        title = f"<h4>{e(block.title)}</h4>" if block.title else ""
+        return f'<div>{title}<table class="{e(block.name)}"><tbody>{body}</tbody></table></div>'
+    if isinstance(block, Line):
+        return f'<p id="{e(block.name)}">' + " · ".join(cell(c, now) for c in block.cells) + "</p>"
+    if isinstance(block, Bullets):
+        items = "".join(f"<li>{e(i)}</li>" for i in block.items)
+        return f"<ul>{items}</ul>" if items else ""
+    raise TypeError(f"not a block of the view model: {block!r}")
 
 
-# --------------------------------------------------------------------------- consistency
-
-
-def _consistency(doc: Mapping[str, Any], probes: Mapping[str, Any]) -> str:
-    c = doc.get("consistency")
-    if c is None:
-        p = probes.get("consistency") or {}
-        why = p.get("error") or ("not run yet" if not p.get("ran") else "no result")
-        return f'<p class="muted" id="consistency">Consistency: {e(why)}</p>'
-    verdict = "consistent" if c["consistent"] else "INCONSISTENT"
-    compared = (
-        f"{c['members_compared']} of {c['members_total']} members compared "
-        f"at revision {c['revision']}"
-    )
-    left_out = [m for m in c["members"] if m["keys"] is None]
-    if left_out:
-        compared += " (not compared: " + ", ".join(
-            f"{m['name']}: {m['error'] or 'no answer'}" for m in left_out
-        ) + ")"
-    hashes = {True: "agree", False: "DIFFER", None: f"n/a ({c.get('hash_unavailable_reason')})"}
-    counts = {True: "agree", False: "DIFFER", None: "n/a"}
-    reasons = "".join(f"<li>{e(r)}</li>" for r in c.get("reasons") or [])
-    return (
-        f'<p id="consistency"><span class="verdict-{"ok" if c["consistent"] else "bad"}">'
-        f"{e(verdict)}</span> · <span class=\"compared\">{e(compared)}</span> · key counts "
-        f"{e(counts[c['key_counts_agree']])}, hashes {e(hashes[c['hashes_agree']])}</p>"
-        + (f"<ul>{reasons}</ul>" if reasons else "")
-    )
-
-
-# --------------------------------------------------------------------------- keyspace
-
-
-def _keyspace(doc: Mapping[str, Any]) -> str:
-    parts = []
-    ks = doc.get("keyspace")
-    if ks is not None:
-        limit = ks["threshold_bytes"]
-        rows = [
-            [f'<code class="key">{e(v["key"])}</code>',
-             f'<span class="n {"bad" if v["bytes"] > limit else ""}">{e(size(v["bytes"]))}</span>']
-            for v in ks["largest_values"][:TOP_ROWS]
-        ]  # fmt: skip
-        parts.append(
-            f"<div><h4>Largest values <small>({ks['big_values']} over {e(size(limit))}; "
-            f"{ks['keys']} keys at revision {ks['revision']})</small></h4>"
-            + (_table(["key", "size"], rows, "largest") or "<p>none</p>")
-            + "</div>"
-        )
-        rows = [
-            [f'<code class="key">{e(p["prefix"])}</code>', e(p["keys"]),
-             f'<span class="n">{e(size(p["bytes"]))}</span>']
-            for p in ks["prefixes"][:TOP_ROWS]
-        ]
-        parts.append(
-            "<div><h4>Biggest prefixes</h4>" + (_table(["prefix", "keys", "bytes"], rows) or "")
-            + "</div>"
-        )
-    hk = doc.get("hot_keys")
-    if hk is not None:
-        limit = hk.get("threshold_writes_per_second")
-        rows = []
-        for k in hk["keys"][:TOP_ROWS]:
-            over = limit is not None and k["writes_per_second"] > limit
-            rows.append(
-                [f'<code class="key">{e(k["key"])}</code>',
-                 f'<span class="n {"bad" if over else ""}">{k["writes_per_second"]:.1f}/s</span>']
-            )  # fmt: skip
-        parts.append(
-            f"<div><h4>Hot keys <small>({e(hk['rate_basis'])}; alert over {e(limit)}/s)"
-            "</small></h4>"
-            + (_table(["key", "writes"], rows, "hotkeys") or "<p>no key over the minimum rate</p>")
-            + "</div>"
-        )
-    if not parts:
-        return ""
-    return '<div class="grid">' + "".join(parts) + "</div>"
+def _sections(parts: Sequence[ViewPart], now: float) -> str:
+    """Sections of the same title as one, in the order they first appear."""
+    columns: dict[str, list[Column]] = {}
+    merged: dict[str, list[Section]] = {}
+    for part in parts:
+        if isinstance(part, Column):
+            columns.setdefault(part.table, []).append(part)
+        elif isinstance(part, Section):
+            merged.setdefault(part.title, []).append(part)
+    out = []
+    for title, sections in merged.items():
+        blocks = [_block(b, columns, now) for s in sections for b in s.blocks]
+        body = "".join(b for b in blocks if b)
+        if not body:
+            continue
+        if any(s.grid for s in sections):
+            body = f'<div class="grid">{body}</div>'
+        out.append(f'<h3 id="section-{e(title.lower().replace(" ", "-"))}">{e(title)}</h3>\n{body}')
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- probes
@@ -263,12 +291,15 @@ def _probes(probes: Mapping[str, Any], now: float) -> str:
 # --------------------------------------------------------------------------- page
 
 
-def headline(doc: Mapping[str, Any]) -> tuple[str, str]:
+def headline(
+    doc: Mapping[str, Any], registry: Mapping[str, ProbeSpec] = REGISTRY
+) -> tuple[str, str]:
     """(css class, text): healthy | findings | cannot inspect."""
     if not doc["inspected"]:
-        status = doc["probes"].get("status") or {}
-        if not status.get("ran"):
-            return "wait", "waiting for the first status round"
+        topology = next((s.name for s in registry.values() if s.provides_topology), None)
+        first = doc["probes"].get(topology) or {} if topology is not None else {}
+        if not first.get("ran"):
+            return "wait", f"waiting for the first {topology or 'topology'} round"
         return "error", "cannot inspect"
     found = doc["findings"]
     if not found:
@@ -278,26 +309,22 @@ def headline(doc: Mapping[str, Any]) -> tuple[str, str]:
     return cls, f"{len(found)} finding{'s' if len(found) != 1 else ''}"
 
 
-def _cluster(doc: Mapping[str, Any], now: float) -> str:
-    cls, text = headline(doc)
-    members = doc.get("members") or []
-    up = sum(1 for m in members if m.get("state") == "up")
+def _cluster(doc: Mapping[str, Any], now: float, registry: Mapping[str, ProbeSpec]) -> str:
+    cls, text = headline(doc, registry)
+    parts = views(doc, registry)
+    summary = " · ".join(p.text for p in parts if isinstance(p, Summary))
     error = f'<p class="error-line">{e(doc["error"])}</p>' if doc.get("error") else ""
     return f"""
-<section class="cluster" id="cluster-{e(doc['name'])}">
-<h2>cluster <span class="name">{e(doc['name'])}</span>
+<section class="cluster" id="cluster-{e(doc["name"])}">
+<h2>cluster <span class="name">{e(doc["name"])}</span>
 <span class="verdict verdict-{cls}">{e(text)}</span>
-<small>{up} of {len(members)} members up · leader {e(doc.get('leader'))}</small></h2>
+<small>{e(summary)}</small></h2>
 {error}
 <h3>Findings</h3>
-{_findings(doc['findings'])}
-<h3>Members</h3>
-{_members(doc)}
-<h3>Consistency</h3>
-{_consistency(doc, doc['probes'])}
-{('<h3>Keyspace</h3>' + _keyspace(doc)) if _keyspace(doc) else ''}
+{_findings(doc["findings"], now)}
+{_sections(parts, now)}
 <h3>Probes</h3>
-{_probes(doc['probes'], now)}
+{_probes(doc["probes"], now)}
 </section>"""
 
 
@@ -330,16 +357,22 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}
 .reason{color:#667;font-size:12px}.muted{color:#667}.ok{color:#176a2a}.bad{color:#a4160b;
 font-weight:600}.error-line{color:#a4160b;font-weight:600}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
-.n{white-space:nowrap}
+.n{white-space:nowrap}.k{color:#556;font-weight:600;white-space:nowrap;width:1%}
 footer{color:#889;padding:0 24px 24px;font-size:12px}
 """
 
 
-def render(docs: Sequence[Mapping[str, Any]], telemetry_path: str, now: float | None = None) -> str:
+def render(
+    docs: Sequence[Mapping[str, Any]],
+    telemetry_path: str,
+    now: float | None = None,
+    registry: Mapping[str, ProbeSpec] = REGISTRY,
+) -> str:
     """The page for the clusters' JSON documents (render.jsondoc.cluster_json)."""
     now = time.time() if now is None else now
     path = e(telemetry_path)
-    clusters = "".join(_cluster(doc, now) for doc in docs) or "<p>No cluster configured.</p>"
+    clusters = "".join(_cluster(doc, now, registry) for doc in docs)
+    clusters = clusters or "<p>No cluster configured.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
@@ -350,7 +383,7 @@ def render(docs: Sequence[Mapping[str, Any]], telemetry_path: str, now: float | 
 <header><h1>etcd-inspector {e(__version__)}</h1>
 <nav><a href="{path}">Metrics</a><a href="/api/v1/status">Status JSON</a>
 <a href="/-/healthy">Health</a><a href="/-/ready">Readiness</a></nav>
-<span class="updated">as of {e(rfc3339(now)[:19].replace('T', ' '))} UTC · refreshes every
+<span class="updated">as of {e(rfc3339(now)[:19].replace("T", " "))} UTC · refreshes every
 {REFRESH_SECONDS}s</span></header>
 <main>{clusters}</main>
 <footer>The same data as <a href="/api/v1/status">/api/v1/status</a> and

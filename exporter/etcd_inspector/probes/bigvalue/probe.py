@@ -45,6 +45,7 @@ from etcd_inspector.etcd.types import KeyValueLike
 from etcd_inspector.keyspace.prefixes import OTHER
 from etcd_inspector.probes.base import (
     CACHED,
+    Check,
     Probe,
     ProbeContext,
     ProbeFlag,
@@ -73,11 +74,8 @@ from etcd_inspector.probes.bigvalue.reader import (
 from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
-from etcd_inspector.report.thresholds import (
-    BIG_VALUES_MAX,
-    PREFIX_KEY_GROWTH_MAX,
-    PREFIX_KEY_GROWTH_WINDOW_SECONDS,
-)
+from etcd_inspector.report.thresholds import PREFIX_KEY_GROWTH_WINDOW_SECONDS
+from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
 
 # Rows per top list in the text report when top_n is 0.
 DEFAULT_TOP_ROWS = 10
@@ -324,7 +322,8 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
     def findings(self, result: BigValueResult, rc: ReportContext) -> Iterable[Finding]:
         """One finding per big value the top list names (by key, as /metrics labels it), and
         one for those it does not; prefix growth over the alert's limit."""
-        if result.big_values > BIG_VALUES_MAX:
+        t = rc.thresholds
+        if result.big_values > t.big_values_max:
             threshold = result.threshold_bytes
             over = [(n, key) for n, key in result.top_values if n > threshold]
             for nbytes, key in over:
@@ -339,17 +338,18 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                     rc.cluster, "big_value",
                     f"{more} {'more ' if over else ''}value(s) larger than {size(threshold)} "
                     f"({result.big_values} in all, {size(result.big_values_bytes)})",
-                    severity=Severity.INFO, value=result.big_values, threshold=BIG_VALUES_MAX,
+                    severity=Severity.INFO, value=result.big_values, threshold=t.big_values_max,
+                    unit=Format.COUNT,
                 )  # fmt: skip
         for g in result.prefix_growth:
-            if g.gained > PREFIX_KEY_GROWTH_MAX:
+            if g.gained > t.prefix_key_growth_max:
                 yield Finding(
                     rc.cluster, "prefix_growth",
                     f"prefix {g.prefix} gained {g.gained} keys within {duration(g.over_seconds)} "
-                    f"(limit {PREFIX_KEY_GROWTH_MAX} per "
-                    f"{duration(PREFIX_KEY_GROWTH_WINDOW_SECONDS)})",
+                    f"(limit {t.prefix_key_growth_max} per "
+                    f"{duration(t.prefix_key_growth_window_seconds)})",
                     severity=Severity.WARNING, subject=g.prefix, value=g.gained,
-                    threshold=PREFIX_KEY_GROWTH_MAX,
+                    threshold=t.prefix_key_growth_max,
                 )  # fmt: skip
 
     def report_json(self, result: BigValueResult | None, rc: ReportContext) -> dict[str, Any]:
@@ -426,6 +426,29 @@ def _scan_families(cluster: str, keys: int, revision: int) -> list[Metric]:
     return [done, rev]
 
 
+def keyspace_view(v: ViewInput) -> list[ViewPart]:
+    """The largest values (over the threshold in red) and the biggest prefixes."""
+    ks = v.doc.get("keyspace")
+    if ks is None:
+        return []
+    limit, n = ks["threshold_bytes"], DEFAULT_TOP_ROWS
+    largest = tuple(
+        (text(x["key"], Look.KEY),
+         Cell(x["bytes"], Format.BYTES, Look.BAD if x["bytes"] > limit else Look.PLAIN))
+        for x in ks["largest_values"][:n]
+    )  # fmt: skip
+    prefixes = tuple(
+        (text(p["prefix"], Look.KEY), text(p["keys"]), Cell(p["bytes"], Format.BYTES))
+        for p in ks["prefixes"][:n]
+    )
+    caption = f"{ks['big_values']} over {size(limit)}; {ks['keys']} keys at revision "
+    caption += str(ks["revision"])
+    return [Section("Keyspace", (
+        Table("largest", ("key", "size"), largest, "Largest values", caption, empty="none"),
+        Table("prefixes", ("prefix", "keys", "bytes"), prefixes, "Biggest prefixes"),
+    ), grid=True)]  # fmt: skip
+
+
 SPEC = ProbeSpec(
     name="bigvalue",
     probe_type=BigValueProbe,
@@ -437,6 +460,22 @@ SPEC = ProbeSpec(
     cluster_wide=True,
     title="Keyspace scan",
     reads_keyspace=True,
+    view=keyspace_view,
+    checks=(
+        Check(
+            "big_value",
+            "EtcdInspectorBigValues",
+            Format.BYTES,
+            thresholds=("big_values_max",),
+        ),
+        Check(
+            "prefix_growth",
+            "EtcdInspectorPrefixKeyGrowth",
+            Format.COUNT,
+            thresholds=("prefix_key_growth_max", "prefix_key_growth_window"),
+        ),
+    ),
+    stale_seconds=6 * 3600,
     flags=(
         ProbeFlag(
             flag="--scan.keys-per-second",

@@ -31,6 +31,7 @@ from etcd_inspector.etcd.client import prefix_range_end
 from etcd_inspector.keyspace.prefixes import PrefixRules
 from etcd_inspector.probes.base import (
     CACHED,
+    Check,
     InspectMode,
     Probe,
     ProbeContext,
@@ -53,7 +54,7 @@ from etcd_inspector.probes.hotkeys.watch import (
 )
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
-from etcd_inspector.report.thresholds import HOT_KEY_WRITES_PER_SECOND
+from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
 
 log = logging.getLogger(__name__)
 
@@ -246,14 +247,15 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
     def findings(self, result: HotKeysResult, rc: ReportContext) -> Iterable[Finding]:
         """A key written faster than the alert's limit (EtcdInspectorHotKey), by key."""
         doc = self.report_json(result, rc)["hot_keys"]
+        limit = rc.thresholds.hot_key_writes_per_second
         for k in doc["keys"] if doc else ():
-            if k["writes_per_second"] > HOT_KEY_WRITES_PER_SECOND:
+            if k["writes_per_second"] > limit:
                 yield Finding(
                     rc.cluster, "hot_key",
                     f"key {k['key']} is written {k['writes_per_second']:.1f} times a second "
-                    f"(> {HOT_KEY_WRITES_PER_SECOND:g}/s, {doc['rate_basis']})",
+                    f"(> {limit:g}/s, {doc['rate_basis']})",
                     severity=Severity.WARNING, subject=k["key"], value=k["writes_per_second"],
-                    threshold=HOT_KEY_WRITES_PER_SECOND,
+                    threshold=limit,
                 )  # fmt: skip
 
     def report_json(self, result: HotKeysResult | None, rc: ReportContext) -> dict[str, Any]:
@@ -275,7 +277,7 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
                 # A window shorter than the decay's time constant: a burst weighs a lot.
                 "short_window": window is not None and window < decay,
                 "rate_basis": basis,
-                "threshold_writes_per_second": HOT_KEY_WRITES_PER_SECOND,
+                "threshold_writes_per_second": rc.thresholds.hot_key_writes_per_second,
                 "events": r.events_total,
                 "events_per_second": round(per_second, 3) if per_second is not None else None,
                 "revision": r.revision,
@@ -330,6 +332,27 @@ def prefix_write_totals(result: HotKeysResult) -> list[tuple[str, int, int]]:
     return sorted(rows, key=lambda r: (-(r[1] + r[2]), r[0]))
 
 
+TOP_ROWS = 10
+
+
+def hot_keys_view(v: ViewInput) -> list[ViewPart]:
+    """The hottest keys (over the alert's rate in red), beside the keyspace scan's tables."""
+    hk = v.doc.get("hot_keys")
+    if hk is None:
+        return []
+    limit = hk.get("threshold_writes_per_second")
+    rows = tuple(
+        (text(k["key"], Look.KEY),
+         Cell(k["writes_per_second"], Format.RATE,
+              Look.BAD if limit is not None and k["writes_per_second"] > limit else Look.PLAIN))
+        for k in hk["keys"][:TOP_ROWS]
+    )  # fmt: skip
+    caption = hk["rate_basis"] + (f"; alert over {limit:g}/s" if limit is not None else "")
+    table = Table("hotkeys", ("key", "writes"), rows, "Hot keys", caption,
+                  empty="no key over the minimum rate")  # fmt: skip
+    return [Section("Keyspace", (table,), grid=True)]
+
+
 SPEC = ProbeSpec(
     name="hotkeys",
     probe_type=HotKeysProbe,
@@ -340,4 +363,11 @@ SPEC = ProbeSpec(
     cluster_wide=True,
     inspect=InspectMode.WATCH,
     title="Hot keys",
+    view=hot_keys_view,
+    checks=(
+        Check(
+            "hot_key", "EtcdInspectorHotKey", Format.RATE, thresholds=("hot_key_writes_per_second",)
+        ),
+    ),
+    stale_seconds=1800,
 )
