@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import cli
-from etcd_inspector.config import parse_config
+from etcd_inspector.config import Section, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import (
@@ -38,8 +38,7 @@ from etcd_inspector.web.app import create_app
 pytestmark = pytest.mark.etcd
 
 
-@dataclass(frozen=True)
-class AnswerOptions:
+class AnswerOptions(Section):
     limit: int = 100
 
 

@@ -152,7 +152,7 @@ def _fsync_dir(directory: str) -> None:
 async def _topology(cluster: ClusterConfig, clients: list[MemberClient]) -> Topology:
     state = ClusterState(cluster.name, tuple(c.endpoint for c in clients))
     try:
-        return await StatusProbe(NoOptions()).run(ProbeContext(cluster, clients, state))
+        return await StatusProbe(NoOptions()).run(ProbeContext(cluster.name, clients, state))
     except ProbeError as err:
         raise SnapshotFailed(EXIT_SNAPSHOT_ETCD, f"cluster {cluster.name}: {err.message}") from None
 

@@ -23,7 +23,14 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from .errors import CUSTOM, type_name
 
-__all__ = ["MAX_DURATION", "Duration", "DurationRule", "PositiveDuration", "parse_duration"]
+__all__ = [
+    "FROM_FILE",
+    "MAX_DURATION",
+    "Duration",
+    "DurationRule",
+    "PositiveDuration",
+    "parse_duration",
+]
 
 # Same grammar as Prometheus' model.ParseDuration: integer amounts, units largest first,
 # each unit at most once.
@@ -86,7 +93,9 @@ class DurationRule:
 
     def validate(self, value: object, info: ValidationInfo) -> float:
         try:
-            seconds = self._seconds(value, info.field_name or "")
+            # The unit rule is for files; code passes seconds (ScrapeConfig(timeout=10.0)).
+            from_file = bool((info.context or {}).get(FROM_FILE))
+            seconds = self._seconds(value, info.field_name or "", from_file)
         except ValueError as e:
             raise PydanticCustomError(CUSTOM, str(e)) from None
         if math.isnan(seconds):
@@ -102,17 +111,18 @@ class DurationRule:
         return seconds
 
     @staticmethod
-    def _seconds(value: object, key: str) -> float:
+    def _seconds(value: object, key: str, from_file: bool) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return parse_duration(value)  # it reports a wrong type itself
-        if key.endswith("_seconds"):
+        if key.endswith("_seconds") or not from_file:
             return float(value)
         # Through parse_duration for its "add a unit" hint.
         return parse_duration(str(value))
 
 
-# A duration of zero or more (probe options). Probe option classes may annotate a field
-# with it; a plain ``float`` option named ``*_seconds`` is treated the same way.
+# The validation context key that says the input was read from a file.
+FROM_FILE = "file"
+# A duration of zero or more.
 Duration = Annotated[float, DurationRule()]
 # A duration greater than zero (intervals and timeouts).
 PositiveDuration = Annotated[float, DurationRule(positive=True)]

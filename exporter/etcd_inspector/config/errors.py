@@ -28,6 +28,14 @@ _EXPECTED = {
     "dataclass_type": "a mapping",
 }
 
+# pydantic's range errors (Field bounds): error type -> (ctx key, wording).
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "greater than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
 
 class ConfigError(Exception):
     """Every problem found in one configuration source, each prefixed with its YAML path."""
@@ -124,6 +132,13 @@ def _message(error: ErrorDetails) -> tuple[Loc, str]:
         return loc, f"expected {_EXPECTED[kind]}, got {type_name(value)}"
     if kind in ("value_error", "assertion_error"):
         return loc, str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind == "literal_error":
+        # "'a', 'b' or 'c'" -> "a, b, c", as in "'x' is not one of a, b, c".
+        allowed = str(error.get("ctx", {}).get("expected", "")).replace(" or ", ", ")
+        return loc, f"{value!r} is not one of {allowed.replace(chr(39), '')}"
+    if kind in _BOUNDS:
+        bound = error.get("ctx", {}).get(_BOUNDS[kind][0])
+        return loc, f"must be {_BOUNDS[kind][1]} {bound}, got {value!r}"
     if kind == "finite_number":
         return loc, f"must be a finite number, got {value!r}"
     if kind == "recursion_loop":

@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .document import Document
+from .durations import FROM_FILE
 from .errors import ConfigError, messages, type_name
-from .schema import Config, ProbeSpecLike
+from .probes import ProbeSpecLike
+from .schema import Config, Document
 
 # Far deeper than any sensible file (the deepest key, a probe option's list item, is at
 # level 6) and far from Python's recursion limit, which PyYAML's composer would hit at a
@@ -26,13 +27,14 @@ def parse_config(
 ) -> Config:
     """Validate a raw YAML mapping into a Config; raises ConfigError listing every problem."""
     try:
-        document = Document.model_validate({} if raw is None else raw, context={"specs": specs})
+        context = {"specs": specs, FROM_FILE: True}
+        document = Document.model_validate({} if raw is None else raw, context=context)
+        return document.to_config(specs)
     except ValidationError as e:
         raise ConfigError(messages(e), source) from None
     except RecursionError:
         # Only for raw mappings built in code; load_config_file limits the depth already.
         raise ConfigError([f"top level: nested deeper than {MAX_DEPTH} levels"], source) from None
-    return document.to_config()
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -15,7 +15,9 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import model_validator
 
+from etcd_inspector.config import Section
 from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.tls import file_not_after, serving_not_after
 from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
@@ -26,16 +28,17 @@ from etcd_inspector.report.thresholds import CERT_EXPIRY_CRITICAL_DAYS, CERT_EXP
 DAY = 86400.0
 
 
-@dataclass(frozen=True)
-class CertsOptions:
+class CertsOptions(Section):
     # A certificate expiring within this many days is a finding; the defaults are the alert's
     # (EtcdInspectorCertificateExpiry: config.libsonnet's certificate_expiry_*_days).
     warning_days: float = CERT_EXPIRY_WARNING_DAYS
     critical_days: float = CERT_EXPIRY_CRITICAL_DAYS
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> CertsOptions:
         if not 0 <= self.critical_days <= self.warning_days:
             raise ValueError("need 0 <= critical_days <= warning_days")
+        return self
 
 
 @dataclass(frozen=True)

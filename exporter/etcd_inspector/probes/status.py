@@ -126,7 +126,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
         answers = await _statuses(clients)
         answered = [c for c in clients if answers[c.endpoint][0] is not None]
         names_now = {c.endpoint: ctx.member_name(c.endpoint) for c in clients}
-        self._states = log_changes(ctx.cluster.name, names_now, self._states, answers)
+        self._states = log_changes(ctx.cluster, names_now, self._states, answers)
         if not answered:
             raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
         member_list: MemberList | None = None

@@ -8,8 +8,10 @@ import logging
 import os
 import re
 import ssl
+from typing import TYPE_CHECKING
 
-from etcd_inspector.config.webconfig import TLSServerConfig
+if TYPE_CHECKING:  # webconfig builds its context here to check the files: no cycle
+    from etcd_inspector.web.webconfig import TLSServerConfig
 
 log = logging.getLogger(__name__)
 

@@ -155,7 +155,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 restarts += 1
                 log.info(
                     "bigvalue scan restarts: its revision was compacted",
-                    extra={"cluster": ctx.cluster.name, "probe": "bigvalue", "err": str(err)},
+                    extra={"cluster": ctx.cluster, "probe": "bigvalue", "err": str(err)},
                 )
                 continue
             break

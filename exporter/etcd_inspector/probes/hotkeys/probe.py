@@ -89,10 +89,10 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         counts a restart and backs off)."""
         if not self.watchers:
             self.watchers = [
-                RangeWatcher(key, end, self.counters, self.options, ctx.cluster.name)
+                RangeWatcher(key, end, self.counters, self.options, ctx.cluster)
                 for key, end in self._ranges()
             ]
-        self._supervisor = ctx.supervisor or self._supervisor or Supervisor(ctx.cluster.name)
+        self._supervisor = ctx.supervisor or self._supervisor or Supervisor(ctx.cluster)
         for i, watcher in enumerate(self.watchers):
             watcher.ctx = ctx
             self._supervisor.spawn(f"{TASK_PREFIX}{i}", watcher.run_forever)
