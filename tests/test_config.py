@@ -48,8 +48,6 @@ class BigValueOptions(Section):
 
 
 class HotKeysOptions(Section):
-    keep_null = True  # as the probes' options: an explicit null is passed on
-
     window: Duration = 60.0
     max_age_seconds: Duration = 30.0
     sizes: tuple[int, ...] = (10,)

@@ -1,13 +1,9 @@
 """Strict YAML configuration for etcd-inspector, validated with pydantic v2.
 
-Modeled on blackbox_exporter's config loading: every mapping rejects unknown keys (a typo
-must not silently fall back to a default) and all problems are collected before raising,
-so one ``--config.check`` run shows the whole list instead of one fix-and-retry at a time.
-
-Every mapping is a ``fields.Section`` (strict types, unknown keys with a "did you mean",
-``null`` meaning the default, problems listed at once). Durations: **a number needs a unit,
-in the value or in the key** (``durations.DurationRule``). Relative file paths are checked
-against the working directory, which is also where the etcd adapter will open them.
+As blackbox_exporter's: unknown keys are rejected (a typo must not fall back to a default)
+and every problem is listed at once, so one ``--config.check`` shows the whole list. Every
+mapping is a ``fields.Section``; durations follow ``durations.DurationRule``. Relative file
+paths are checked against the working directory, where the etcd adapter will open them.
 
 Layout: ``errors`` (ConfigError; pydantic's errors as its lines), ``durations``, ``fields``
 (Section and the value types), ``probes`` (probe sections, global and per cluster, and the

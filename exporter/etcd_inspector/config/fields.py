@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -26,7 +26,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from .errors import Loc, problem, problems, reraise, type_name, unknown_key_hint
+from .durations import FROM_FILE
+from .errors import Loc, did_you_mean, problem, problems, reraise, type_name
 
 T = TypeVar("T")
 _INT64 = 2**63
@@ -45,14 +46,12 @@ NonEmptyStr = Annotated[StrictStr, AfterValidator(_not_empty)]
 
 def _cluster_name(name: str) -> str:
     # The name becomes a label value and part of log lines, hence the restricted alphabet.
-    if not name:
-        raise ValueError("must not be empty")
     if not re.fullmatch(r"[a-zA-Z0-9_.:-]+", name):
         raise ValueError(f"{name!r} must match [a-zA-Z0-9_.:-]+")
     return name
 
 
-ClusterName = Annotated[StrictStr, AfterValidator(_cluster_name)]
+ClusterName = Annotated[NonEmptyStr, AfterValidator(_cluster_name)]
 
 
 def _regex(value: object) -> re.Pattern[str]:
@@ -189,9 +188,9 @@ def duplicates(
     return found
 
 
-def unique(what: str, listed: str) -> AfterValidator:
+def unique(what: str, listed: str, key: Callable[[Any], object] = lambda v: v) -> AfterValidator:
     def check(items: tuple[T, ...]) -> tuple[T, ...]:
-        if found := duplicates(items, what, listed):
+        if found := duplicates([key(item) for item in items], what, listed):
             raise problems(listed, found)
         return items
 
@@ -209,8 +208,6 @@ def non_empty(what: str) -> AfterValidator:
 
 # --------------------------------------------------------------------------- sections
 
-_EXTRA = ("extra_forbidden", "unexpected_keyword_argument", "invalid_key")
-
 
 def _int64(key: str, value: object) -> list[InitErrorDetails]:
     # etcd's API fields are int64 (a page size becomes a Range limit, for one).
@@ -226,16 +223,11 @@ def _int64(key: str, value: object) -> list[InitErrorDetails]:
 
 
 class Section(BaseModel):
-    """A mapping of the file (and a probe's options): what every one of them shares.
-
-    * strict types: no "5" for an integer, no ``1`` for a boolean, no NaN or infinity; a YAML
-      list for a tuple, an integer within int64
-    * anything but a mapping is "expected a mapping, got ..."
-    * a key that is ``null`` takes its default (a bare ``timeout:`` line is a half-finished edit
-      rather than a request for "no value"), except the keys in ``keep_null``
-    * unknown keys are reported first, with a "did you mean"
-    * ``checks`` (problems involving several keys) run on the input even when single keys
-      failed, so that everything is reported at once.
+    """A mapping of the file (and a probe's options). Strict types (no "5" for an integer, no
+    ``1`` for a boolean, no NaN; a YAML list for a tuple; integers within int64); anything but a
+    mapping is "expected a mapping"; a ``null`` key takes its default (a bare ``timeout:`` line
+    is a half-finished edit), except in ``keep_null`` and in probe options; unknown keys come
+    first, with a "did you mean"; ``checks`` (several keys) run even when single keys failed.
     """
 
     model_config = ConfigDict(
@@ -254,7 +246,7 @@ class Section(BaseModel):
 
     @classmethod
     def unknown(cls, key: object, allowed: list[str]) -> str:
-        return f"unknown key {key!r}{unknown_key_hint(key, allowed)}"
+        return f"unknown key {key!r}{did_you_mean(key, allowed, or_list=True)}"
 
     @model_validator(mode="wrap")
     @classmethod
@@ -266,10 +258,12 @@ class Section(BaseModel):
         if not isinstance(data, Mapping):
             found = [problem((), f"expected a mapping, got {type_name(data)}")]
             raise problems(cls.__name__, found)
+        context = info.context or {}
         # Keys that belong to the same YAML mapping but are validated elsewhere (a probe's
         # enabled/interval/timeout beside its options).
-        allowed = [*cls.model_fields, *(info.context or {}).get("also_allowed", ())]
-        keep = cls.keep_null
+        allowed = [*cls.model_fields, *context.get("also_allowed", ())]
+        # In code, None is a value like any other.
+        keep = True if context.get("keep_null") or not context.get(FROM_FILE) else cls.keep_null
         given = {
             k: tuple(v) if isinstance(v, list) else v
             for k, v in cls.prepare(data).items()
@@ -282,7 +276,7 @@ class Section(BaseModel):
             result = handler(given)
         except ValidationError as e:
             for error in e.errors(include_url=False):
-                if error["type"] in _EXTRA and len(error["loc"]) == 1:
+                if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
                     # The key as written (pydantic's location has it as a string).
                     written = str(error["loc"][0])
                     key = next((k for k in given if str(k) == written), written)

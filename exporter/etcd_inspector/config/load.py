@@ -14,9 +14,8 @@ from .errors import ConfigError, messages, type_name
 from .probes import ProbeSpecLike
 from .schema import Config, Document
 
-# Far deeper than any sensible file (the deepest key, a probe option's list item, is at
-# level 6) and far from Python's recursion limit, which PyYAML's composer would hit at a
-# few hundred levels with a RecursionError instead of a message.
+# Far deeper than any sensible file (its deepest key is at level 7) and far from the recursion
+# limit, which PyYAML's composer hits at a few hundred levels (a RecursionError, no message).
 MAX_DEPTH = 100
 
 

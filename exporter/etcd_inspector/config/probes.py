@@ -1,12 +1,11 @@
 """Probe sections: ``inspection.probes`` and a cluster's own ``probes``, resolved in one place.
 
-A probe's section holds ``enabled``/``interval``/``timeout`` beside the probe's options, a
-``Section`` its module declares (``ProbeSpecLike.options_type``; an explicit ``null`` is passed
-on to it). A cluster's section overrides the global one per probe and per key. Each section
-is checked where it is written; a cluster's merged section is checked again (``resolve_probes``)
-for the checks that involve several options. Defaults are resolved here and only here: the
+A section holds ``enabled``/``interval``/``timeout`` beside the options, a ``Section`` the
+probe's module declares (``options_type``; an explicit ``null`` is passed on to it). A
+cluster's section overrides the global one per probe and per key; each is checked where it is
+written, the merged one again (``resolve_probes``). Defaults are resolved here only: the
 spec's, then ``inspection.interval``/``timeout``; an implicit timeout never outlasts the
-interval, so runs cannot pile up, while an explicit one is trusted as written.
+interval (runs cannot pile up), an explicit one is trusted as written.
 """
 
 from __future__ import annotations
@@ -31,16 +30,12 @@ class ProbeSpecLike(Protocol):
 
     @property
     def name(self) -> str: ...
-
     @property
     def options_type(self) -> type[Section]: ...
-
     @property
     def default_enabled(self) -> bool: ...
-
     @property
     def default_interval(self) -> float: ...
-
     @property
     def default_timeout(self) -> float: ...
 
@@ -77,7 +72,7 @@ def _parse(spec: ProbeSpecLike, raw: object) -> tuple[_Schedule, Section]:
         errors.extend(reraise(err) for err in e.errors())
     try:
         given = {k: v for k, v in raw.items() if k not in _SCHEDULE}
-        context = {FROM_FILE: True, "also_allowed": _SCHEDULE}
+        context = {FROM_FILE: True, "also_allowed": _SCHEDULE, "keep_null": True}
         options = spec.options_type.model_validate(given, context=context)
     except ValidationError as e:
         errors.extend(reraise(err) for err in e.errors())
@@ -88,9 +83,8 @@ def _parse(spec: ProbeSpecLike, raw: object) -> tuple[_Schedule, Section]:
 
 def validate_probes(value: object, info: ValidationInfo) -> RawProbes:
     """A ``probes:`` mapping, each section checked on its own; needs ``context={"specs": ...}``."""
-    specs: Mapping[str, ProbeSpecLike] | None = (info.context or {}).get("specs")
-    if specs is None:
-        raise ValueError("probe sections are read by parse_config (it knows the probes)")
+    # Only parse_config knows the probes: in code, every probe name is unknown.
+    specs: Mapping[str, ProbeSpecLike] = (info.context or {}).get("specs", {})
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a mapping, got {type_name(value)}")
     known = sorted(specs)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     PlainValidator,
@@ -43,6 +42,7 @@ from .fields import (
     client_url,
     duplicates,
     non_empty,
+    unique,
 )
 from .probes import ProbeConfig, ProbeSpecLike, RawProbes, resolve_probes, validate_probes
 
@@ -91,9 +91,8 @@ class TLSConfig(Section):
     def checks(cls, data: Mapping[str, Any]) -> list[InitErrorDetails]:
         cert, key = _is_set(data.get("cert_file")), _is_set(data.get("key_file"))
         if cert != key:
-            given, missing = ("cert_file", "key_file") if cert else ("key_file", "cert_file")
-            text = f"{given} is set but {missing} is not (a client cert needs both)"
-            return [problem((), text)]
+            given, missing = ("cert_file", "key_file")[:: 1 if cert else -1]
+            return [problem((), f"{given} is set but {missing} is not (a client cert needs both)")]
         keys = ("ca_file", "cert_file", "key_file")
         files = [data.get(k) if _is_set(data.get(k)) else None for k in keys]
         if any(f is not None and not os.path.isfile(f) for f in files):
@@ -119,7 +118,7 @@ class _EndpointSection(Section):
     metrics_url: MetricsURL | None = None
 
 
-def _endpoint(item: object) -> EndpointConfig:
+def _endpoint(item: object, info: ValidationInfo) -> EndpointConfig:
     """An endpoint is a client URL string or a mapping with url and metrics_url."""
     if isinstance(item, EndpointConfig):
         return item
@@ -131,17 +130,11 @@ def _endpoint(item: object) -> EndpointConfig:
             f"expected a URL string or a mapping with url/metrics_url, got {type_name(item)}"
         )
     try:
-        section = _EndpointSection.model_validate(item)
+        section = _EndpointSection.model_validate(item, context=info.context)
     except ValidationError as e:
         # Raised again so that pydantic places the errors below this list item.
         raise problems("endpoint", [reraise(err) for err in e.errors()]) from None
     return EndpointConfig(section.url, section.metrics_url or f"{section.url}/metrics")
-
-
-def _urls(endpoints: tuple[EndpointConfig, ...]) -> tuple[EndpointConfig, ...]:
-    if found := duplicates([e.url for e in endpoints], "endpoint", "endpoints"):
-        raise problems("endpoints", found)
-    return endpoints
 
 
 Endpoints = Annotated[
@@ -149,12 +142,17 @@ Endpoints = Annotated[
     # ``endpoints: null`` is an empty list here ("at least one..."), not a missing key.
     BeforeValidator(lambda value: () if value is None else value),
     non_empty("endpoint"),
-    AfterValidator(_urls),
+    unique("endpoint", "endpoints", key=lambda endpoint: endpoint.url),
 ]
 
 
 # --------------------------------------------------------------------------- clusters
 
+_NO_SKIP_VERIFY = (
+    "not supported for etcd's gRPC API (gRPC cannot skip certificate verification); give "
+    "tls.ca_file, and tls.server_name if the certificate names another host "
+    "(metrics_tls.insecure_skip_verify works for https metrics URLs)"
+)
 _BACKUP_MOVED = (
     "'backup' is no longer a cluster key: backup locations are the backup probe's options "
     "(probes: {backup: {locations: [...], max_age: ...}} in this cluster, or inspection.probes)"
@@ -164,14 +162,11 @@ _BACKUP_MOVED = (
 class ClusterConfig(Section):
     """One etcd cluster.
 
-    ``metrics_tls`` is ``None`` when the YAML has no ``metrics_tls`` section; that means
-    "use ``tls`` for https metrics URLs too". It is left unresolved so consumers can tell
-    an explicit metrics TLS setup from the inherited one.
-    ``password_file`` is only checked for readability here; its content is read at every
-    login (etcd/auth.py), so a rotated password needs no restart.
+    ``metrics_tls`` ``None`` (no such section) means "use ``tls`` for https metrics URLs too",
+    left unresolved so consumers can tell an explicit metrics TLS setup from the inherited one.
+    ``password_file`` is read at every login (etcd/auth.py): a rotated password needs no restart.
     ``discover``: also inspect the members the member list names that no endpoint reaches.
-    ``probes``: this cluster's overrides of ``inspection.probes``, per probe and per key, as
-    written (``Config.probes_for`` has them resolved).
+    ``probes``: overrides of ``inspection.probes`` as written (``Config.probes_for`` resolves).
     """
 
     keep_null = ("endpoints",)
@@ -209,20 +204,11 @@ class ClusterConfig(Section):
         found = []
         user, password = _is_set(data.get("username")), _is_set(data.get("password_file"))
         if user != password:
-            text = "username is set but password_file is not" if user else (
-                "password_file is set but username is not")  # fmt: skip
-            found.append(problem((), text))
+            given, missing = ("username", "password_file")[:: 1 if user else -1]
+            found.append(problem((), f"{given} is set but {missing} is not"))
         tls = data.get("tls")
         if isinstance(tls, Mapping) and tls.get("insecure_skip_verify") is True:
-            found.append(
-                problem(
-                    ("tls", "insecure_skip_verify"),
-                    "not supported for etcd's gRPC API (gRPC cannot skip certificate "
-                    "verification); give tls.ca_file, and tls.server_name if the certificate "
-                    "names another host (metrics_tls.insecure_skip_verify works for https "
-                    "metrics URLs)",
-                )
-            )
+            found.append(problem(("tls", "insecure_skip_verify"), _NO_SKIP_VERIFY))
         return found
 
 

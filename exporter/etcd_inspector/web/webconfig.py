@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails
 
+from etcd_inspector.config.durations import FROM_FILE
 from etcd_inspector.config.errors import ConfigError, messages, problem, problems, type_name
 from etcd_inspector.config.fields import ReadableFile, Section
 from etcd_inspector.config.load import load_config_file
@@ -218,7 +219,7 @@ def _relative_to(directory: str, raw: dict[str, Any]) -> dict[str, Any]:
 def parse_web_config(raw: Mapping[str, Any], source: str = "<web config>") -> WebConfigFile:
     """Validate the file's mapping; raises WebConfigError listing every problem."""
     try:
-        return WebConfigFile.model_validate(raw)
+        return WebConfigFile.model_validate(raw, context={FROM_FILE: True})
     except ValidationError as e:
         raise WebConfigError(messages(e), source) from None
 
