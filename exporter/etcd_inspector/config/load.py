@@ -86,11 +86,8 @@ def _yaml_error_message(e: yaml.YAMLError) -> str:
 
 
 def load_config_file(path: str, specs: Mapping[str, ProbeSpecLike] | None = None) -> dict[str, Any]:
-    """Read a YAML config file into a raw mapping (not yet validated; see parse_config).
-
-    ``specs`` is accepted so call sites mirror parse_config; the raw stage does not need it.
-    An empty file gives {} so the CLI can lay flags over it.
-    """
+    """Read a YAML config file into a raw mapping, not yet validated (``specs`` is unused: call
+    sites mirror parse_config). An empty file gives {} so the CLI can lay flags over it."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
