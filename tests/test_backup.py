@@ -289,11 +289,12 @@ def test_the_reader_agrees_with_etcdctl_on_revision_and_keys(saved: tuple[str, P
 
 
 def run_probe(cluster: LocalCluster, locations: list[str], **options: Any) -> Any:
+    # The global options merged with the cluster's own locations (per probe, per key).
+    own = {"backup": {"locations": locations, "max_age": "1h"}}
     raw = {
         "inspection": {"probes": {"backup": options}},
-        "clusters": [{"name": "prod", "endpoints": cluster.endpoints,
-                      "backup": {"locations": locations, "max_age": "1h"}}],
-    }  # fmt: skip
+        "clusters": [{"name": "prod", "endpoints": cluster.endpoints, "probes": own}],
+    }
     config = parse_config(raw, REGISTRY)
 
     async def go() -> Any:

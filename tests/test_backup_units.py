@@ -180,33 +180,54 @@ def test_findings_name_the_location_and_the_file() -> None:
 CLUSTER = {"name": "c", "endpoints": ["http://127.0.0.1:2379"]}
 
 
+P = "clusters[0].probes.backup"
+
+
 @pytest.mark.parametrize(
     ("backup", "expected"),
     [
-        ({"locations": []}, "clusters[0].backup.locations: at least one location is required"),
-        ({"locations": "/b"}, "clusters[0].backup.locations: expected a list, got string"),
+        ({"locations": [""]}, f"{P}.locations[0]: must not be empty"),
+        ({"locations": "/b"}, f"{P}.locations: expected a list, got string"),
         ({"locations": ["/b", "/b"]},
-         "clusters[0].backup.locations[1]: duplicate location '/b' (same as [0])"),
-        ({"locations": ["/b"], "max_age": 60},
-         "clusters[0].backup.max_age: '60' has no unit; write e.g. '60s'"),
+         f"{P}.locations[1]: duplicate location '/b' (same as locations[0])"),
+        ({"locations": ["/b"], "max_age": 60}, f"{P}.max_age: '60' has no unit; write e.g. '60s'"),
         ({"locations": ["/b"], "maxage": "1h"},
-         "clusters[0].backup: unknown key 'maxage' (did you mean 'max_age'?)"),
+         f"{P}: unknown key 'maxage' (did you mean 'max_age'?)"),
     ],
 )  # fmt: skip
-def test_the_backup_section_is_strict(backup: dict[str, object], expected: str) -> None:
+def test_the_backup_options_are_strict(backup: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"clusters": [{**CLUSTER, "backup": backup}]}, REGISTRY)
-    assert info.value.errors[0] == expected
+        parse_config({"clusters": [{**CLUSTER, "probes": {"backup": backup}}]}, REGISTRY)
+    assert info.value.errors == [expected]
 
 
-def test_backup_flags_make_the_single_clusters_backup_section() -> None:
+def test_the_old_cluster_backup_key_names_the_new_place() -> None:
+    raw = {"clusters": [{**CLUSTER, "backup": {"locations": ["/b"]}}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, REGISTRY)
+    assert info.value.errors == [
+        "clusters[0]: 'backup' is no longer a cluster key: backup locations are the backup "
+        "probe's options (probes: {backup: {locations: [...], max_age: ...}} in this cluster, "
+        "or inspection.probes)"
+    ]
+
+
+def test_backup_flags_are_the_backup_probes_options() -> None:
     args = cli.build_parser().parse_args([
         "inspect", "--etcd.endpoints=http://127.0.0.1:2379", "--backup.location=/a",
         "--backup.location", "/b", "--backup.max-age=2h",
     ])  # fmt: skip
-    backup = cli.load_config(args).clusters[0].backup
-    assert backup is not None
-    assert backup.locations == ("/a", "/b") and backup.max_age == 7200.0
-    args = cli.build_parser().parse_args(["inspect", "--backup.location=/a"])
-    with pytest.raises(cli.UsageError, match=r"--backup\.location need --etcd\.endpoints"):
-        cli.load_config(args)
+    options = cli.load_config(args).probes["backup"].options
+    assert options.locations == ("/a", "/b") and options.max_age == 7200.0
+
+
+def test_backup_locations_differ_per_cluster() -> None:
+    other = {"name": "d", "endpoints": ["http://127.0.0.1:2479"]}
+    raw = {
+        "inspection": {"probes": {"backup": {"locations": ["/shared"], "max_age": "2h"}}},
+        "clusters": [{**CLUSTER, "probes": {"backup": {"locations": ["/c-only"]}}}, other],
+    }
+    config = parse_config(raw, REGISTRY)
+    own, shared = config.probes_for("c")["backup"], config.probes_for("d")["backup"]
+    assert (own.options.locations, own.options.max_age) == (("/c-only",), 7200.0)
+    assert (shared.options.locations, shared.options.max_age) == (("/shared",), 7200.0)

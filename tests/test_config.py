@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import re
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic import ValidationError, model_validator
 
 from etcd_inspector.config import (
     ClusterConfig,
@@ -19,6 +19,7 @@ from etcd_inspector.config import (
     EndpointConfig,
     ProbeConfig,
     ScrapeConfig,
+    Section,
     TLSConfig,
     WebConfig,
     load_config_file,
@@ -34,13 +35,11 @@ TESTDATA = Path(__file__).parent / "testdata" / "config"
 # --------------------------------------------------------------------------- fake probe registry
 
 
-@dataclass(frozen=True)
-class StatusOptions:
+class StatusOptions(Section):
     pass
 
 
-@dataclass(frozen=True)
-class BigValueOptions:
+class BigValueOptions(Section):
     threshold_bytes: int = 102400
     top_n: int = 10
     prefixes: tuple[str, ...] = ()
@@ -48,28 +47,28 @@ class BigValueOptions:
     mode: Literal["full", "prefix", "hash"] = "full"
 
 
-@dataclass(frozen=True)
-class HotKeysOptions:
+class HotKeysOptions(Section):
     window: Duration = 60.0
-    max_age_seconds: float = 30.0
+    max_age_seconds: Duration = 30.0
     sizes: tuple[int, ...] = (10,)
     label: str | None = "default"
 
 
-@dataclass(frozen=True)
-class QuotaOptions:
+class QuotaOptions(Section):
     warn_ratio: float = 0.8
     crit_ratio: float = 0.9
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> QuotaOptions:
         if self.warn_ratio >= self.crit_ratio:
             raise ValueError("warn_ratio must be below crit_ratio")
+        return self
 
 
 @dataclass(frozen=True)
 class FakeSpec:
     name: str
-    options_type: type
+    options_type: type[Section]
     default_enabled: bool
     default_interval: float
     default_timeout: float
@@ -140,7 +139,7 @@ INVALID = [
     ),
     (
         "invalid-duplicate-cluster.yml",
-        "clusters[2].name: duplicate cluster name 'main' (also clusters[0])",
+        "clusters[2].name: duplicate cluster name 'main' (same as clusters[0])",
     ),
     (
         "invalid-cert-without-key.yml",
@@ -181,7 +180,7 @@ INVALID = [
     ),
     (
         "invalid-option-literal.yml",
-        "inspection.probes.bigvalue.mode: 'sha256' is not one of 'full', 'prefix', 'hash'",
+        "inspection.probes.bigvalue.mode: 'sha256' is not one of full, prefix, hash",
     ),
     (
         "invalid-option-tuple-element.yml",
@@ -277,7 +276,7 @@ def test_several_errors_in_one_section_are_all_reported() -> None:
     assert len(errors) == 6, errors
     assert errors[0] == (
         "clusters[0]: unknown key 'colour' (allowed: name, endpoints, tls, metrics_tls, "
-        "username, password_file, dial_timeout, request_timeout, local_member, discover, backup)"
+        "username, password_file, dial_timeout, request_timeout, local_member, discover, probes)"
     )
     assert [e.split(":")[0] for e in errors[1:]] == [
         "clusters[0].endpoints[0]",
@@ -588,7 +587,7 @@ def test_config_error_rendering_and_pickling() -> None:
 
 def test_config_is_frozen() -> None:
     config = parse_config(MINIMAL, SPECS)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         config.clusters[0].name = "other"  # type: ignore[misc]
 
 

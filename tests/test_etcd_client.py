@@ -11,7 +11,6 @@ import pytest
 
 from conftest import etcdctl
 from etcd_inspector.cluster.state import ClusterState
-from etcd_inspector.config import ClusterConfig, EndpointConfig
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import (
     Credentials,
@@ -113,8 +112,7 @@ async def test_call_timeout_is_capped_by_the_run_deadline() -> None:
     spec = ProbeSpec(name="budget", probe_type=_BudgetProbe, description="test")
     scheduled = ScheduledProbe(spec=spec, probe=_BudgetProbe(NoOptions()), interval=1, timeout=1)
     state = ClusterState("c", ("http://127.0.0.1:1",))
-    cluster = ClusterConfig(name="c", endpoints=(EndpointConfig("http://127.0.0.1:1", "x"),))
-    outcome = await run_probe_once(scheduled, ProbeContext(cluster, [], state), state)
+    outcome = await run_probe_once(scheduled, ProbeContext("c", [], state), state)
     assert outcome.success
     first, after_sleep, slept = outcome.result
     assert 0.4 < first <= 0.5  # half of a 1 s run

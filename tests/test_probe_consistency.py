@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import etcdctl
 from etcd_inspector.cluster.state import ClusterState
-from etcd_inspector.config import ClusterConfig, parse_config
+from etcd_inspector.config import parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import HashKV, MemberInfo, MemberList, MemberStatus
@@ -350,7 +350,7 @@ class FakeMember:
 async def test_compacted_revision_is_retried_once_with_a_fresh_one():
     members = [FakeMember(1, [100, 210], 150), FakeMember(2, [105, 200], 150)]
     ctx = ProbeContext(
-        cluster=ClusterConfig(name=CLUSTER, endpoints=()),
+        cluster=CLUSTER,
         members=members,  # type: ignore[arg-type]
         state=ClusterState(CLUSTER, tuple(m.endpoint for m in members)),
     )
@@ -364,7 +364,7 @@ async def test_compacted_revision_is_retried_once_with_a_fresh_one():
 async def test_compacted_twice_gives_up_with_not_comparable():
     members = [FakeMember(1, [100, 110], 150), FakeMember(2, [105, 120], 150)]
     ctx = ProbeContext(
-        cluster=ClusterConfig(name=CLUSTER, endpoints=()),
+        cluster=CLUSTER,
         members=members,  # type: ignore[arg-type]
         state=ClusterState(CLUSTER, tuple(m.endpoint for m in members)),
     )

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import cli
-from etcd_inspector.config import parse_config
+from etcd_inspector.config import Section, parse_config
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
@@ -43,7 +43,7 @@ from etcd_inspector.report.view import (
     Column,
     Format,
     Look,
-    Section,
+    PageSection,
     Table,
     ViewInput,
     ViewPart,
@@ -55,8 +55,7 @@ from test_status_page import table_rows
 pytestmark = pytest.mark.etcd
 
 
-@dataclass(frozen=True)
-class AnswerOptions:
+class AnswerOptions(Section):
     limit: int = 100
 
 
@@ -103,7 +102,7 @@ def answer_view(v: ViewInput) -> list[ViewPart]:
     over = Look.BAD if a["members"] > a["limit"] else Look.GOOD
     row = (Cell(a["members"], Format.COUNT, over), Cell(a["limit"], Format.COUNT))
     return [
-        Section("Answers", (Table("answers", ("members answered", "limit"), (row,)),)),
+        PageSection("Answers", (Table("answers", ("members answered", "limit"), (row,)),)),
         Column("members", "answered", {name: text("yes", Look.GOOD) for name in a["answered"]}),
     ]
 

@@ -13,7 +13,7 @@ from aetcd import rpc
 
 from conftest import etcdctl
 from etcd_inspector.cluster.state import ClusterState
-from etcd_inspector.config import ClusterConfig, EndpointConfig, parse_config
+from etcd_inspector.config import parse_config
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, WatchEvent
 from etcd_inspector.keyspace.prefixes import PrefixRules
@@ -212,11 +212,8 @@ def test_metrics_exposition_passes_promtool() -> None:
 
 
 def make_ctx(cluster: LocalCluster, key_labels: str = "full") -> ProbeContext:
-    config = ClusterConfig(
-        name="test", endpoints=tuple(EndpointConfig(u, f"{u}/metrics") for u in cluster.endpoints)
-    )
     return ProbeContext(
-        cluster=config,
+        cluster="test",
         members=[MemberClient(u, request_timeout=2.0) for u in cluster.endpoints],
         state=ClusterState("test", tuple(cluster.endpoints)),
         key_labels=key_labels,
@@ -485,9 +482,8 @@ async def test_a_dead_watcher_task_is_restarted_without_losing_events(
 
 async def test_no_member_answering_fails_the_run() -> None:
     urls = [f"http://127.0.0.1:{p}" for p in free_ports(3)]  # nothing listens there
-    config = ClusterConfig(name="down", endpoints=tuple(EndpointConfig(u, u) for u in urls))
     ctx = ProbeContext(
-        cluster=config,
+        cluster="down",
         members=[MemberClient(u, request_timeout=1.0) for u in urls],
         state=ClusterState("down", tuple(urls)),
     )

@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certs import Pki, issue, make_ca, make_pki
 from etcd_inspector.cli import main
-from etcd_inspector.config.webconfig import (
+from etcd_inspector.web.auth import BasicAuthChecker
+from etcd_inspector.web.tls import ServerTLS
+from etcd_inspector.web.webconfig import (
     TLSServerConfig,
     WebConfigError,
     load_web_config,
 )
-from etcd_inspector.web.auth import BasicAuthChecker
-from etcd_inspector.web.tls import ServerTLS
 
 TESTDATA = Path(__file__).parent / "testdata" / "webconfig"
 NOT_SUPPORTED_UNVERIFIED = (

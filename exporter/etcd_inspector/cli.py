@@ -57,7 +57,7 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from etcd_inspector.config.webconfig import WebConfigError, load_web_config
+    from etcd_inspector.web.webconfig import WebConfigError, load_web_config
 
     config = load_config(args)
     web_file = None

@@ -116,19 +116,6 @@ def add_etcd_flags(p: argparse.ArgumentParser) -> None:
         "cluster-wide probes then run only while that member leads.",
     )
     g.add_argument(
-        "--backup.location",
-        dest="backup_locations",
-        action="append",
-        metavar="DIR",
-        help="A directory holding the cluster's snapshots, for the backup probe (repeatable).",
-    )
-    g.add_argument(
-        "--backup.max-age",
-        dest="backup_max_age",
-        metavar="DURATION",
-        help="How old the newest snapshot may be (default: 1h).",
-    )
-    g.add_argument(
         "--inspection.interval",
         dest="inspection_interval",
         metavar="DURATION",
@@ -146,6 +133,7 @@ def add_etcd_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(
                 flag.flag,
                 dest=probe_flag_dest(spec.name, flag.option),
+                action="append" if flag.repeatable else "store",
                 type=flag.type,
                 default=None,
                 metavar=flag.metavar,
@@ -202,8 +190,6 @@ def flag_overrides(
         for k in ("cluster_name", "ca_file", "cert_file", "key_file", "tls_dir", "server_name",
                   "username", "password_file", "local_member", "metrics_urls")
     }  # fmt: skip
-    backup_locations = getattr(args, "backup_locations", None)
-    backup_max_age = getattr(args, "backup_max_age", None)
     cluster_flags["username"] = _username(cluster_flags["username"])
     discovery = getattr(args, "discovery", None)
     if endpoints:
@@ -232,21 +218,10 @@ def flag_overrides(
             cluster["local_member"] = with_scheme(cluster_flags["local_member"], tls_given)
         if discovery is not None:
             cluster["discover"] = discovery
-        if backup_locations or backup_max_age:
-            cluster["backup"] = {"locations": backup_locations or []}
-            if backup_max_age:
-                cluster["backup"]["max_age"] = backup_max_age
         raw["clusters"] = [cluster]
-    elif (
-        any(getattr(args, k, None) for k in cluster_flags)
-        or discovery is not None
-        or backup_locations
-        or backup_max_age
-    ):
+    elif any(getattr(args, k, None) for k in cluster_flags) or discovery is not None:
         used = ", ".join(
-            [f"--etcd.{k.replace('_', '-')}" for k in cluster_flags if getattr(args, k, None)]
-            + (["--backup.location"] if backup_locations else [])
-            + (["--backup.max-age"] if backup_max_age else [])
+            f"--etcd.{k.replace('_', '-')}" for k in cluster_flags if getattr(args, k, None)
         )
         raise UsageError(f"{used or '--etcd.discovery'} need --etcd.endpoints "
                          "(or put them in the config file)")  # fmt: skip

@@ -136,11 +136,12 @@ def selected_probes(
     run: list[str] = []
     skipped: list[str] = []
     for name in wanted_probes(watch_seconds):
-        spec, pc = REGISTRY[name], config.probes.get(name)
+        spec = REGISTRY[name]
         if named is not None:
             chosen = name in named or spec.provides_topology
         else:
-            chosen = spec.provides_topology or (pc.enabled if pc else spec.default_enabled)
+            enabled = any(config.probes_for(c.name)[name].enabled for c in config.clusters)
+            chosen = spec.provides_topology or enabled
         (run if chosen else skipped).append(name)
     return tuple(run), tuple(skipped)
 

@@ -1,14 +1,12 @@
 """Durations: Prometheus duration strings, and the one rule for when a bare number will do.
 
-The rule: **a number needs a unit, in the value or in the key.** "500ms" and "1m30s" are
-accepted everywhere; a bare number only where the key's name says the unit (``*_seconds``),
-because "timeout: 5" reads as seconds to some people and milliseconds to others.
+The rule, for files: **a number needs a unit, in the value or in the key.** "500ms" and
+"1m30s" are accepted everywhere; a bare number only where the key's name says the unit
+(``*_seconds``), because "timeout: 5" reads as seconds to some and milliseconds to others.
 ``DurationRule`` is the only validator that applies it; every duration field uses it.
 
-Bound: at most ``MAX_DURATION`` (one year). Durations become asyncio sleeps and timeouts
-and gRPC deadlines; a deadline beyond what the gRPC core can represent (int64
-nanoseconds, ~292 years) fails only when the call is made, and anything longer than a
-year is a typo ("1000000y") rather than a wish, so it is rejected when the file is loaded.
+At most one year: durations become sleeps, timeouts and gRPC deadlines (a deadline beyond
+int64 nanoseconds fails only when the call is made), and "1000000y" is a typo, not a wish.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from .errors import CUSTOM, type_name
 
-__all__ = ["MAX_DURATION", "Duration", "DurationRule", "PositiveDuration", "parse_duration"]
-
 # Same grammar as Prometheus' model.ParseDuration: integer amounts, units largest first,
 # each unit at most once.
 _DURATION_RE = re.compile(
@@ -34,16 +30,13 @@ _DURATION_RE = re.compile(
 _UNIT_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 _BARE_NUMBER_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+", re.ASCII)
 
-MAX_DURATION = 365 * 86_400.0
-_MAX_DURATION_TEXT = "1y"
+MAX_DURATION = 365 * 86_400.0  # 1y
 
 
 def _unit_suggestion(number: str) -> str:
-    value = float(number)
-    if value.is_integer():
-        return f"'{int(value)}s'"
     # Prometheus durations have no fractions, so 1.5 becomes 1500ms rather than 1.5s.
-    return f"'{round(value * 1000)}ms'"
+    value = float(number)
+    return f"'{int(value)}s'" if value.is_integer() else f"'{round(value * 1000)}ms'"
 
 
 def parse_duration(text: object) -> float:
@@ -86,7 +79,9 @@ class DurationRule:
 
     def validate(self, value: object, info: ValidationInfo) -> float:
         try:
-            seconds = self._seconds(value, info.field_name or "")
+            # The unit rule is for files; code passes seconds (ScrapeConfig(timeout=10.0)).
+            from_file = bool((info.context or {}).get(FROM_FILE))
+            seconds = self._seconds(value, info.field_name or "", from_file)
         except ValueError as e:
             raise PydanticCustomError(CUSTOM, str(e)) from None
         if math.isnan(seconds):
@@ -96,23 +91,22 @@ class DurationRule:
         if self.positive and seconds == 0:
             raise PydanticCustomError(CUSTOM, f"must be greater than 0, got {value!r}")
         if seconds > MAX_DURATION:
-            raise PydanticCustomError(
-                CUSTOM, f"must be at most {_MAX_DURATION_TEXT}, got {value!r}"
-            )
+            raise PydanticCustomError(CUSTOM, f"must be at most 1y, got {value!r}")
         return seconds
 
     @staticmethod
-    def _seconds(value: object, key: str) -> float:
+    def _seconds(value: object, key: str, from_file: bool) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return parse_duration(value)  # it reports a wrong type itself
-        if key.endswith("_seconds"):
+        if key.endswith("_seconds") or not from_file:
             return float(value)
         # Through parse_duration for its "add a unit" hint.
         return parse_duration(str(value))
 
 
-# A duration of zero or more (probe options). Probe option classes may annotate a field
-# with it; a plain ``float`` option named ``*_seconds`` is treated the same way.
+# The validation context key that says the input was read from a file.
+FROM_FILE = "file"
+# A duration of zero or more.
 Duration = Annotated[float, DurationRule()]
 # A duration greater than zero (intervals and timeouts).
 PositiveDuration = Annotated[float, DurationRule(positive=True)]

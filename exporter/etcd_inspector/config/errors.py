@@ -21,12 +21,15 @@ _EXPECTED = {
     "int_type": "an integer",
     "bool_type": "a boolean",
     "float_type": "a number",
-    "list_type": "a list",
     "tuple_type": "a list",
     "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "dataclass_type": "a mapping",
 }
+
+# pydantic's range errors (Field bounds): error type -> (ctx key, wording).
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
+    "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than"),
+}  # fmt: skip
 
 
 class ConfigError(Exception):
@@ -51,36 +54,22 @@ class ConfigError(Exception):
         return (type(self), (self.errors, self.source))
 
 
+_TYPE_NAMES = (
+    (type(None), "null"), (bool, "boolean"), (int, "integer"), (float, "number"),
+    (str, "string"), (Mapping, "mapping"), (list | tuple, "list"),
+)  # fmt: skip
+
+
 def type_name(value: object) -> str:
     """The YAML word for a value's type, as used in "expected a string, got list"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list | tuple):
-        return "list"
-    return type(value).__name__
+    return next((name for t, name in _TYPE_NAMES if isinstance(value, t)), type(value).__name__)
 
 
-def did_you_mean(key: object, allowed: Sequence[str]) -> str:
-    """The " (did you mean ...?)" suffix for a near miss, else ""."""
+def did_you_mean(key: object, allowed: Sequence[str], or_list: bool = False) -> str:
+    """The " (did you mean ...?)" suffix for a near miss, else "" (or the allowed keys)."""
     close = difflib.get_close_matches(key, list(allowed), n=1) if isinstance(key, str) else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def unknown_key_hint(key: object, allowed: Sequence[str]) -> str:
-    """The " (did you mean ...?)" suffix for a near miss, else the allowed keys."""
-    hint = did_you_mean(key, allowed)
-    if hint or not allowed:
-        return hint
+    if close or not (or_list and allowed):
+        return f" (did you mean {close[0]!r}?)" if close else ""
     return f" (allowed: {', '.join(allowed)})"
 
 
@@ -124,6 +113,13 @@ def _message(error: ErrorDetails) -> tuple[Loc, str]:
         return loc, f"expected {_EXPECTED[kind]}, got {type_name(value)}"
     if kind in ("value_error", "assertion_error"):
         return loc, str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind == "literal_error":
+        # "'a', 'b' or 'c'" -> "a, b, c", as in "'x' is not one of a, b, c".
+        allowed = str(error.get("ctx", {}).get("expected", "")).replace(" or ", ", ")
+        return loc, f"{value!r} is not one of {allowed.replace(chr(39), '')}"
+    if kind in _BOUNDS:
+        bound = error.get("ctx", {}).get(_BOUNDS[kind][0])
+        return loc, f"must be {_BOUNDS[kind][1]} {bound}, got {value!r}"
     if kind == "finite_number":
         return loc, f"must be a finite number, got {value!r}"
     if kind == "recursion_loop":
@@ -133,8 +129,5 @@ def _message(error: ErrorDetails) -> tuple[Loc, str]:
 
 def messages(exc: ValidationError) -> list[str]:
     """One "yaml.path: message" line per problem, in the order pydantic found them."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc, text = _message(error)
-        lines.append(f"{yaml_path(loc)}: {text}")
-    return lines
+    found = map(_message, exc.errors(include_url=False))
+    return [f"{yaml_path(loc)}: {text}" for loc, text in found]

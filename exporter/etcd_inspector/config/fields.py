@@ -1,35 +1,36 @@
-"""Value types of the schema (strings, URLs, files, choices, lists) and the section wrapper.
+"""``Section``, the base of every mapping in the file, and the value types of its fields.
 
-Each type is an ``Annotated`` alias: to the type checker and to code reading a loaded
-config it is the plain type (``str``, ``float``, ``tuple``); the metadata is what pydantic
-applies when it validates YAML input.
+Each value type is an ``Annotated`` alias: to the type checker it is the plain type (``str``,
+``tuple``); the metadata is what pydantic applies when it validates input.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Mapping
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
+    ConfigDict,
     PlainValidator,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails
 
-from .errors import problem, problems, reraise, type_name, unknown_key_hint
+from .durations import FROM_FILE
+from .errors import Loc, did_you_mean, problem, problems, reraise, type_name
 
 T = TypeVar("T")
-Check = Callable[[Mapping[str, Any]], list[InitErrorDetails]]
+_INT64 = 2**63
 
 # --------------------------------------------------------------------------- strings
 
@@ -43,29 +44,14 @@ def _not_empty(value: str) -> str:
 NonEmptyStr = Annotated[StrictStr, AfterValidator(_not_empty)]
 
 
-def choice(allowed: tuple[str, ...]) -> PlainValidator:
-    """A string from ``allowed`` ("'verbose' is not one of debug, info, warn, error")."""
-
-    def validate(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {type_name(value)}")
-        if value not in allowed:
-            raise ValueError(f"{_not_empty(value)!r} is not one of {', '.join(allowed)}")
-        return value
-
-    return PlainValidator(validate)
-
-
 def _cluster_name(name: str) -> str:
     # The name becomes a label value and part of log lines, hence the restricted alphabet.
-    if not name:
-        raise ValueError("must not be empty")
     if not re.fullmatch(r"[a-zA-Z0-9_.:-]+", name):
         raise ValueError(f"{name!r} must match [a-zA-Z0-9_.:-]+")
     return name
 
 
-ClusterName = Annotated[StrictStr, AfterValidator(_cluster_name)]
+ClusterName = Annotated[NonEmptyStr, AfterValidator(_cluster_name)]
 
 
 def _regex(value: object) -> re.Pattern[str]:
@@ -184,11 +170,31 @@ MetricsURL = Annotated[NonEmptyStr, AfterValidator(_metrics_url)]
 # --------------------------------------------------------------------------- lists
 
 
-def as_list(value: object) -> object:
-    # YAML lists only: pydantic would also take a set, whose order is arbitrary.
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"expected a list, got {type_name(value)}")
-    return value
+def duplicates(
+    values: Sequence[object], what: str, listed: str, at: Loc = ()
+) -> list[InitErrorDetails]:
+    """The one duplicate detector: "duplicate endpoint 'x' (same as endpoints[0])" on every
+    repeat, at ``(i, *at)``."""
+    first: dict[Hashable, int] = {}
+    found = []
+    for i, value in enumerate(values):
+        if not isinstance(value, Hashable) or value is None:
+            continue
+        if value in first:
+            text = f"duplicate {what} {value!r} (same as {listed}[{first[value]}])"
+            found.append(problem((i, *at), text))
+        else:
+            first[value] = i
+    return found
+
+
+def unique(what: str, listed: str, key: Callable[[Any], object] = lambda v: v) -> AfterValidator:
+    def check(items: tuple[T, ...]) -> tuple[T, ...]:
+        if found := duplicates([key(item) for item in items], what, listed):
+            raise problems(listed, found)
+        return items
+
+    return AfterValidator(check)
 
 
 def non_empty(what: str) -> AfterValidator:
@@ -200,64 +206,85 @@ def non_empty(what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-# Wraps a tuple type: ``Annotated[tuple[X, ...], LIST]``.
-LIST = BeforeValidator(as_list)
-
 # --------------------------------------------------------------------------- sections
 
 
-def _keys(cls: type) -> list[str]:
-    if issubclass(cls, BaseModel):
-        return list(cls.model_fields)
-    if dataclasses.is_dataclass(cls):
-        return [f.name for f in dataclasses.fields(cls) if f.init]
-    return []
+def _int64(key: str, value: object) -> list[InitErrorDetails]:
+    # etcd's API fields are int64 (a page size becomes a Range limit, for one).
+    items = value if isinstance(value, tuple) else (value,)
+    return [
+        problem(
+            (key, i) if isinstance(value, tuple) else (key,),
+            f"must be between {-_INT64} and {_INT64 - 1} (etcd's int64), got {item}",
+        )
+        for i, item in enumerate(items)
+        if isinstance(item, int) and not -_INT64 <= item < _INT64
+    ]
 
 
-_EXTRA = ("extra_forbidden", "unexpected_keyword_argument", "invalid_key")
-
-
-def validate_section(
-    cls: type,
-    data: object,
-    handler: ValidatorFunctionWrapHandler,
-    *,
-    keep_null: Collection[str] = (),
-    checks: Check | None = None,
-    unknown: Callable[[object, list[str]], str] | None = None,
-) -> Any:
-    """The shared behaviour of every mapping in the file, for a ``mode="wrap"`` validator.
-
-    * anything but a mapping is "expected a mapping, got ..."
-    * a key that is ``null`` is left out, so it takes its default (a bare ``timeout:`` line
-      is a half-finished edit rather than a request for "no value"), except ``keep_null``
-    * unknown keys (``extra="forbid"``) are reported first, with a "did you mean"
-    * ``checks`` (problems involving several keys) run on the input even when single
-      keys failed, so everything is reported at once.
+class Section(BaseModel):
+    """A mapping of the file (and a probe's options). Strict types (no "5" for an integer, no
+    ``1`` for a boolean, no NaN; a YAML list for a tuple; integers within int64); anything but a
+    mapping is "expected a mapping"; a ``null`` key takes its default (a bare ``timeout:`` line
+    is a half-finished edit), except in ``keep_null`` and in probe options; unknown keys come
+    first, with a "did you mean"; ``checks`` (several keys) run even when single keys failed.
     """
-    if not isinstance(data, Mapping):
-        raise problems(cls.__name__, [problem((), f"expected a mapping, got {type_name(data)}")])
-    allowed = _keys(cls)
-    given = {k: v for k, v in data.items() if v is not None or k in keep_null}
-    unknown_keys: list[InitErrorDetails] = []
-    others: list[InitErrorDetails] = []
-    result = None
-    try:
-        result = handler(given)
-    except ValidationError as e:
-        for error in e.errors(include_url=False):
-            if error["type"] in _EXTRA and len(error["loc"]) == 1:
-                # The key as written (pydantic's location has it as a string).
-                key = next((k for k in given if str(k) == str(error["loc"][0])), error["loc"][0])
-                text = (
-                    unknown(key, allowed)
-                    if unknown
-                    else (f"unknown key {key!r}{unknown_key_hint(key, allowed)}")
-                )
-                unknown_keys.append(problem((), text))
-            else:
-                others.append(reraise(error))
-    errors = [*unknown_keys, *others, *(checks(given) if checks else [])]
-    if errors:
-        raise problems(cls.__name__, errors)
-    return result
+
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, protected_namespaces=()
+    )
+    keep_null: ClassVar[Sequence[str] | bool] = ()
+
+    @classmethod
+    def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The input as this section reads it (e.g. a directory standing for files)."""
+        return data
+
+    @classmethod
+    def checks(cls, data: Mapping[str, Any]) -> list[InitErrorDetails]:
+        return []
+
+    @classmethod
+    def unknown(cls, key: object, allowed: list[str]) -> str:
+        return f"unknown key {key!r}{did_you_mean(key, allowed, or_list=True)}"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _section(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            found = [problem((), f"expected a mapping, got {type_name(data)}")]
+            raise problems(cls.__name__, found)
+        context = info.context or {}
+        # Keys that belong to the same YAML mapping but are validated elsewhere (a probe's
+        # enabled/interval/timeout beside its options).
+        allowed = [*cls.model_fields, *context.get("also_allowed", ())]
+        # In code, None is a value like any other.
+        keep = True if context.get("keep_null") or not context.get(FROM_FILE) else cls.keep_null
+        given = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in cls.prepare(data).items()
+            if v is not None or keep is True or (keep and k in keep)
+        }
+        unknown: list[InitErrorDetails] = []
+        others: list[InitErrorDetails] = []
+        result = None
+        try:
+            result = handler(given)
+        except ValidationError as e:
+            for error in e.errors(include_url=False):
+                if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+                    # The key as written (pydantic's location has it as a string).
+                    written = str(error["loc"][0])
+                    key = next((k for k in given if str(k) == written), written)
+                    unknown.append(problem((), cls.unknown(key, allowed)))
+                else:
+                    others.append(reraise(error))
+        bounds = [e for k, v in given.items() for e in _int64(str(k), v)]
+        errors = [*unknown, *others, *bounds, *cls.checks(given)]
+        if errors:
+            raise problems(cls.__name__, errors)
+        return result

@@ -9,13 +9,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .document import Document
+from .durations import FROM_FILE
 from .errors import ConfigError, messages, type_name
-from .schema import Config, ProbeSpecLike
+from .probes import ProbeSpecLike
+from .schema import Config, Document
 
-# Far deeper than any sensible file (the deepest key, a probe option's list item, is at
-# level 6) and far from Python's recursion limit, which PyYAML's composer would hit at a
-# few hundred levels with a RecursionError instead of a message.
+# Far deeper than any sensible file (its deepest key is at level 7) and far from the recursion
+# limit, which PyYAML's composer hits at a few hundred levels (a RecursionError, no message).
 MAX_DEPTH = 100
 
 
@@ -26,13 +26,14 @@ def parse_config(
 ) -> Config:
     """Validate a raw YAML mapping into a Config; raises ConfigError listing every problem."""
     try:
-        document = Document.model_validate({} if raw is None else raw, context={"specs": specs})
+        context = {"specs": specs, FROM_FILE: True}
+        document = Document.model_validate({} if raw is None else raw, context=context)
+        return document.to_config(specs)
     except ValidationError as e:
         raise ConfigError(messages(e), source) from None
     except RecursionError:
         # Only for raw mappings built in code; load_config_file limits the depth already.
         raise ConfigError([f"top level: nested deeper than {MAX_DEPTH} levels"], source) from None
-    return document.to_config()
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -85,11 +86,8 @@ def _yaml_error_message(e: yaml.YAMLError) -> str:
 
 
 def load_config_file(path: str, specs: Mapping[str, ProbeSpecLike] | None = None) -> dict[str, Any]:
-    """Read a YAML config file into a raw mapping (not yet validated; see parse_config).
-
-    ``specs`` is accepted so call sites mirror parse_config; the raw stage does not need it.
-    An empty file gives {} so the CLI can lay flags over it.
-    """
+    """Read a YAML config file into a raw mapping, not yet validated (``specs`` is unused: call
+    sites mirror parse_config). An empty file gives {} so the CLI can lay flags over it."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

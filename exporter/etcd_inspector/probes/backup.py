@@ -1,9 +1,10 @@
 """backup: the newest snapshot in each backup location is there, fresh, whole, holds the
 cluster's data and (optionally) restores.
 
-Locations and the age limit are per cluster (`clusters[].backup`, or `--backup.location` and
-`--backup.max-age`); files are read in a thread, page by page (backup/files.py, backup/bbolt.py),
-and a file is checked once: the verdict is kept for as long as its size and mtime stay the same.
+Locations and the age limit are the probe's options (`inspection.probes.backup`, overridden per
+cluster in `clusters[].probes.backup`, or `--backup.location` and `--backup.max-age`); files
+are read in a thread, page by page (backup/files.py, backup/bbolt.py), and a file is checked
+once: the verdict is kept for as long as its size and mtime stay the same.
 "Holds the cluster's data": its revision is one the cluster has reached, and a member counts as
 many keys at that revision as the snapshot holds (unless the revision is compacted away). The
 restore drill (option `restore_drill`, off by default) restores each new newest snapshot into a
@@ -15,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Annotated, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -30,10 +31,19 @@ from etcd_inspector.backup.locations import (
     LocationState,
     RestoreDrill,
 )
+from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import MemberClient, call_timeout
 from etcd_inspector.etcd.errors import EtcdError
-from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
+from etcd_inspector.probes.base import (
+    CACHED,
+    Check,
+    Probe,
+    ProbeContext,
+    ProbeFlag,
+    ProbeSpec,
+    ReportContext,
+)
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, size, table
 from etcd_inspector.report.view import (
@@ -42,7 +52,7 @@ from etcd_inspector.report.view import (
     Format,
     Line,
     Look,
-    Section,
+    PageSection,
     Table,
     ViewInput,
     ViewPart,
@@ -52,8 +62,13 @@ from etcd_inspector.report.view import (
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 
 
-@dataclass(frozen=True)
-class BackupOptions:
+class BackupOptions(Section):
+    # Local directories (mounted volumes) holding the cluster's snapshots; none: not configured.
+    # A location that does not exist is a finding at run time, not a configuration error: a
+    # volume may be mounted after the exporter starts.
+    locations: Annotated[tuple[NonEmptyStr, ...], unique("location", "locations")] = ()
+    # How old the newest snapshot may be.
+    max_age: PositiveDuration = DEFAULT_MAX_AGE_SECONDS
     # Restore each new newest snapshot into a throwaway single-member etcd on loopback.
     restore_drill: bool = False
     # The etcd binary for the drill; "" means $ETCD_BIN, else `etcd` on PATH. etcdutl (or
@@ -99,11 +114,11 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         return LocationState(location, True, len(files), newest=check), check
 
     async def run(self, ctx: ProbeContext) -> BackupResult:
-        backup = ctx.cluster.backup
-        if backup is None:
-            return BackupResult(DEFAULT_MAX_AGE_SECONDS, (), time.time(), configured=False)
+        max_age = self.options.max_age
+        if not self.options.locations:
+            return BackupResult(max_age, (), time.time(), configured=False)
         states = []
-        for location in backup.locations:
+        for location in self.options.locations:
             state, check = await self._location(location)
             if check is not None and check.whole and check.stats is not None:
                 if self.options.compare_keys:
@@ -114,7 +129,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         newest = {_key(s.newest.file) for s in states if s.newest is not None}
         self._checks = {k: v for k, v in self._checks.items() if k in newest}
         self._drills = {k: v for k, v in self._drills.items() if k in newest}
-        return BackupResult(backup.max_age, tuple(states), time.time())
+        return BackupResult(max_age, tuple(states), time.time())
 
     async def _drill(self, check: SnapshotCheck) -> RestoreDrill:
         key = _key(check.file)
@@ -184,7 +199,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         if result is None:
             return []
         if not result.configured:
-            return ["Backups: no locations configured (--backup.location, clusters[].backup)"]
+            return ["Backups: no locations configured (--backup.location, probes.backup.locations)"]
         return backup_text(result, time.time())
 
 
@@ -344,7 +359,7 @@ def backups_view(v: ViewInput) -> list[ViewPart]:
         if v.why is not None:
             return []
         none = text("no locations configured (--backup.location, clusters[].backup)", Look.MUTED)
-        return [Section("Backups", (Line("backups", (none,)),))]
+        return [PageSection("Backups", (Line("backups", (none,)),))]
     rows = []
     for loc in b["locations"]:
         n = loc["newest"]
@@ -370,7 +385,7 @@ def backups_view(v: ViewInput) -> list[ViewPart]:
     limit = Facts(
         "backup-limits", (("newest at most", Cell(b["max_age_seconds"], Format.SECONDS)),)
     )
-    return [Section("Backups", (limit, Table("backups", headers, tuple(rows))))]
+    return [PageSection("Backups", (limit, Table("backups", headers, tuple(rows))))]
 
 
 SPEC = ProbeSpec(
@@ -396,4 +411,21 @@ SPEC = ProbeSpec(
         Check("backup_restore_failed", "EtcdInspectorBackupRestoreFailed"),
     ),
     stale_seconds=3600,
+    flags=(
+        ProbeFlag(
+            flag="--backup.location",
+            option="locations",
+            type=str,
+            metavar="DIR",
+            help="A directory holding the cluster's snapshots, for the backup probe (repeatable).",
+            repeatable=True,
+        ),
+        ProbeFlag(
+            flag="--backup.max-age",
+            option="max_age",
+            type=str,
+            metavar="DURATION",
+            help="How old the newest snapshot may be (default: 1h).",
+        ),
+    ),
 )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.members import fallback_name
+from etcd_inspector.config.fields import Section
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 from etcd_inspector.report.findings import Finding
 from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from etcd_inspector.cluster.state import ClusterState
     from etcd_inspector.cluster.supervisor import Supervisor
     from etcd_inspector.cluster.topology import Topology
-    from etcd_inspector.config import ClusterConfig
     from etcd_inspector.etcd.client import MemberClient
     from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
 
@@ -51,8 +51,7 @@ OptionsT = TypeVar("OptionsT")
 CACHED = "Cached: computed by a background probe, not at scrape time."
 
 
-@dataclass(frozen=True)
-class NoOptions:
+class NoOptions(Section):
     pass
 
 
@@ -71,6 +70,8 @@ class ProbeFlag:
     type: Callable[[str], Any]
     metavar: str
     help: str
+    # Given more than once, it sets a list option (--backup.location A --backup.location B).
+    repeatable: bool = False
 
 
 def _no_progress(_progress: object) -> None:
@@ -79,9 +80,13 @@ def _no_progress(_progress: object) -> None:
 
 @dataclass(frozen=True)
 class ProbeContext:
-    cluster: ClusterConfig
+    """What a run may use besides the probe's own options: no other probe's settings."""
+
+    cluster: str  # the cluster's name
     members: Sequence[MemberClient]
     state: ClusterState
+    # The cluster's deadline for one etcd request (clusters[].request_timeout).
+    request_timeout: float = 5.0
     key_labels: str = "full"
     # Keys under these prefixes are labelled by hash even with key_labels `full` (keys.py).
     sensitive_prefixes: tuple[str, ...] = DEFAULT_SENSITIVE_PREFIXES
@@ -170,7 +175,7 @@ class ProbeSpec:
     name: str
     probe_type: Callable[[Any], Probe[Any, Any]]
     description: str
-    options_type: type = NoOptions
+    options_type: type[Section] = NoOptions
     default_enabled: bool = True
     default_interval: float = 30.0
     default_timeout: float = 20.0

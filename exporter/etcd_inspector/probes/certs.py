@@ -15,7 +15,9 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import model_validator
 
+from etcd_inspector.config import Section
 from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.tls import file_not_after, serving_not_after
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
@@ -26,7 +28,7 @@ from etcd_inspector.report.view import (
     Format,
     Line,
     Look,
-    Section,
+    PageSection,
     Table,
     ViewInput,
     ViewPart,
@@ -36,18 +38,19 @@ from etcd_inspector.report.view import (
 DAY = 86400.0
 
 
-@dataclass(frozen=True)
-class CertsOptions:
+class CertsOptions(Section):
     # A certificate expiring within this many days is a finding; unset, the alert's
     # (EtcdInspectorCertificateExpiry: the mixin's certificate_expiry_*_days, with the
     # operator's --mixin.values), so the finding and the alert agree.
     warning_days: float | None = None
     critical_days: float | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> CertsOptions:
         warning = self.warning_days if self.warning_days is not None else float("inf")
         if not 0 <= (self.critical_days or 0) <= warning:
             raise ValueError("need 0 <= critical_days <= warning_days")
+        return self
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ def certificates_view(v: ViewInput) -> list[ViewPart]:
         return []
     if not certs:
         none = text("none: etcd is plain-text, there is no certificate", Look.MUTED)
-        return [Section("Certificates", (Line("certificates", (none,)),))]
+        return [PageSection("Certificates", (Line("certificates", (none,)),))]
     expiring = {
         f.get("subject") for f in v.doc.get("findings") or () if f["check"] == "certificate_expiry"
     }
@@ -174,7 +177,7 @@ def certificates_view(v: ViewInput) -> list[ViewPart]:
             text(c["source"], Look.CODE),
         ))  # fmt: skip
     headers = ("certificate", "member", "expires", "left", "from")
-    return [Section("Certificates", (Table("certificates", headers, tuple(rows)),))]
+    return [PageSection("Certificates", (Table("certificates", headers, tuple(rows)),))]
 
 
 SPEC = ProbeSpec(

@@ -21,14 +21,16 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import model_validator
 
+from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
-from etcd_inspector.report.view import Bullets, Line, Look, Section, ViewInput, ViewPart, text
+from etcd_inspector.report.view import Bullets, Line, Look, PageSection, ViewInput, ViewPart, text
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,17 @@ class NotComparable(ProbeError):
         super().__init__(ErrorKind.NOT_COMPARABLE, message)
 
 
-@dataclass(frozen=True)
-class ConsistencyOptions:
+class ConsistencyOptions(Section):
     # HashKV reads the member's whole backend; on very large databases it can be switched off
     # and consistency is then decided on cluster IDs and key counts.
     hash_check: bool = True
-    hash_timeout_seconds: float = 15.0
+    hash_timeout_seconds: Duration = 15.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ConsistencyOptions:
         if self.hash_timeout_seconds <= 0:
             raise ValueError("hash_timeout_seconds must be positive")
+        return self
 
 
 @dataclass(frozen=True)
@@ -263,11 +266,11 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         if verdict.reasons != self._last_reasons:
             # Logged on change only: a lasting inconsistency is the metrics' job to show.
             if verdict.consistent:
-                log.info("members consistent again", extra={"cluster": ctx.cluster.name})
+                log.info("members consistent again", extra={"cluster": ctx.cluster})
             else:
                 log.warning(
                     "members inconsistent",
-                    extra={"cluster": ctx.cluster.name, "err": "; ".join(verdict.reasons)},
+                    extra={"cluster": ctx.cluster, "err": "; ".join(verdict.reasons)},
                 )
             self._last_reasons = verdict.reasons
         return ConsistencyResult(revision=revision, members=members, verdict=verdict)
@@ -462,7 +465,7 @@ def consistency_view(v: ViewInput) -> list[ViewPart]:
     c = v.doc.get("consistency")
     if c is None:
         why = text(f"Consistency: {v.why or 'no result'}", Look.MUTED)
-        return [Section("Consistency", (Line("consistency", (why,)),))]
+        return [PageSection("Consistency", (Line("consistency", (why,)),))]
     hashes = {True: "agree", False: "DIFFER", None: f"n/a ({c.get('hash_unavailable_reason')})"}
     counts = {True: "agree", False: "DIFFER", None: "n/a"}
     ok = c["consistent"]
@@ -471,7 +474,7 @@ def consistency_view(v: ViewInput) -> list[ViewPart]:
         text(compared_text(c), tag="compared"),
         text(f"key counts {counts[c['key_counts_agree']]}, hashes {hashes[c['hashes_agree']]}"),
     ))  # fmt: skip
-    return [Section("Consistency", (line, Bullets(tuple(c.get("reasons") or ()))))]
+    return [PageSection("Consistency", (line, Bullets(tuple(c.get("reasons") or ()))))]
 
 
 SPEC = ProbeSpec(

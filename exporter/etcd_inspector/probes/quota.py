@@ -20,7 +20,9 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import model_validator
 
+from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
@@ -42,24 +44,25 @@ MIN_PROJECTION_SAMPLES = 3
 _QUOTA_LINE = re.compile(r"^etcd_server_quota_backend_bytes(?:\{[^}]*\})?[ \t]+(\S+)", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class QuotaOptions:
+class QuotaOptions(Section):
     # > 0 overrides what the members report (e.g. etcd < 3.4, which has no quota gauge)
     quota_bytes: int = 0
-    projection_window_seconds: float = 6 * 3600.0
+    projection_window_seconds: Duration = 6 * 3600.0
     projection_max_samples: int = 360
     # The samples must span at least this long before a projection is made.
-    projection_min_span_seconds: float = 60.0
+    projection_min_span_seconds: Duration = 60.0
     # A status probe result older than this is not reused; the quota probe asks itself.
-    status_max_age_seconds: float = 60.0
+    status_max_age_seconds: Duration = 60.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> QuotaOptions:
         if self.quota_bytes < 0:
             raise ValueError("quota_bytes must not be negative")
         if self.projection_window_seconds <= 0:
             raise ValueError("projection_window_seconds must be positive")
         if self.projection_max_samples < MIN_PROJECTION_SAMPLES:
             raise ValueError(f"projection_max_samples must be >= {MIN_PROJECTION_SAMPLES}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
         if self.options.quota_bytes > 0:
             return {c.endpoint: (self.options.quota_bytes, "option") for c in ctx.members}
         assert ctx.metrics is not None, "the quota probe needs the cluster's metrics fetcher"
-        fetches = await ctx.metrics.fetch_all(call_timeout(ctx.cluster.request_timeout, _SHARE))
+        fetches = await ctx.metrics.fetch_all(call_timeout(ctx.request_timeout, _SHARE))
         for endpoint, fetch in fetches.items():
             reported = parse_quota_backend_bytes(fetch.text) if fetch.text else None
             if reported is not None:

@@ -44,7 +44,7 @@ from etcd_inspector.report.view import (
     Cell,
     Format,
     Look,
-    Section,
+    PageSection,
     Summary,
     Table,
     ViewInput,
@@ -200,7 +200,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
         clients = list(ctx.members)
         answers = await _statuses(clients)
         names_now = {c.endpoint: ctx.member_name(c.endpoint) for c in clients}
-        self._states = log_changes(ctx.cluster.name, names_now, self._states, answers)
+        self._states = log_changes(ctx.cluster, names_now, self._states, answers)
         return await topology_from(ctx.members, answers, ctx.topology)
 
     def metrics(self, cluster: str, result: Topology) -> Iterable[Metric]:
@@ -395,7 +395,7 @@ def members_view(v: ViewInput) -> list[ViewPart]:
     up = sum(1 for m in members if m.get("state") == "up")
     return [
         Summary(f"{up} of {len(members)} members up · leader {v.doc.get('leader') or '-'}"),
-        Section("Members", (Table("members", headers, tuple(rows), insert_columns_at=8),)),
+        PageSection("Members", (Table("members", headers, tuple(rows), insert_columns_at=8),)),
     ]
 
 

@@ -106,7 +106,7 @@ Block = Table | Facts | Line | Bullets
 
 
 @dataclass(frozen=True)
-class Section:
+class PageSection:
     """A heading and its blocks. Sections of the same title (from several probes) show as one,
     in registry order; `grid` puts its blocks side by side."""
 
@@ -132,7 +132,7 @@ class Summary:
     text: str
 
 
-ViewPart = Section | Column | Summary
+ViewPart = PageSection | Column | Summary
 
 
 @dataclass(frozen=True)

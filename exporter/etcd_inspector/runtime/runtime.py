@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.state import ClusterState
 from etcd_inspector.cluster.supervisor import Supervisor
-from etcd_inspector.config import ClusterConfig, Config, ProbeConfig
+from etcd_inspector.config import ClusterConfig, Config
 from etcd_inspector.etcd.auth import AuthGate
 from etcd_inspector.etcd.client import MemberClient, TLSFiles
 from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
@@ -115,16 +115,13 @@ def build_runtime(
     )
     state = ClusterState(cluster.name, tuple(e.url for e in cluster.endpoints))
     scheduled: dict[str, ScheduledProbe] = {}
+    settings = config.probes_for(cluster.name)  # the loader resolved every default
     for name, spec in registry.items():
-        pc: ProbeConfig | None = config.probes.get(name)
-        enabled = pc.enabled if pc is not None else spec.default_enabled
-        if (only is None and not enabled) or (only is not None and name not in only):
+        pc = settings[name]
+        if (only is None and not pc.enabled) or (only is not None and name not in only):
             continue
         scheduled[name] = ScheduledProbe(
-            spec=spec,
-            probe=spec.build(pc.options if pc is not None else None),
-            interval=pc.interval if pc is not None else spec.default_interval,
-            timeout=pc.timeout if pc is not None else spec.default_timeout,
+            spec=spec, probe=spec.build(pc.options), interval=pc.interval, timeout=pc.timeout
         )
     fetcher = metrics_fetcher(cluster, config.scrape.timeout)
 
@@ -136,8 +133,9 @@ def build_runtime(
     clients.on_change.append(follow_membership)
     supervisor = Supervisor(cluster.name)
     ctx = ProbeContext(
-        cluster=cluster,
+        cluster=cluster.name,
         members=clients,
+        request_timeout=cluster.request_timeout,
         state=state,
         key_labels=config.key_labels,
         sensitive_prefixes=config.sensitive_prefixes,

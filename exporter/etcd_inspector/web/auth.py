@@ -21,7 +21,7 @@ import bcrypt
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from etcd_inspector.config.webconfig import WebConfigFile
+from etcd_inspector.web.webconfig import WebConfigFile
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from etcd_inspector.config import WebConfig
-from etcd_inspector.config.webconfig import WebConfigFile
 from etcd_inspector.web.tls import ServerTLS
+from etcd_inspector.web.webconfig import WebConfigFile
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from etcd_inspector.report.view import (
     Format,
     Line,
     Look,
-    Section,
+    PageSection,
     Summary,
     Table,
     ViewInput,
@@ -242,11 +242,11 @@ def _block(block: object, columns: Mapping[str, list[Column]], now: float) -> st
 def _sections(parts: Sequence[ViewPart], now: float) -> str:
     """Sections of the same title as one, in the order they first appear."""
     columns: dict[str, list[Column]] = {}
-    merged: dict[str, list[Section]] = {}
+    merged: dict[str, list[PageSection]] = {}
     for part in parts:
         if isinstance(part, Column):
             columns.setdefault(part.table, []).append(part)
-        elif isinstance(part, Section):
+        elif isinstance(part, PageSection):
             merged.setdefault(part.title, []).append(part)
     out = []
     for title, sections in merged.items():

@@ -8,8 +8,27 @@ import logging
 import os
 import re
 import ssl
+from typing import Protocol
 
-from etcd_inspector.config.webconfig import TLSServerConfig
+
+class TLSServerSettings(Protocol):
+    """What a server context is built from: web.webconfig.TLSServerConfig (which builds one
+    here to check its files, so this module names no type of it: no import cycle)."""
+
+    @property
+    def cert_file(self) -> str: ...
+    @property
+    def key_file(self) -> str: ...
+    @property
+    def client_ca_file(self) -> str | None: ...
+    @property
+    def client_auth_type(self) -> str: ...
+    @property
+    def min_version(self) -> str: ...
+    @property
+    def max_version(self) -> str: ...
+    @property
+    def prefer_server_cipher_suites(self) -> bool: ...
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +75,7 @@ def _check_certificates(path: str, key: str) -> None:
         raise TLSFileError(f"{path!r} holds no valid PEM certificate", f".{key}") from None
 
 
-def build_context(config: TLSServerConfig) -> ssl.SSLContext:
+def build_context(config: TLSServerSettings) -> ssl.SSLContext:
     """A server SSLContext for ``config``; TLSFileError (one line) when a file is unusable."""
     _check_certificates(config.cert_file, "cert_file")
     if not _PEM_KEY.search(_read(config.key_file, "key_file")):
@@ -116,7 +135,7 @@ class ServerTLS:
     again, so a rotation in two steps (cert, then key) never takes the endpoint down.
     """
 
-    def __init__(self, config: TLSServerConfig) -> None:
+    def __init__(self, config: TLSServerSettings) -> None:
         self._config = config
         self._paths = tuple(
             p for p in (config.cert_file, config.key_file, config.client_ca_file) if p

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
+from pydantic import model_validator
+
+from etcd_inspector.config import Section
 from etcd_inspector.keyspace.prefixes import PrefixRules
 from etcd_inspector.report.thresholds import BIG_VALUE_BYTES
 
 DEFAULT_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 131072, 262144, 524288, 1048576, 1572864)
 
 
-@dataclass(frozen=True)
-class BigValueOptions:
+class BigValueOptions(Section):
     # The largest page; pages start at 1000 keys at most and adapt (pacing.py).
     page_size: int = 10000
     # A hard cap on the adaptive pace; 0 = no cap (the pace comes from the cluster alone).
@@ -27,7 +29,8 @@ class BigValueOptions:
     kubernetes: bool = True
     value_size_buckets: tuple[int, ...] = DEFAULT_BUCKETS
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> BigValueOptions:
         at_least = {
             "page_size": (self.page_size, 1),
             "keys_per_second": (self.keys_per_second, 0),
@@ -45,6 +48,7 @@ class BigValueOptions:
             raise ValueError(
                 f"value_size_buckets must be positive and strictly increasing, got {list(buckets)}"
             )
+        return self
 
     @property
     def rules(self) -> PrefixRules:

@@ -75,7 +75,16 @@ from etcd_inspector.probes.bigvalue.tally import ScanTally, labelled
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
 from etcd_inspector.report.thresholds import PREFIX_KEY_GROWTH_WINDOW_SECONDS
-from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
+from etcd_inspector.report.view import (
+    Cell,
+    Format,
+    Look,
+    PageSection,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 # Rows per top list in the text report when top_n is 0.
 DEFAULT_TOP_ROWS = 10
@@ -153,7 +162,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 restarts += 1
                 log.info(
                     "bigvalue scan restarts: its revision was compacted",
-                    extra={"cluster": ctx.cluster.name, "probe": "bigvalue", "err": str(err)},
+                    extra={"cluster": ctx.cluster, "probe": "bigvalue", "err": str(err)},
                 )
                 continue
             break
@@ -443,7 +452,7 @@ def keyspace_view(v: ViewInput) -> list[ViewPart]:
     )
     caption = f"{ks['big_values']} over {size(limit)}; {ks['keys']} keys at revision "
     caption += str(ks["revision"])
-    return [Section("Keyspace", (
+    return [PageSection("Keyspace", (
         Table("largest", ("key", "size"), largest, "Largest values", caption, empty="none"),
         Table("prefixes", ("prefix", "keys", "bytes"), prefixes, "Biggest prefixes"),
     ), grid=True)]  # fmt: skip

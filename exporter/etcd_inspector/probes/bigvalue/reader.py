@@ -118,7 +118,7 @@ class _Reader:
         log.warning(
             "bigvalue scan moves to another member",
             extra={
-                "cluster": self.ctx.cluster.name,
+                "cluster": self.ctx.cluster,
                 "probe": "bigvalue",
                 "member": member,
                 "next_member": self.ctx.member_name(self.endpoint),

@@ -5,26 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import model_validator
+
+from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
 
 
-@dataclass(frozen=True)
-class HotKeysOptions:
+class HotKeysOptions(Section):
     # Key prefixes to watch; () watches the whole keyspace.
     prefixes: tuple[str, ...] = ()
     top_n: int = 10
     # Space-Saving counters: the only per-key state, whatever the number of keys.
     capacity: int = 1000
     # Time constant of the exponential decay behind the "recent rate".
-    rate_window_seconds: float = 60.0
+    rate_window_seconds: Duration = 60.0
     # Keys writing less than this (writes/s) are not reported among the hot keys.
     min_rate: float = 1.0
     prefix_depth: int = 2
     max_prefixes: int = 200
     # No response for this long while the cluster's revision moved on: restart the watch.
-    stall_seconds: float = 60.0
+    stall_seconds: Duration = 60.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> HotKeysOptions:
         if self.top_n < 1:
             raise ValueError("top_n must be at least 1")
         if self.capacity < self.top_n:
@@ -48,6 +51,7 @@ class HotKeysOptions:
                     raise ValueError(f"prefixes overlap: {a!r} contains {b!r}")
         if len(set(self.prefixes)) != len(self.prefixes):
             raise ValueError("prefixes contain duplicates")
+        return self
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,16 @@ from etcd_inspector.probes.hotkeys.watch import (
 )
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
-from etcd_inspector.report.view import Cell, Format, Look, Section, Table, ViewInput, ViewPart, text
+from etcd_inspector.report.view import (
+    Cell,
+    Format,
+    Look,
+    PageSection,
+    Table,
+    ViewInput,
+    ViewPart,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +99,10 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         counts a restart and backs off)."""
         if not self.watchers:
             self.watchers = [
-                RangeWatcher(key, end, self.counters, self.options, ctx.cluster.name)
+                RangeWatcher(key, end, self.counters, self.options, ctx.cluster)
                 for key, end in self._ranges()
             ]
-        self._supervisor = ctx.supervisor or self._supervisor or Supervisor(ctx.cluster.name)
+        self._supervisor = ctx.supervisor or self._supervisor or Supervisor(ctx.cluster)
         for i, watcher in enumerate(self.watchers):
             watcher.ctx = ctx
             self._supervisor.spawn(f"{TASK_PREFIX}{i}", watcher.run_forever)
@@ -350,7 +359,7 @@ def hot_keys_view(v: ViewInput) -> list[ViewPart]:
     caption = hk["rate_basis"] + (f"; alert over {limit:g}/s" if limit is not None else "")
     table = Table("hotkeys", ("key", "writes"), rows, "Hot keys", caption,
                   empty="no key over the minimum rate")  # fmt: skip
-    return [Section("Keyspace", (table,), grid=True)]
+    return [PageSection("Keyspace", (table,), grid=True)]
 
 
 SPEC = ProbeSpec(

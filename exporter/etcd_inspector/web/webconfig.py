@@ -17,32 +17,25 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    ConfigDict,
-    PlainValidator,
-    StrictBool,
-    TypeAdapter,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails
 
-from .errors import ConfigError, messages, problem, problems, type_name, unknown_key_hint
-from .fields import ReadableFile, validate_section
-from .load import load_config_file
+from etcd_inspector.config.durations import FROM_FILE
+from etcd_inspector.config.errors import ConfigError, messages, problem, problems, type_name
+from etcd_inspector.config.fields import ReadableFile, Section
+from etcd_inspector.config.load import load_config_file
+from etcd_inspector.web.tls import TLSFileError, build_context
 
-TLS_VERSIONS = ("TLS12", "TLS13")
-CLIENT_AUTH_TYPES = (
+TLSVersion = Literal["TLS12", "TLS13"]
+ClientAuthType = Literal[
     "NoClientCert",
     "RequestClientCert",
     "RequireAnyClientCert",
     "VerifyClientCertIfGiven",
     "RequireAndVerifyClientCert",
-)
+]
 VERIFYING_CLIENT_AUTH = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
 # exporter-toolkit's list: other headers cannot be set from the file.
 SETTABLE_HEADERS = (
@@ -68,30 +61,23 @@ _UNVERIFIED_CLIENT_AUTH = (
     "not supported: Python's ssl module cannot accept a client certificate without verifying "
     "it; use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
 )
-_UNVERIFIED = dict.fromkeys(("RequestClientCert", "RequireAnyClientCert"), _UNVERIFIED_CLIENT_AUTH)
+_UNVERIFIED = ("RequestClientCert", "RequireAnyClientCert")
 # $2a$, $2b$, $2y$ (htpasswd), cost, 22 characters of salt and 31 of hash.
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", re.ASCII)
 
-_SECTION = ConfigDict(extra="forbid")
+
+class _WebSection(Section):
+    @classmethod
+    def unknown(cls, key: object, allowed: list[str]) -> str:
+        if isinstance(key, str) and key in _NOT_SUPPORTED:
+            return f"{key!r} is not supported ({_NOT_SUPPORTED[key]})"
+        return super().unknown(key, allowed)
 
 
-def _unknown(key: object, allowed: list[str]) -> str:
-    if isinstance(key, str) and key in _NOT_SUPPORTED:
-        return f"{key!r} is not supported ({_NOT_SUPPORTED[key]})"
-    return f"unknown key {key!r}{unknown_key_hint(key, allowed)}"
-
-
-def _one_of(allowed: tuple[str, ...], unsupported: Mapping[str, str] | None = None) -> Any:
-    def validate(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {type_name(value)}")
-        if unsupported and value in unsupported:
-            raise ValueError(f"{value} is {unsupported[value]}")
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
-        return value
-
-    return PlainValidator(validate)
+def _verifiable(value: str) -> str:
+    if value in _UNVERIFIED:
+        raise ValueError(f"{value} is {_UNVERIFIED_CLIENT_AUTH}")
+    return value
 
 
 def _tls_checks(data: Mapping[str, Any]) -> list[InitErrorDetails]:
@@ -109,27 +95,23 @@ def _tls_checks(data: Mapping[str, Any]) -> list[InitErrorDetails]:
             )
         )
     low, high = data.get("min_version", "TLS12"), data.get("max_version", "TLS13")
-    if low in TLS_VERSIONS and high in TLS_VERSIONS and low > high:
+    if {low, high} <= {"TLS12", "TLS13"} and low > high:
         errors.append(problem((), f"min_version {low} is above max_version {high}"))
     return errors
 
 
-@dataclass(frozen=True)
-class TLSServerConfig:
-    __pydantic_config__: ClassVar[ConfigDict] = _SECTION
-
+class TLSServerConfig(_WebSection):
     cert_file: ReadableFile
     key_file: ReadableFile
-    client_auth_type: Annotated[str, _one_of(CLIENT_AUTH_TYPES, _UNVERIFIED)] = "NoClientCert"
+    client_auth_type: Annotated[ClientAuthType, AfterValidator(_verifiable)] = "NoClientCert"
     client_ca_file: ReadableFile | None = None
-    min_version: Annotated[str, _one_of(TLS_VERSIONS)] = "TLS12"
-    max_version: Annotated[str, _one_of(TLS_VERSIONS)] = "TLS13"
-    prefer_server_cipher_suites: StrictBool = True
+    min_version: TLSVersion = "TLS12"
+    max_version: TLSVersion = "TLS13"
+    prefer_server_cipher_suites: bool = True
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return validate_section(cls, data, handler, checks=_tls_checks, unknown=_unknown)
+    def checks(cls, data: Mapping[str, Any]) -> list[InitErrorDetails]:
+        return _tls_checks(data)
 
 
 def _headers(value: object) -> dict[str, str]:
@@ -160,17 +142,9 @@ def _http2(value: object) -> bool:
     return value
 
 
-@dataclass(frozen=True)
-class HTTPServerConfig:
-    __pydantic_config__: ClassVar[ConfigDict] = _SECTION
-
-    headers: Annotated[dict[str, str], PlainValidator(_headers)] = field(default_factory=dict)
+class HTTPServerConfig(_WebSection):
+    headers: Annotated[dict[str, str], PlainValidator(_headers)] = Field(default_factory=dict)
     http2: Annotated[bool, PlainValidator(_http2)] = False
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return validate_section(cls, data, handler, unknown=_unknown)
 
 
 def _users(value: object) -> dict[str, str]:
@@ -198,22 +172,14 @@ def _users(value: object) -> dict[str, str]:
     return dict(value)
 
 
-@dataclass(frozen=True)
-class WebConfigFile:
+class WebConfigFile(_WebSection):
     """The whole file. Empty: plain HTTP, no authentication (as exporter-toolkit)."""
 
-    __pydantic_config__: ClassVar[ConfigDict] = _SECTION
-
     tls_server_config: TLSServerConfig | None = None
-    http_server_config: HTTPServerConfig = field(default_factory=HTTPServerConfig)
-    basic_auth_users: Annotated[dict[str, str], PlainValidator(_users)] = field(
+    http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
+    basic_auth_users: Annotated[dict[str, str], PlainValidator(_users)] = Field(
         default_factory=dict
     )
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _section(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return validate_section(cls, data, handler, unknown=_unknown)
 
     def describe(self) -> str:
         """What it turns on, for the log and --config.check (no secrets)."""
@@ -235,7 +201,6 @@ class WebConfigError(ConfigError):
         return "\n".join(self.lines())
 
 
-_ADAPTER = TypeAdapter(WebConfigFile)
 _FILE_KEYS = ("cert_file", "key_file", "client_ca_file")
 
 
@@ -254,15 +219,13 @@ def _relative_to(directory: str, raw: dict[str, Any]) -> dict[str, Any]:
 def parse_web_config(raw: Mapping[str, Any], source: str = "<web config>") -> WebConfigFile:
     """Validate the file's mapping; raises WebConfigError listing every problem."""
     try:
-        return _ADAPTER.validate_python(raw)
+        return WebConfigFile.model_validate(raw, context={FROM_FILE: True})
     except ValidationError as e:
         raise WebConfigError(messages(e), source) from None
 
 
 def load_web_config(path: str) -> WebConfigFile:
     """Read, validate and load the TLS files of a web config file (WebConfigError if not)."""
-    from etcd_inspector.web.tls import TLSFileError, build_context
-
     try:
         raw = load_config_file(path)
     except ConfigError as e:
