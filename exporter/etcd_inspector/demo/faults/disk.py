@@ -15,13 +15,17 @@ FILL_CHUNK = 1 << 20
 
 
 class DiskFull(Fault):
-    """Fill the member's size-limited tmpfs with a filler file until ENOSPC; heal deletes it."""
+    """Fill the member's size-limited tmpfs with a filler file until ENOSPC; heal deletes it
+    (and restarts the member if it exited). etcd 3.4 writes inside its preallocated 64 MB WAL
+    segment, so the first write that fails is the backend's: `failed to commit tx ... no space
+    left on device` is fatal and the process exits."""
 
     kind: ClassVar[str] = "disk-full"
 
-    def __init__(self, cluster: FaultCluster, member: str) -> None:
+    def __init__(self, cluster: FaultCluster, member: str, restart: bool = True) -> None:
         super().__init__(member)
         self.cluster = cluster
+        self.restart = restart  # etcd exits on ENOSPC (a fatal commit): heal starts it again
         self.filler: Path | None = None
 
     def unavailable(self) -> str | None:
@@ -54,3 +58,8 @@ class DiskFull(Fault):
             with contextlib.suppress(FileNotFoundError):
                 self.filler.unlink()
         self.filler = None
+        member = self.cluster.member(self.member)
+        if self.restart and not member.running:
+            member.stop()  # reap the exited process
+            member.start()
+            self.cluster.cluster.wait_healthy(members=[member])

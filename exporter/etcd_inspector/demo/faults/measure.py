@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -77,3 +79,14 @@ def timed_get(url: str, timeout: float = 5.0) -> float:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         resp.read()
     return time.monotonic() - start
+
+
+def member_status(member: LocalMember, timeout: float = 2.0) -> dict[str, Any]:
+    """The member's own Status (grpc-gateway), e.g. `leader` ('0': none) and `raftTerm`.
+    Raises (TimeoutError, URLError) when the member does not answer within `timeout`."""
+    req = urllib.request.Request(
+        member.client_url + "/v3/maintenance/status", data=b"{}", method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        status: dict[str, Any] = json.loads(resp.read())
+    return status

@@ -17,14 +17,16 @@ def leftovers(include_own: bool = False) -> list[Path]:
     return [*stale_groups(include_own), *stale_mounts(include_own)]
 
 
-def sweep(include_own: bool = False) -> list[Path]:
-    """Remove leftovers; returns what was removed. Groups first: their tasks are thawed."""
+def sweep(include_own: bool = False, mounts: bool = True) -> list[Path]:
+    """Remove leftovers; returns what was removed. Groups first: their tasks are thawed.
+    With `include_own`, call it only when this process's clusters are stopped (or pass
+    `mounts=False`): a running member's data dir may be on one of its tmpfs mounts."""
     removed = []
     # Deepest first, so a nested leftover goes before its parent.
     for group in sorted(stale_groups(include_own), key=lambda p: len(p.parts), reverse=True):
         remove_group(group)
         removed.append(group)
-    for mountpoint in stale_mounts(include_own):
+    for mountpoint in stale_mounts(include_own) if mounts else []:
         unmount(mountpoint)
         removed.append(mountpoint)
     return removed
