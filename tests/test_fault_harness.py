@@ -291,6 +291,16 @@ def test_faults_refuse_what_the_cluster_cannot_take(fc: FaultCluster) -> None:
     assert not on_tmpfs.active
     with pytest.raises(FaultError, match="not on a harness tmpfs"):
         DiskFull(fc, plain_follower(fc)).inject()
+    paused, other = plain_follower(fc), fc.leader()
+    with Pause(fc, paused).injected():
+        # A second silenced member would leave 1 of 3: the cluster cannot take it.
+        with pytest.raises(FaultError, match="no quorum"):
+            PeerBlackhole(fc, other).inject()
+        with pytest.raises(FaultError, match="already on this member"):
+            Pause(fc, paused).inject()
+        with PeerDelay(fc, other, delay=0.01).injected():  # a slow member still votes
+            assert [f.name for f in fc.active] == [f"pause-sigstop:{paused}", f"peer-delay:{other}"]
+    assert fc.active == []
 
 
 def test_full_disk_stops_that_member_the_others_keep_writing(fc: FaultCluster) -> None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from etcd_inspector.demo.faults.cluster import FaultCluster
 
 # Everything the harness creates (cgroup dirs, tmpfs mounts, scratch dirs) is named
 # PREFIX-<pid of the creating process>-...: the sweep removes only what a dead process left,
@@ -42,11 +45,16 @@ class FaultError(RuntimeError):
 
 
 class Fault:
-    """A named fault on one member. Subclasses set `kind` and implement the three methods."""
+    """A named fault on one member. Subclasses set `kind` and implement `_inject`, `_heal` and
+    (optionally) `unavailable`."""
 
     kind: ClassVar[str] = "fault"
+    # The member stops taking part in raft (cut off, dead, paused, out of disk): the cluster
+    # refuses such a fault when it would leave fewer members than a quorum.
+    silences_member: ClassVar[bool] = False
 
-    def __init__(self, member: str) -> None:
+    def __init__(self, cluster: FaultCluster, member: str) -> None:
+        self.cluster = cluster
         self.member = member
         self.active = False
 
@@ -64,17 +72,37 @@ class Fault:
     def _heal(self) -> None:
         raise NotImplementedError
 
+    def cluster_unavailable(self) -> str | None:
+        """Why the cluster as it is now (other faults included) cannot take this one."""
+        names = self.cluster.names
+        if self.member not in names:
+            return f"no member {self.member!r} (members: {', '.join(names)})"
+        if any(f.member == self.member and f.kind == self.kind for f in self.cluster.active):
+            return "the same fault is already on this member"
+        if self.silences_member:
+            silent = {f.member for f in self.cluster.active if f.silences_member} | {self.member}
+            if len(names) - len(silent) <= len(names) // 2:
+                return (
+                    f"silencing {', '.join(sorted(silent))} would leave "
+                    f"{len(names) - len(silent)} of {len(names)} members: no quorum"
+                )
+        return None
+
     def inject(self) -> None:
-        reason = self.unavailable()
+        reason = self.cluster_unavailable() or self.unavailable()
         if reason is not None:
             raise FaultError(f"{self.name}: {reason}")
         self.active = True  # before _inject: a half-done inject is still healed
+        self.cluster.active.append(self)
         self._inject()
 
     def heal(self) -> None:
         if self.active:
             self.active = False
-            self._heal()
+            try:
+                self._heal()
+            finally:
+                self.cluster.active.remove(self)
 
     @contextlib.contextmanager
     def injected(self) -> Iterator[Fault]:

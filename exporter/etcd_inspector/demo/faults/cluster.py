@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etcd_inspector.demo.faults.measure import read_metrics
 from etcd_inspector.demo.faults.mounts import mount_tmpfs, unmount
@@ -17,6 +18,9 @@ from etcd_inspector.demo.localcluster import (
     build_cluster,
 )
 
+if TYPE_CHECKING:
+    from etcd_inspector.demo.faults.base import Fault
+
 
 class FaultCluster:
     """Owns a LocalCluster, its peer proxies and its tmpfs mounts; `stop()` removes them all."""
@@ -27,6 +31,7 @@ class FaultCluster:
         self.cluster = cluster
         self.network = network
         self.mounts = dict(mounts)  # member name -> tmpfs mountpoint holding its data dir
+        self.active: list[Fault] = []  # injected and not yet healed
 
     @classmethod
     def build(
@@ -74,7 +79,11 @@ class FaultCluster:
             raise
 
     def stop(self) -> None:
+        """Heal what is still injected, stop the members, close the proxies, unmount."""
         try:
+            for fault in list(reversed(self.active)):
+                with contextlib.suppress(Exception):
+                    fault.heal()
             self.cluster.stop()
         finally:
             self.network.close()

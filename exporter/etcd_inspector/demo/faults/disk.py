@@ -21,10 +21,10 @@ class DiskFull(Fault):
     left on device` is fatal and the process exits."""
 
     kind: ClassVar[str] = "disk-full"
+    silences_member: ClassVar[bool] = True
 
     def __init__(self, cluster: FaultCluster, member: str, restart: bool = True) -> None:
-        super().__init__(member)
-        self.cluster = cluster
+        super().__init__(cluster, member)
         self.restart = restart  # etcd exits on ENOSPC (a fatal commit): heal starts it again
         self.filler: Path | None = None
 

@@ -11,8 +11,7 @@ from etcd_inspector.demo.faults.peerproxy import Direction, LinkRule
 
 class _PeerLinkFault(Fault):
     def __init__(self, cluster: FaultCluster, member: str, rule: LinkRule) -> None:
-        super().__init__(member)
-        self.cluster = cluster
+        super().__init__(cluster, member)
         self.rule = rule
 
     def unavailable(self) -> str | None:
@@ -63,12 +62,7 @@ class PeerBlackhole(_PeerLinkFault):
     """The member is cut off from every peer: nothing passes in either direction."""
 
     kind: ClassVar[str] = "peer-blackhole"
+    silences_member: ClassVar[bool] = True
 
     def __init__(self, cluster: FaultCluster, member: str) -> None:
         super().__init__(cluster, member, LinkRule(blackhole=True))
-
-    def unavailable(self) -> str | None:
-        reason = super().unavailable()
-        if reason is None and len(self.cluster.names) < 3:
-            return "cutting off a member of a cluster under 3 members loses quorum"
-        return reason

@@ -205,6 +205,10 @@ class PeerNetwork:
         for conn in list(self._conns):
             conn.abort()
         self._conns.clear()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _set_rule(self, member: str, rule: LinkRule | None) -> None:
         before = self.rules.get(member)
@@ -293,11 +297,9 @@ class PeerNetwork:
             except (OSError, TimeoutError):
                 return
             conn.writers.append(up_writer)
-            first = asyncio.Queue[tuple[float, bytes] | None]()
-            first.put_nowait((0.0, head))
             pumps = [
-                asyncio.create_task(self._pump(conn, reader, up_writer, True, first)),
-                asyncio.create_task(self._pump(conn, up_reader, writer, False, None)),
+                asyncio.create_task(self._pump(conn, reader, up_writer, True, head)),
+                asyncio.create_task(self._pump(conn, up_reader, writer, False, b"")),
             ]
             _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
@@ -313,16 +315,17 @@ class PeerNetwork:
         src: asyncio.StreamReader,
         dst: asyncio.StreamWriter,
         request: bool,
-        queue: asyncio.Queue[tuple[float, bytes] | None] | None,
+        first: bytes,
     ) -> None:
-        """Copy src to dst, each chunk released `delay` after it arrived, in order."""
+        """Copy `first`, then src, to dst; each chunk leaves `delay` after it came, in order."""
         loop = asyncio.get_running_loop()
-        chunks = queue or asyncio.Queue[tuple[float, bytes] | None]()
+        chunks = asyncio.Queue[tuple[float, bytes] | None]()
 
         async def read() -> None:
-            last = 0.0
+            last, pending = 0.0, first
             try:
-                while data := await src.read(CHUNK):
+                while data := pending or await src.read(CHUNK):
+                    pending = b""
                     if request and self._dialer(conn) is None:
                         # A connection opened by rafthttp's prober (no header) is later reused
                         # by the same peer's pipeline, whose requests do say who sends them.

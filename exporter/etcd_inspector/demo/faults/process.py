@@ -16,10 +16,10 @@ class Kill(Fault):
     """SIGKILL, like a crashed machine; heal restarts it on the same data dir."""
 
     kind: ClassVar[str] = "kill"
+    silences_member: ClassVar[bool] = True
 
     def __init__(self, cluster: FaultCluster, member: str, wait_healthy: bool = True) -> None:
-        super().__init__(member)
-        self.cluster = cluster
+        super().__init__(cluster, member)
         self.wait_healthy = wait_healthy
 
     def unavailable(self) -> str | None:
@@ -42,10 +42,10 @@ class Pause(Fault):
     (which a process cannot notice or undo, unlike SIGSTOP/SIGCONT)."""
 
     kind: ClassVar[str] = "pause"
+    silences_member: ClassVar[bool] = True
 
     def __init__(self, cluster: FaultCluster, member: str, method: PauseMethod = "sigstop") -> None:
-        super().__init__(member)
-        self.cluster = cluster
+        super().__init__(cluster, member)
         self.method = method
         self.group = ProcessCgroup("freezer", member)
 

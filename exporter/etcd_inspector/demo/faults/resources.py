@@ -32,8 +32,7 @@ class _CgroupFault(Fault):
     controller: ClassVar[str] = ""
 
     def __init__(self, cluster: FaultCluster, member: str) -> None:
-        super().__init__(member)
-        self.cluster = cluster
+        super().__init__(cluster, member)
         self.group = ProcessCgroup(self.controller, member)
 
     def unavailable(self) -> str | None:
