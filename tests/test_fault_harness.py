@@ -186,16 +186,17 @@ def test_blackholed_follower_loses_its_leader_the_others_keep_quorum(fc: FaultCl
         )
         assert not has_leader(member)
         put(fc.member(leader), "partition/write", "ok")  # quorum without the cut-off member
-        assert fc.leader(among=others) == leader
+        assert fc.leader(among=others) in others
         links = fc.network.connections()
         assert all(held for t, d, held in links if cut in (t, d))
         assert not any(held for t, d, held in links if cut not in (t, d))
     wait_until(lambda: has_leader(member), f"{cut} rejoins", 10)
     wait_until(lambda: caught_up(fc, cut), f"{cut} catches up", 10)
-    # Cut off, it campaigned in vain (etcd 3.4: no pre-vote): its higher term forced an
-    # election when it came back. (Status reports the term of applied entries, so the
-    # campaign shows only afterwards.)
-    assert int(member_status(fc.member(fc.leader()))["raftTerm"]) > term_before
+    if fc.cluster.version.startswith("3.4."):
+        # Cut off, it campaigned in vain (3.4 has no pre-vote by default; 3.5 has): its higher
+        # term forced an election when it came back. (Status reports the term of applied
+        # entries, so the campaign shows only afterwards.)
+        assert int(member_status(fc.member(fc.leader()))["raftTerm"]) > term_before
 
 
 def test_lossy_links_break_connections_until_healed(fc: FaultCluster) -> None:

@@ -192,7 +192,7 @@ class PeerNetwork:
     async def _start_servers(self) -> None:
         for name, (port, upstream) in self.routes.items():
             server = await asyncio.start_server(
-                functools.partial(self._serve, name, upstream),
+                functools.partial(self._serve_until_closed, name, upstream),
                 host="127.0.0.1",  # loopback only, never another address
                 port=port,
                 reuse_address=True,
@@ -260,6 +260,14 @@ class PeerNetwork:
         self.stats[conn.target].aborted += 1
         conn.abort()
         self._conns.discard(conn)
+
+    async def _serve_until_closed(
+        self, target: str, upstream: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # close() cancels every connection's task; a handler task that ends cancelled makes
+        # asyncio's StreamReaderProtocol log an "exception in callback" (Python 3.11).
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(target, upstream, reader, writer)
 
     async def _serve(
         self, target: str, upstream: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
