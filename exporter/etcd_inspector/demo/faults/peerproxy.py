@@ -157,6 +157,9 @@ class PeerNetwork:
         self._call(self._start_servers())
 
     def close(self) -> None:
+        if self._thread.ident is None:  # never started
+            self._loop.close()
+            return
         if not self._thread.is_alive():
             return
         with contextlib.suppress(Exception):
