@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import statistics
 import subprocess
 import time
@@ -42,6 +43,7 @@ from etcd_inspector.demo.faults.measure import (
     timed_get,
 )
 from etcd_inspector.demo.faults.mounts import is_mounted, unmount
+from etcd_inspector.demo.faults.processes import OWNER_ENV
 from etcd_inspector.demo.localcluster import LocalMember
 
 pytestmark = pytest.mark.etcd
@@ -330,6 +332,9 @@ def test_sweep_removes_what_only_a_dead_harness_left(tmp_path: Path) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
     sleeper = subprocess.Popen(["sleep", "60"])
+    # A member the dead harness started, left SIGSTOPped.
+    orphan = subprocess.Popen(["sleep", "60"], env={OWNER_ENV: f"{PREFIX}-{gone.pid}"})
+    orphan.send_signal(signal.SIGSTOP)
     try:
         home = current_group(sleeper.pid, "freezer")
         parent = controller_root("freezer") / home.lstrip("/")
@@ -343,9 +348,11 @@ def test_sweep_removes_what_only_a_dead_harness_left(tmp_path: Path) -> None:
         mount = ["mount", "-t", "tmpfs", "-o", "size=1m", source, str(mountpoint)]
         subprocess.run(mount, check=True, timeout=10)
         try:
-            assert {group, mountpoint} <= set(leftovers())
+            orphan_proc = Path(f"/proc/{orphan.pid}")
+            assert {group, orphan_proc, mountpoint} <= set(leftovers())
             removed = sweep()
-            assert {group, mountpoint} <= set(removed)
+            assert {group, orphan_proc, mountpoint} <= set(removed)
+            wait_until(lambda: not orphan_proc.exists(), "the orphan killed and reaped", 5)
             assert not group.exists() and not is_mounted(mountpoint)
             # The frozen task was thawed and moved back, alive.
             assert sleeper.poll() is None
@@ -356,8 +363,9 @@ def test_sweep_removes_what_only_a_dead_harness_left(tmp_path: Path) -> None:
             if group.exists():
                 sweep()
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        for process in (sleeper, orphan):
+            process.kill()
+            process.wait()
 
 
 def test_sweep_with_include_own_heals_a_fault_nobody_healed(fc: FaultCluster) -> None:
@@ -367,7 +375,7 @@ def test_sweep_with_include_own_heals_a_fault_nobody_healed(fc: FaultCluster) ->
     CpuQuota(fc, starved, share=0.5).inject()  # and never healed, as if a test crashed
     assert current_group(pid, "cpu") != home
     assert sweep() == []  # its creator (this process) is alive: not someone else's leftover
-    removed = sweep(include_own=True, mounts=False)  # m3's data dir is on this process's tmpfs
+    removed = sweep(include_own=True, kinds=("cgroups",))  # the cluster still runs
     assert len(removed) == 1 and not removed[0].exists()
     assert current_group(pid, "cpu") == home
 

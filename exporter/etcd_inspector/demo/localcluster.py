@@ -92,6 +92,8 @@ class LocalMember:
     tls: bool = False
     # Where etcd itself listens for peers when `peer_port` (the advertised one) is a proxy's.
     listen_peer_port: int | None = None
+    # Added to the environment (the fault harness marks its processes for its sweep).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_url(self) -> str:
@@ -120,8 +122,9 @@ class LocalMember:
             return
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+            self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
+        )  # fmt: skip
         log.close()
         self.frozen = False
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from etcd_inspector.demo.faults.measure import read_metrics
 from etcd_inspector.demo.faults.mounts import mount_tmpfs, unmount
 from etcd_inspector.demo.faults.peerproxy import PeerNetwork, fetch_member_ids
+from etcd_inspector.demo.faults.processes import owner_env
 from etcd_inspector.demo.localcluster import (
     HEALTH_TIMEOUT_SECONDS,
     LocalCluster,
@@ -62,6 +63,8 @@ class FaultCluster:
             for mountpoint in mounts.values():
                 unmount(mountpoint)
             raise
+        for m in cluster.members:
+            m.env.update(owner_env())
         routes = {m.name: (m.peer_port, m.listen_peer_port or m.peer_port) for m in cluster.members}
 
         def processes() -> dict[int, str]:
