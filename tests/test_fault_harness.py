@@ -42,7 +42,7 @@ from etcd_inspector.demo.faults.measure import (
     read_metrics,
     timed_get,
 )
-from etcd_inspector.demo.faults.mounts import is_mounted, unmount
+from etcd_inspector.demo.faults.mounts import is_mounted, stale_mounts, unmount
 from etcd_inspector.demo.faults.processes import OWNER_ENV
 from etcd_inspector.demo.localcluster import LocalMember
 
@@ -152,7 +152,9 @@ def fc(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
 def settled_and_clean(fc: FaultCluster) -> Iterator[None]:
     wait_until(lambda: settled(fc), "every member healthy with a leader", timeout=20)
     yield
+    assert fc.active == [] and fc.network.rules == {}, "a fault was left injected"
     assert stale_groups(include_own=True) == [], "a fault left a cgroup behind"
+    assert stale_mounts(include_own=True) == [fc.mounts[TMPFS_MEMBER]], "a stray mount"
 
 
 def test_every_peer_connection_is_attributed_to_its_dialer(fc: FaultCluster) -> None:
@@ -372,12 +374,15 @@ def test_sweep_with_include_own_heals_a_fault_nobody_healed(fc: FaultCluster) ->
     starved = plain_follower(fc)
     pid = fc.member(starved).process.pid  # type: ignore[union-attr]
     home = current_group(pid, "cpu")
-    CpuQuota(fc, starved, share=0.5).inject()  # and never healed, as if a test crashed
+    quota = CpuQuota(fc, starved, share=0.5)
+    quota.inject()  # and never healed, as if a test crashed
     assert current_group(pid, "cpu") != home
     assert sweep() == []  # its creator (this process) is alive: not someone else's leftover
     removed = sweep(include_own=True, kinds=("cgroups",))  # the cluster still runs
     assert len(removed) == 1 and not removed[0].exists()
     assert current_group(pid, "cpu") == home
+    quota.heal()  # after a sweep, healing is harmless
+    assert fc.active == []
 
 
 def test_a_body_that_raises_still_heals(fc: FaultCluster) -> None:

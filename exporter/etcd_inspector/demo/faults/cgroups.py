@@ -65,7 +65,7 @@ class ProcessCgroup:
         return (self.path / knob).read_text()
 
     def remove(self) -> None:
-        if self.path is not None:
+        if self.path is not None and self.path.exists():  # a sweep may have removed it
             remove_group(self.path)
         self.path = None
 
