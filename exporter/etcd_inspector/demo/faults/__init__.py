@@ -11,7 +11,8 @@ Modelled on etcd's tests/robustness failpoints: a fault is a small named object 
 - CPU (resources): a CFS quota.
 
 Needs root and cgroup v1 blkio, cpu and freezer controllers. Everything it creates carries
-PREFIX and its creator's PID; `sweep()` removes what a dead or finished harness left.
+PREFIX and its creator's PID (cgroup and mount names, the members' environment); `sweep()`
+removes what a dead harness left, `sweep(include_own=True)` what this one left at its end.
 """
 
 from etcd_inspector.demo.faults.base import PREFIX, Fault, FaultError
