@@ -75,3 +75,14 @@ def etcd_cluster(etcd_binary: str, tmp_path) -> Iterator[LocalCluster]:
     cluster = start_cluster(3, base_dir=tmp_path / "etcd", binary=etcd_binary)
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_fault_leftovers() -> Iterator[None]:
+    """The fault harness (demo/faults) names every cgroup and tmpfs it makes after its process:
+    remove what a killed run left before the session, and what this one left after it."""
+    from etcd_inspector.demo.faults import sweep
+
+    sweep()
+    yield
+    sweep(include_own=True)

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ class LocalMember:
     frozen: bool = False
     # Clients must speak TLS and show a certificate signed by the cluster's CA (--client-cert-auth).
     tls: bool = False
+    # Where etcd itself listens for peers when `peer_port` (the advertised one) is a proxy's.
+    listen_peer_port: int | None = None
+    # Added to the environment (the fault harness marks its processes for its sweep).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_url(self) -> str:
@@ -82,7 +87,12 @@ class LocalMember:
 
     @property
     def peer_url(self) -> str:
+        """The advertised peer URL: what the other members dial."""
         return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def listen_peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_peer_port or self.peer_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -98,8 +108,9 @@ class LocalMember:
             return
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+            self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
+        )  # fmt: skip
         log.close()
         self.frozen = False
 
@@ -232,26 +243,35 @@ def build_cluster(
     quota_backend_bytes: int | None = None,
     extra_args: tuple[str, ...] = (),
     pki: PKI | None = None,
+    proxied_peers: bool = False,
+    data_dirs: Mapping[str, Path] | None = None,
 ) -> LocalCluster:
     """Lay out (but do not start) a `size`-member cluster on free loopback ports. With `pki`,
-    client URLs are https with client certificates required (peers stay plain http)."""
+    client URLs are https with client certificates required (peers stay plain http).
+
+    With `proxied_peers`, each member listens for peers on `listen_peer_port` and advertises
+    `peer_port`, where a proxy (demo/faults) is to listen. `data_dirs` places members' data
+    dirs by name (e.g. on a size-limited tmpfs)."""
     binary = find_etcd_binary(binary)
     owns = base_dir is None
     base = Path(base_dir or tempfile.mkdtemp(prefix="etcd-inspector-cluster-"))
     base.mkdir(parents=True, exist_ok=True)
     token = token or f"etcd-inspector-{os.getpid()}-{time.monotonic_ns()}"
-    ports = free_ports(3 * size)
+    per = 4 if proxied_peers else 3
+    ports = free_ports(per * size)
+    names = [f"{name_prefix}{i + 1}" for i in range(size)]
     members = [
         LocalMember(
-            name=f"{name_prefix}{i + 1}",
-            client_port=ports[3 * i],
-            peer_port=ports[3 * i + 1],
-            metrics_port=ports[3 * i + 2],
-            data_dir=base / f"{name_prefix}{i + 1}.etcd",
-            log_path=base / f"{name_prefix}{i + 1}.log",
+            name=name,
+            client_port=ports[per * i],
+            peer_port=ports[per * i + 1],
+            metrics_port=ports[per * i + 2],
+            data_dir=(data_dirs or {}).get(name, base / f"{name}.etcd"),
+            log_path=base / f"{name}.log",
             tls=pki is not None,
+            listen_peer_port=ports[per * i + 3] if proxied_peers else None,
         )
-        for i in range(size)
+        for i, name in enumerate(names)
     ]
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
     tls_args: list[str] = []
@@ -269,7 +289,7 @@ def build_cluster(
             "--data-dir", str(m.data_dir),
             "--listen-client-urls", m.client_url,
             "--advertise-client-urls", m.client_url,
-            "--listen-peer-urls", m.peer_url,
+            "--listen-peer-urls", m.listen_peer_url,
             "--initial-advertise-peer-urls", m.peer_url,
             "--listen-metrics-urls", f"http://127.0.0.1:{m.metrics_port}",
             "--initial-cluster", initial,
