@@ -250,9 +250,7 @@ def test_dashboards_configmap_carries_the_sidecar_label_and_every_dashboard() ->
     configmap = the(render(CHART / "ci" / "kube-prometheus-stack-values.yaml"), "ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert configmap["metadata"]["annotations"] == {"grafana_folder": "etcd"}
-    dashboards = {
-        Path(n).name: d for n, d in mixin.render().items() if n.startswith("dashboards/")
-    }
+    dashboards = {Path(n).name: d for n, d in mixin.render().items() if n.startswith("dashboards/")}
     assert set(configmap["data"]) == set(dashboards)
     for name, text in configmap["data"].items():
         assert json.loads(text) == dashboards[name]
@@ -325,9 +323,9 @@ def test_defaults_are_the_raw_deployments() -> None:
             assert chart["securityContext"][key] == value, key
     service = the(objects, "Service")
     assert service["spec"]["ports"] == raw_service["spec"]["ports"]
-    assert service["spec"]["selector"].items() <= deployment["spec"]["selector"][
-        "matchLabels"
-    ].items()
+    assert (
+        service["spec"]["selector"].items() <= deployment["spec"]["selector"]["matchLabels"].items()
+    )
     assert deployment["spec"]["replicas"] == 1
 
 
@@ -337,9 +335,9 @@ def test_service_and_servicemonitor_select_the_pods() -> None:
     monitor = the(objects, "ServiceMonitor")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-        "labels"
-    ].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (endpoint,) = monitor["spec"]["endpoints"]
