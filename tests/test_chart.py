@@ -210,16 +210,18 @@ def test_the_bad_values_file_is_refused() -> None:
 
 def test_the_charts_copies_are_the_rendered_mixin() -> None:
     """The chart reads the rules and dashboards from files/ (Helm reads nothing outside the
-    chart): they must be a fresh render. Fix with `make render && scripts/sync-chart`."""
+    chart): they must be a fresh render. Fix with `make render` (it runs scripts/sync-chart)."""
     rendered = mixin.render()
     files = CHART / "files"
-    assert (files / "prometheus-rules.yaml").read_text() == rendered["prometheus-rules.yaml"]
+    stale = "the chart's copy is stale: run `make render`"
+    assert (files / "prometheus-rules.yaml").read_text() == rendered["prometheus-rules.yaml"], stale
     dashboards = {n: d for n, d in rendered.items() if n.startswith("dashboards/")}
     assert sorted(p.name for p in (files / "dashboards").glob("*.json")) == sorted(
         Path(n).name for n in dashboards
     )
     for name, dashboard in dashboards.items():
-        assert json.loads((files / "dashboards" / Path(name).name).read_text()) == dashboard, name
+        copy = json.loads((files / "dashboards" / Path(name).name).read_text())
+        assert copy == dashboard, f"{name}: {stale}"
 
 
 def test_prometheusrule_groups_are_the_rendered_mixin() -> None:
