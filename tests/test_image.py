@@ -11,6 +11,7 @@ and `inspect` in the image exits as the installed CLI does. Build time and size 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -31,7 +32,8 @@ from harness import MEMBERS, exporter_command, parse_scrape
 pytestmark = pytest.mark.etcd
 
 REPO = Path(__file__).resolve().parents[1]
-TAG = "localhost/etcd-inspector:test"
+# One tag per checkout: worktrees on one machine share podman's image store.
+TAG = f"localhost/etcd-inspector:test-{hashlib.sha1(str(REPO).encode()).hexdigest()[:8]}"
 IMAGE_UID = 65532
 CONTAINERS_CONF = REPO / "scripts" / "containers.conf"
 BUILD_TIMEOUT_SECONDS = 1200  # the first build debootstraps the base image
