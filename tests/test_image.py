@@ -2,9 +2,9 @@
 
 scripts/build-image builds it (a debootstrapped stand-in for python:3.11-slim, made once, then
 `podman build --isolation=chroot --pull=never`; podman's layer cache makes a second build take
-seconds). The container runs the way the chart runs it: as the image's user 65532, on a
-read-only root filesystem, with the client certificate of a mutual-TLS cluster mounted as a
-Kubernetes TLS Secret would be (--etcd.tls-dir). It serves every member's metrics and its own,
+seconds). The container runs the way the chart runs it: with the args `helm template` renders,
+as the image's user 65532, on a read-only root filesystem, with the client certificate of a
+mutual-TLS cluster mounted where the chart mounts its TLS Secret (--etcd.tls-dir). It serves every member's metrics and its own,
 and `inspect` in the image exits as the installed CLI does. Build time and size are printed
 (-s) and recorded in BENCHMARKS.md. podman missing is a failure: scripts/bootstrap installs it.
 """
@@ -21,9 +21,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import test_chart as chart
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.demo.pki import PKI, make_pki
 from etcd_inspector.ports import free_ports
@@ -110,12 +112,12 @@ def tls_dir(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def run_args(tls_dir: Path) -> list[str]:
+def run_args(tls_dir: Path, mount_path: str = "/etc/etcd-inspector/tls") -> list[str]:
     """How the chart runs the container: read-only root (and no tmpfs podman would add), every
     capability dropped, no privilege escalation; the host network reaches etcd on loopback."""
     return [
         "--network=host", "--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
-        "--security-opt=no-new-privileges", f"--volume={tls_dir}:/etc/etcd-inspector/tls:ro",
+        "--security-opt=no-new-privileges", f"--volume={tls_dir}:{mount_path}:ro",
     ]  # fmt: skip
 
 
@@ -136,15 +138,33 @@ def test_the_image_runs_as_its_non_root_user(image: BuiltImage) -> None:
     assert "0.1.0" in version.stdout
 
 
+def chart_container(cluster: LocalCluster, port: int) -> dict[str, Any]:
+    """The exporter container the Helm chart renders for this cluster (its args and mounts)."""
+    objects = chart.render(
+        chart.CHART / "ci" / "default-values.yaml",
+        sets=(
+            f"etcd.endpoints={{{','.join(cluster.endpoints)}}}",
+            f"etcd.metricsUrls={{{','.join(m.metrics_url for m in cluster.members)}}}",
+            f"service.port={port}",
+            "extraArgs={--inspection.interval=1s}",
+        ),
+    )
+    return chart.container(chart.workload(objects)["spec"]["template"]["spec"])
+
+
 def test_the_container_serves_a_real_clusters_metrics(
     image: BuiltImage, mtls_cluster: LocalCluster, tls_dir: Path
 ) -> None:
+    """The container runs with the args and the Secret mount path the Helm chart gives it."""
     (port,) = free_ports(1)
+    spec = chart_container(mtls_cluster, port)
+    (tls_mount,) = spec["volumeMounts"]
+    assert chart.flag(spec["args"], "--etcd.tls-dir") == tls_mount["mountPath"]
+    assert spec["securityContext"]["runAsUser"] == IMAGE_UID
     name = f"etcd-inspector-test-{os.getpid()}"
     started = podman(
-        "run", "--detach", "--rm", f"--name={name}", *run_args(tls_dir), image.tag,
-        "run", *etcd_flags(mtls_cluster), f"--web.listen-address=127.0.0.1:{port}",
-        "--inspection.interval=1s",
+        "run", "--detach", "--rm", f"--name={name}", *run_args(tls_dir, tls_mount["mountPath"]),
+        image.tag, *spec["args"],
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     try:
