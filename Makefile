@@ -37,6 +37,7 @@ lint: bootstrap
 
 render: bootstrap
 	.venv/bin/python -m etcd_inspector.mixin
+	scripts/sync-chart
 
 bench: bootstrap
 	.venv/bin/python bench/run_all.py
