@@ -2,11 +2,12 @@
 
 scripts/build-image builds it (a debootstrapped stand-in for python:3.11-slim, made once, then
 `podman build --isolation=chroot --pull=never`; podman's layer cache makes a second build take
-seconds). The container runs the way the chart runs it: with the args `helm template` renders,
-as the image's user 65532, on a read-only root filesystem, with the client certificate of a
-mutual-TLS cluster mounted where the chart mounts its TLS Secret (--etcd.tls-dir). It serves every member's metrics and its own,
-and `inspect` in the image exits as the installed CLI does. Build time and size are printed
-(-s) and recorded in BENCHMARKS.md. podman missing is a failure: scripts/bootstrap installs it.
+seconds). The container runs the way the chart runs it: with the args `helm template` renders, as
+the image's user 65532, on a read-only root filesystem, with the client certificate of a mutual-TLS
+cluster mounted where the chart mounts its TLS Secret (--etcd.tls-dir). It serves every member's
+metrics and its own, and `inspect` in the image exits as the installed CLI does. Build time and
+size are printed (-s) and recorded in BENCHMARKS.md. podman missing is a failure: scripts/bootstrap
+installs it.
 """
 
 from __future__ import annotations
