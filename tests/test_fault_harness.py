@@ -244,9 +244,12 @@ def test_disk_throttle_raises_wal_fsync_p99_on_that_member_only(fc: FaultCluster
     healthy = max(v for n, v in p99.items() if n != slow)
     assert p99[slow] >= 0.5 and p99[slow] >= 4 * healthy, p99
 
+    # Healed: once the fsyncs queued behind the throttle are done, the member's typical fsync is
+    # fast again (the median: one straggler from the backlog would make a short window's p99).
+    time.sleep(1.0)
     before_heal = read_metrics(fc.member(slow))
-    write_for(leader, 2.0)
-    assert quantile_between(before_heal, read_metrics(fc.member(slow)), WAL_FSYNC, 0.99) < 0.5
+    write_for(leader, 3.0)
+    assert quantile_between(before_heal, read_metrics(fc.member(slow)), WAL_FSYNC, 0.5) < 0.1
 
 
 def test_cpu_quota_slows_that_member_only(fc: FaultCluster) -> None:
