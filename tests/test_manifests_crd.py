@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+import heavy
 from etcd_inspector import mixin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +157,9 @@ def test_overrides_reach_the_kubeadm_podmonitor() -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["kube-system"]
 
 
+@pytest.mark.promtool
 def test_scrape_config_passes_promtool_check_config(tmp_path: Path) -> None:
+    heavy.require("promtool", "runs promtool check config")
     promtool = shutil.which("promtool")
     if not promtool:
         pytest.fail("promtool not found: install Debian's prometheus package (scripts/bootstrap)")

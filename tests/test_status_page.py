@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import heavy
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.demo.run import HOT_WRITES_PER_SECOND, _runaway_writer
 from etcd_inspector.demo.sampledata import BIG_KEY, HOT_KEY, load_sample_data
@@ -129,6 +130,7 @@ def test_keys_and_names_are_escaped() -> None:
 
 
 def chromium() -> str:
+    heavy.require("browser", "runs headless Chromium")
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         pytest.fail("chromium not found: install Debian's chromium package (scripts/bootstrap)")
@@ -197,6 +199,7 @@ def checks(doc: dict) -> set[tuple[str, str | None]]:
     return {(f["check"], f["subject"]) for f in doc["findings"]}
 
 
+@pytest.mark.browser
 @pytest.mark.etcd
 def test_the_status_page_in_a_real_browser(etcd_cluster: LocalCluster, tmp_path: Path) -> None:
     assert HOT_WRITES_PER_SECOND > HOT_KEY_WRITES_PER_SECOND  # the demo trips the alert
