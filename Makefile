@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   start a local 3-member etcd cluster with sample data and the exporter on localhost
 #   make test   run the whole test suite against real etcd, promtool and Prometheus
-.PHONY: demo test faults lint bootstrap bench render
+.PHONY: demo test test-fast faults lint bootstrap bench render
 
 bootstrap:
 	@scripts/bootstrap
@@ -26,6 +26,13 @@ test: bootstrap
 	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 	ETCD_BIN=$(ETCD35) .venv/bin/pytest $(PYTEST_ARGS) $(wildcard $(MATRIX_TESTS))
+
+# Every test that starts no etcd, Prometheus, promtool or Chromium (tests/heavy.py fails a test
+# that starts one without its marker): under a minute, for the edit-test loop.
+FAST_MARKERS = not etcd and not prometheus and not promtool and not browser
+
+test-fast: bootstrap
+	.venv/bin/pytest -p no:cacheprovider -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 faults: bootstrap
 	.venv/bin/pytest $(PYTEST_ARGS) $(FAULT_TESTS)
