@@ -31,8 +31,9 @@ from etcd_inspector.backup.locations import (
     RestoreDrill,
 )
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import MemberClient, call_timeout
+from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.errors import EtcdError
+from etcd_inspector.etcd.interfaces import KV
 from etcd_inspector.probes.base import CACHED, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, rfc3339, size, table
@@ -188,7 +189,7 @@ async def compare_with_cluster(ctx: ProbeContext, check: SnapshotCheck) -> DataC
         (m for m in topology.answered if m.status is not None),
         key=lambda m: -(m.status.revision if m.status else 0),
     )
-    clients: list[MemberClient] = [
+    clients: list[KV] = [
         c for m in by_revision for c in ctx.members if c.endpoint == m.endpoint
     ] or list(ctx.members)
     for client in clients:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from etcd_inspector.cluster.supervisor import Supervisor
     from etcd_inspector.cluster.topology import Topology
     from etcd_inspector.config import ClusterConfig
-    from etcd_inspector.etcd.client import MemberClient
+    from etcd_inspector.etcd.interfaces import Member
     from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
 
 ResultT = TypeVar("ResultT")
@@ -71,7 +71,7 @@ def _no_progress(_progress: object) -> None:
 @dataclass(frozen=True)
 class ProbeContext:
     cluster: ClusterConfig
-    members: Sequence[MemberClient]
+    members: Sequence[Member]
     state: ClusterState
     key_labels: str = "full"
     # Keys under these prefixes are labelled by hash even with key_labels `full` (keys.py).
