@@ -27,6 +27,7 @@ import yaml
 
 from etcd_inspector import cli, mixin
 from etcd_inspector.demo.pki import make_pki
+from mixin_overrides import OVERRIDES
 
 try:
     import kubernetes_validate
@@ -38,22 +39,6 @@ SAMPLE_STATEFULSET = REPO / "tests" / "testdata" / "k8s" / "etcd-statefulset.yam
 # The newest Kubernetes whose schemas kubernetes-validate 1.37 ships.
 KUBERNETES_VERSION = "1.37.0"
 IMAGE_UID = 65532  # the Dockerfile's USER
-OVERRIDES = {
-    "exporter_port": 9100,
-    "exporter_metrics_path": "/inspector/metrics",
-    "exporter_namespace": "observability",
-    "exporter_etcd_endpoints": ["https://10.0.0.1:2379", "https://10.0.0.2:2379"],
-    "exporter_tls_secret": "etcd-client",
-    "monitored_namespaces": ["kube-system"],
-    "etcd_cluster_name": "main",
-    "etcd_statefulset_name": "main-etcd",
-    "etcd_statefulset_service": "main-etcd-headless",
-    "etcd_statefulset_replicas": 5,
-    "etcd_client_port": 12379,
-    "cluster_domain": "k8s.example",
-    "kubeadm_pod_labels": {"app": "etcd-inspector"},
-    "kubeadm_metrics_url": "http://127.0.0.1:12381/metrics",
-}
 # Strategic-merge keys of the lists a StatefulSet patch touches (Kubernetes' patchMergeKey).
 MERGE_KEYS = {
     "containers": "name",
