@@ -8,8 +8,8 @@ the JSON and text report, metrics. It is not an etcd: no Raft, no gRPC, no auth,
 (`snapshot` streams a stand-in). Whether the real adapter and real etcd answer the same way is
 what the integration tests (`-m etcd`) prove; nothing here replaces one of them.
 
-mypy (strict) checks that `MemoryMember` satisfies `Member`:
-    .venv/bin/mypy --strict tests/memory_etcd.py
+`make lint` (and `make test`) run mypy --strict on this file: `as_members` fails to check when
+MemoryMember stops satisfying `Member`.
 """
 
 from __future__ import annotations
