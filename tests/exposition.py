@@ -10,6 +10,8 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
+import heavy
+
 
 class Families:
     """What prometheus_client's exposition needs: an object with collect()."""
@@ -27,6 +29,7 @@ def render(families: Iterable[Metric]) -> str:
 
 def promtool_check(text: str) -> tuple[int, list[str]]:
     """(exit code, output lines) of the real `promtool check metrics`; fails if it is missing."""
+    heavy.require("promtool", "runs promtool check metrics")
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found on PATH (Debian's prometheus package has it)")

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+import heavy
 from etcd_inspector.ports import free_ports
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -61,6 +62,7 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        heavy.require("prometheus", "starts a Prometheus server")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -333,6 +333,8 @@ def test_expected_empty_and_value_checks_name_existing_panels() -> None:
     assert not set(VALUE_CHECKS) & set(EXPECTED_EMPTY)
 
 
+@pytest.mark.etcd
+@pytest.mark.prometheus
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_panel_query_returns_data(stack: Stack, query: PanelQuery) -> None:
     result = stack.prometheus.query(query.expr)  # raises unless the query is valid
@@ -345,6 +347,8 @@ def test_panel_query_returns_data(stack: Stack, query: PanelQuery) -> None:
         assert check(result), f"{query.id}: unexpected values:\n{json.dumps(result, indent=1)}"
 
 
+@pytest.mark.etcd
+@pytest.mark.prometheus
 @pytest.mark.parametrize("record", recording_rules())
 def test_recording_rule_has_data(stack: Stack, record: str) -> None:
     assert stack.prometheus.query(record), f"recording rule {record} has no data"
@@ -355,6 +359,8 @@ def test_recording_rule_has_data(stack: Stack, record: str) -> None:
     [(s, lab) for _, s, lab in variable_queries()],
     ids=[i for i, _, _ in variable_queries()],
 )
+@pytest.mark.etcd
+@pytest.mark.prometheus
 def test_dashboard_variable_has_values(stack: Stack, selector: str, label: str) -> None:
     values = stack.prometheus.api(f"label/{label}/values", **{"match[]": selector})
     assert values, f"label_values({selector}, {label}) is empty"
@@ -364,6 +370,8 @@ def test_dashboard_variable_has_values(stack: Stack, selector: str, label: str) 
         assert values == ["m1", "m2", "m3"]
 
 
+@pytest.mark.etcd
+@pytest.mark.prometheus
 def test_rule_file_loaded_without_errors(stack: Stack) -> None:
     groups = stack.prometheus.api("rules")["groups"]
     expected = {g["name"]: len(g["rules"]) for g in rule_file()["groups"]}
@@ -375,6 +383,8 @@ def test_rule_file_loaded_without_errors(stack: Stack) -> None:
             assert not rule.get("lastError"), f"{group['name']}/{rule['name']}: {rule}"
 
 
+@pytest.mark.etcd
+@pytest.mark.prometheus
 def test_alerts_on_a_healthy_cluster(stack: Stack) -> None:
     """Nothing fires; only the alerts the planted data explains are pending, and those are."""
     deadline = time.monotonic() + 15

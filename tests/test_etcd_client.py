@@ -132,6 +132,7 @@ async def clients(shared_cluster: LocalCluster) -> AsyncIterator[list[MemberClie
         await c.close()
 
 
+@pytest.mark.etcd
 async def test_status_member_list_and_alarms_of_a_real_cluster(
     shared_cluster: LocalCluster, clients: list[MemberClient]
 ) -> None:
@@ -164,6 +165,7 @@ async def test_unreachable_member_fails_fast_as_unavailable() -> None:
         await client.close()
 
 
+@pytest.mark.etcd
 async def test_frozen_member_call_ends_at_its_deadline(etcd_cluster: LocalCluster) -> None:
     client = MemberClient(etcd_cluster.member("m3").client_url, request_timeout=5)
     try:
@@ -182,6 +184,7 @@ async def test_frozen_member_call_ends_at_its_deadline(etcd_cluster: LocalCluste
         await client.close()
 
 
+@pytest.mark.etcd
 async def test_credentials_before_auth_then_read_only_user_through_a_member_restart(
     etcd_cluster: LocalCluster,
 ) -> None:

@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from etcd_inspector.demo.localcluster import LocalCluster
 from harness import (
     MEMBERS,
@@ -20,6 +22,8 @@ from harness import (
     member_ids,
     run_exporter,
 )
+
+pytestmark = pytest.mark.etcd
 
 
 def test_run_serves_every_member_with_cluster_and_member_labels(

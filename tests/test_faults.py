@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from etcd_inspector.demo.localcluster import LocalCluster
@@ -34,6 +35,7 @@ MAX_SCRAPE_SECONDS = 2.5
 INTERVAL_FLAG = "--inspection.interval=1s"
 
 
+@pytest.mark.etcd
 def test_frozen_member_is_down_others_stay_up_nothing_piles_up_and_shutdown_is_prompt(
     etcd_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -82,6 +84,7 @@ def test_frozen_member_is_down_others_stay_up_nothing_piles_up_and_shutdown_is_p
             frozen.thaw()
 
 
+@pytest.mark.etcd
 def test_killed_member_comes_back_without_restarting_the_exporter(
     etcd_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -140,6 +143,7 @@ def test_no_member_reachable_at_start(tmp_path: Path) -> None:
         assert all(name in body for name in names)
 
 
+@pytest.mark.etcd
 def test_member_serving_malformed_metrics_is_counted_and_the_rest_is_unaffected(
     shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -184,6 +188,7 @@ def test_member_serving_malformed_metrics_is_counted_and_the_rest_is_unaffected(
     assert "reason=parse" in log and "member=m3" in log and garbage.url in log
 
 
+@pytest.mark.etcd
 async def test_metrics_arriving_in_pieces_are_read_whole(shared_cluster: LocalCluster) -> None:
     url = shared_cluster.member("m1").metrics_url
     real = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
@@ -196,6 +201,7 @@ async def test_metrics_arriving_in_pieces_are_read_whole(shared_cluster: LocalCl
     assert {f.name for f in relabel(result.text, "c", "m1").families} == expected
 
 
+@pytest.mark.etcd
 async def test_fetch_errors_are_classified(shared_cluster: LocalCluster) -> None:
     member = shared_cluster.member("m1")
     async with aiohttp.ClientSession() as session:

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 from aetcd import rpc
 
 from conftest import etcdctl
@@ -80,6 +81,7 @@ def revision(cluster: LocalCluster) -> int:
     return max(e["Status"]["header"]["revision"] for e in out)
 
 
+@pytest.mark.etcd
 async def test_json_names_the_big_value_and_the_most_modified_key(etcd_cluster: LocalCluster):
     endpoint = etcd_cluster.endpoints[0]
     etcdctl(etcd_cluster, "put", "/big/blob", input=BIG_VALUE)
@@ -121,6 +123,7 @@ async def test_json_names_the_big_value_and_the_most_modified_key(etcd_cluster: 
     assert revision(etcd_cluster) == before
 
 
+@pytest.mark.etcd
 def test_clean_cluster_text_report_exits_0(etcd_cluster: LocalCluster):
     for i in range(5):
         etcdctl(etcd_cluster, "put", f"/config/item{i}", f"value {i}")
@@ -143,6 +146,7 @@ def test_clean_cluster_text_report_exits_0(etcd_cluster: LocalCluster):
     assert proc.stderr == ""
 
 
+@pytest.mark.etcd
 def test_a_member_down_is_a_finding(etcd_cluster: LocalCluster):
     etcdctl(etcd_cluster, "put", "/a", "1")
     etcd_cluster.member("m3").kill()
@@ -186,6 +190,7 @@ def test_nobody_listening_exits_2_with_a_message_on_stderr():
     assert [f["check"] for f in doc["findings"]] == ["unreachable"]
 
 
+@pytest.mark.etcd
 def test_bad_watch_duration_exits_2(shared_cluster: LocalCluster):
     proc = run_inspect(shared_cluster, "--watch", "soon")
     assert proc.returncode == 2
@@ -204,6 +209,7 @@ def test_unknown_probe_in_probes_is_one_line_and_exit_2():
     assert proc.stdout == ""
 
 
+@pytest.mark.etcd
 def test_probes_and_enabled_false_choose_what_inspect_runs(
     shared_cluster: LocalCluster, tmp_path: Path
 ):
@@ -220,6 +226,7 @@ def test_probes_and_enabled_false_choose_what_inspect_runs(
     assert "Members" in proc.stdout
 
 
+@pytest.mark.etcd
 def test_mixin_values_set_the_thresholds_findings_compare_with(
     shared_cluster: LocalCluster, tmp_path: Path
 ):
@@ -255,6 +262,7 @@ def watchers(cluster: LocalCluster) -> int:
     return total
 
 
+@pytest.mark.etcd
 async def test_watch_finds_the_hot_key(etcd_cluster: LocalCluster):
     endpoint = etcd_cluster.endpoints[0]
     etcdctl(etcd_cluster, "put", "/calm/key", "1")
@@ -319,6 +327,7 @@ def _run_with_tty_stderr(argv: list[str], timeout: float = 60) -> tuple[int, str
         return rc, out.read().decode(), tty.decode(errors="replace")
 
 
+@pytest.mark.etcd
 async def test_progress_line_on_a_terminal_only(etcd_cluster: LocalCluster, tmp_path: Path):
     await put_keys(etcd_cluster.endpoints[0], [b"/p/k%05d" % i for i in range(3000)], b"v" * 50)
     # A slow scan (3000 keys at 2000 keys/s) so the line has time to show.

@@ -7,9 +7,13 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
+
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.demo.sample_writer import SampleWriter
 from harness import all_members_up, endpoints_flag, run_exporter
+
+pytestmark = pytest.mark.etcd
 
 BIG_KEY = b"/big/blob"
 HOT_KEY = b"/hot/counter"

@@ -17,7 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
+import heavy
 from etcd_inspector import mixin
+from mixin_overrides import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "tests" / "schemas" / "crds"
@@ -31,14 +33,6 @@ MANIFESTS = {
     "podmonitor.yaml": "PodMonitor",
     "kubeadm-podmonitor.yaml": "PodMonitor",
     "prometheusrule.yaml": "PrometheusRule",
-}
-OVERRIDES = {
-    "namespace": "observability",
-    "prometheus_operator_labels": {"release": "kube-prometheus-stack"},
-    "scrape_interval_seconds": 15,
-    "sidecar_pod_labels": {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": "main"},
-    "kubeadm_pod_labels": {"app": "etcd-inspector"},
-    "monitored_namespaces": ["kube-system"],
 }
 
 
@@ -128,6 +122,11 @@ def test_monitors_keep_the_exporter_labels_and_job(rendered: dict) -> None:
         ("podmonitor.yaml", "podMetricsEndpoints"),
         ("kubeadm-podmonitor.yaml", "podMetricsEndpoints"),
     )
+    # The path the exporter serves, as its Deployment says (the overrides move it).
+    (deployment,) = [d for d in objects(rendered, "deployment.yaml") if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    (path,) = [a.split("=", 1)[1] for a in args if a.startswith("--web.telemetry-path=")]
+    assert path in ("/metrics", OVERRIDES["exporter_metrics_path"])
     for name, endpoints in monitors:
         (monitor,) = objects(rendered, name)
         (endpoint,) = monitor["spec"][endpoints]
@@ -135,7 +134,7 @@ def test_monitors_keep_the_exporter_labels_and_job(rendered: dict) -> None:
         assert {"action": "replace", "targetLabel": "job", "replacement": "etcd-inspector"} in (
             endpoint["relabelings"]
         )
-        assert endpoint["path"] == "/metrics"
+        assert endpoint["path"] == path, name
 
 
 def test_overrides_reach_the_manifests() -> None:
@@ -156,7 +155,9 @@ def test_overrides_reach_the_kubeadm_podmonitor() -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["kube-system"]
 
 
+@pytest.mark.promtool
 def test_scrape_config_passes_promtool_check_config(tmp_path: Path) -> None:
+    heavy.require("promtool", "runs promtool check config")
     promtool = shutil.which("promtool")
     if not promtool:
         pytest.fail("promtool not found: install Debian's prometheus package (scripts/bootstrap)")

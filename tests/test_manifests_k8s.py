@@ -14,21 +14,20 @@ sidecar's --etcd.local-member is one of its endpoints. The monitors select the o
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import os
+import io
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-import etcd_inspector
 from etcd_inspector import cli, mixin
 from etcd_inspector.demo.pki import make_pki
+from mixin_overrides import OVERRIDES
 
 try:
     import kubernetes_validate
@@ -40,22 +39,6 @@ SAMPLE_STATEFULSET = REPO / "tests" / "testdata" / "k8s" / "etcd-statefulset.yam
 # The newest Kubernetes whose schemas kubernetes-validate 1.37 ships.
 KUBERNETES_VERSION = "1.37.0"
 IMAGE_UID = 65532  # the Dockerfile's USER
-OVERRIDES = {
-    "exporter_port": 9100,
-    "exporter_metrics_path": "/inspector/metrics",
-    "exporter_namespace": "observability",
-    "exporter_etcd_endpoints": ["https://10.0.0.1:2379", "https://10.0.0.2:2379"],
-    "exporter_tls_secret": "etcd-client",
-    "monitored_namespaces": ["kube-system"],
-    "etcd_cluster_name": "main",
-    "etcd_statefulset_name": "main-etcd",
-    "etcd_statefulset_service": "main-etcd-headless",
-    "etcd_statefulset_replicas": 5,
-    "etcd_client_port": 12379,
-    "cluster_domain": "k8s.example",
-    "kubeadm_pod_labels": {"app": "etcd-inspector"},
-    "kubeadm_metrics_url": "http://127.0.0.1:12381/metrics",
-}
 # Strategic-merge keys of the lists a StatefulSet patch touches (Kubernetes' patchMergeKey).
 MERGE_KEYS = {
     "containers": "name",
@@ -186,7 +169,9 @@ def loopback_hosts(arg: str, hosts: dict[str, str]) -> str:
 def config_check(args: list[str], tmp_path: Path) -> list[str]:
     """`etcd-inspector <args> --config.check` (the image's entrypoint with the container's
     args), with the certificate files the args name made under tmp_path (real PEM files: the
-    check loads them). Returns the args run."""
+    check loads them). Returns the args run. It calls the CLI's main() in this process: the
+    same parse and check as the entrypoint, without a second of interpreter start per pod
+    (test_cli.py runs the real entrypoint)."""
     pki = make_pki(tmp_path / "pki")
     checked = []
     hosts: dict[str, str] = {}
@@ -201,17 +186,11 @@ def config_check(args: list[str], tmp_path: Path) -> list[str]:
                 path.write_text("a password\n")
             arg = f"{name}={path}"
         checked.append(loopback_hosts(arg, hosts))
-    package_root = str(Path(etcd_inspector.__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "etcd_inspector", *checked, "--config.check"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, f"{args}:\n{out.stdout}{out.stderr}"
-    assert "configuration OK" in out.stdout
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main([*checked, "--config.check"])
+    assert code == 0, f"{args}:\n{stdout.getvalue()}{stderr.getvalue()}"
+    assert "configuration OK" in stdout.getvalue()
     return checked
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from etcd_inspector import mixin
+from mixin_overrides import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,7 +163,7 @@ def test_values_override_config(tmp_path: Path) -> None:
 
 def test_generate_writes_every_file(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
-    values.write_text("exporter_port: 9100\n")
+    values.write_text(yaml.safe_dump(OVERRIDES))  # exporter_port: 9100 among them
     written = mixin.generate(tmp_path / "out", values)
     assert {p.relative_to(tmp_path / "out").as_posix() for p in written} == OUTPUTS
     for path in written:

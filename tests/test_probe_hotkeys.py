@@ -181,6 +181,7 @@ def _render(probe: HotKeysProbe, result: HotKeysResult) -> str:
     return render(probe.metrics("prod", result))
 
 
+@pytest.mark.promtool
 def test_metrics_exposition_passes_promtool() -> None:
     probe = HotKeysProbe(HotKeysOptions())
     result = HotKeysResult(
@@ -293,6 +294,7 @@ async def leader_endpoint(ctx: ProbeContext) -> str:
     raise AssertionError("no leader")
 
 
+@pytest.mark.etcd
 async def test_hot_key_and_exact_prefix_counts(etcd_cluster: LocalCluster, probe_env) -> None:
     started = time.monotonic()
     probe, ctx = probe_env()
@@ -333,6 +335,7 @@ async def test_hot_key_and_exact_prefix_counts(etcd_cluster: LocalCluster, probe
     assert 'etcd_inspector_hot_key_writes_per_second{cluster="prod",key="/hot/app/key"}' in text
 
 
+@pytest.mark.etcd
 async def test_killed_member_watch_moves_on_without_losing_events(
     etcd_cluster: LocalCluster, probe_env
 ) -> None:
@@ -365,6 +368,7 @@ async def test_killed_member_watch_moves_on_without_losing_events(
     assert result.watched_endpoints and result.watched_endpoints[0] != watched
 
 
+@pytest.mark.etcd
 async def test_compacted_resume_counts_a_missed_window(
     etcd_cluster: LocalCluster, probe_env
 ) -> None:
@@ -401,6 +405,7 @@ async def test_compacted_resume_counts_a_missed_window(
     assert resumed.missed_windows_total == 1 and resumed.restarts_total == 0
 
 
+@pytest.mark.etcd
 async def test_memory_stays_bounded_and_the_heavy_hitter_is_found(
     etcd_cluster: LocalCluster, probe_env
 ) -> None:
@@ -428,6 +433,7 @@ async def test_memory_stays_bounded_and_the_heavy_hitter_is_found(
     assert counts[("<other>", "put")] > 0
 
 
+@pytest.mark.etcd
 async def test_quiet_cluster_is_not_a_stall_but_a_frozen_member_is(
     etcd_cluster: LocalCluster, probe_env
 ) -> None:
@@ -454,6 +460,7 @@ async def test_quiet_cluster_is_not_a_stall_but_a_frozen_member_is(
         victim.kill()
 
 
+@pytest.mark.etcd
 async def test_a_dead_watcher_task_is_restarted_without_losing_events(
     etcd_cluster: LocalCluster, probe_env
 ) -> None:

@@ -15,7 +15,7 @@ from etcd_inspector.probes.status import StatusProbe
 from exposition import promtool_check
 from harness import all_members_up, endpoints_flag, run_exporter
 
-pytestmark = pytest.mark.promtool
+pytestmark = [pytest.mark.promtool, pytest.mark.etcd]
 
 _NAME = re.compile(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)")
 

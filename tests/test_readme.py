@@ -70,3 +70,72 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     config = parse_config(raw, REGISTRY, source="README.md")
     assert [c.name for c in config.clusters] == ["main"]
     assert config.probes["bigvalue"].options.threshold_bytes == 102400
+
+
+# --------------------------------------------------------------------------- claims that drift
+
+# Backticked paths the README names: modules and sources of the repo or the package, and
+# folders (`probes/`); rendered file names (`deployment.yaml`) are generate's output.
+_PATH = re.compile(r"`((?:[\w.-]+/)+|(?:[\w.-]+/)*[\w-]+\.(?:py|libsonnet|md))`")
+
+
+def test_every_module_and_file_path_the_readme_names_exists():
+    named = {m for m in _PATH.findall(README) if not m.startswith("/")}
+    assert {"tests/conftest.py", "etcd/", "web/families.py"} <= named  # the regex finds them
+    missing = sorted(p for p in named if not (REPO / p).exists() and not (PACKAGE / p).exists())
+    assert missing == []
+
+
+def mixin_config_names() -> set[str]:
+    """The names config.libsonnet's _config defines (read as text: no jsonnet run needed)."""
+    text = (REPO / "config.libsonnet").read_text()
+    return set(re.findall(r"^    ([a-z][a-z0-9_]*):", text, re.MULTILINE))
+
+
+def test_every_mixin_config_name_in_the_findings_table_is_in_config_libsonnet():
+    names = mixin_config_names()
+    assert {"quota_used_ratio_warning", "certificate_expiry_warning_days"} <= names
+    table = README.split("| kind | when | threshold (config.libsonnet) | alert |", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| `")]
+    cited = {n for row in rows for n in re.findall(r"`([a-z][a-z0-9_]*)`", row.split("|")[3])}
+    assert len(rows) > 10 and len(cited) > 5
+    assert sorted(cited - names) == []
+
+
+def makefile_recipe(target: str) -> list[str]:
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+def test_every_etcd_test_reruns_on_etcd_35_as_the_readme_says():
+    """`make test` reruns on 3.5 by marker, not by a list of files that new tests miss; the
+    markers are enforced (tests/heavy.py), so `-m etcd` is every test that starts etcd."""
+    (rerun,) = [line for line in makefile_recipe("test") if line.startswith("ETCD_BIN=")]
+    assert "-m etcd" in rerun and "tests/" not in rerun
+    assert "every test marked `etcd` again on etcd 3.5" in " ".join(
+        line.lstrip("# ").strip() for line in README.splitlines()
+    )
+
+
+def test_make_test_fast_is_documented_and_selects_no_heavy_marker():
+    import tomllib
+
+    from heavy import HEAVY_MARKERS
+
+    assert "make test-fast" in README
+    makefile = (REPO / "Makefile").read_text()
+    phony = next(line for line in makefile.splitlines() if line.startswith(".PHONY:"))
+    assert "test-fast" in phony.split()
+    (run,) = makefile_recipe("test-fast")
+    fast = re.search(r"^FAST_MARKERS = (.*)$", makefile, re.MULTILINE)
+    assert fast is not None and "$(FAST_MARKERS)" in run
+    assert fast.group(1) == " and ".join(f"not {m}" for m in HEAVY_MARKERS)
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    registered = {m.split(":")[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]}
+    assert registered == set(HEAVY_MARKERS)

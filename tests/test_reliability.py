@@ -630,6 +630,7 @@ HOSTILE_KEYS = [
 ]
 
 
+@pytest.mark.promtool
 def test_hostile_keys_keep_the_exposition_valid(etcd_cluster: LocalCluster, tmp_path: Path) -> None:
     probes = {
         **WATCH_PROBES,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import heavy
 from etcd_inspector import mixin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.promtool
 
 
 def promtool() -> str:
+    heavy.require("promtool", "runs promtool")
     found = shutil.which("promtool")
     if not found:
         pytest.fail("promtool not found: install Debian's prometheus package (scripts/bootstrap)")

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -25,6 +26,8 @@ from etcd_inspector.web.relabel_cache import FamilyCache
 from harness import MEMBERS, ExporterProcess, all_members_up, endpoints_flag, run_exporter
 from promserver import run_prometheus
 from test_relabel_paths import general_path
+
+pytestmark = pytest.mark.etcd
 
 OPENMETRICS = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
@@ -100,6 +103,7 @@ def test_every_family_of_every_member_comes_out_under_its_own_name(
     assert set(clashes) == set(MEMBERS) and min(clashes.values()) >= 5, clashes
 
 
+@pytest.mark.prometheus
 def test_a_real_prometheus_ingests_every_member_without_scrape_errors(
     shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:

@@ -4,9 +4,13 @@ beside the leader runs (and exports) the cluster-wide probes, also after leaders
 import asyncio
 import time
 
+import pytest
+
 from etcd_inspector.config import parse_config
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.runtime.runtime import build_runtime
+
+pytestmark = pytest.mark.etcd
 
 
 def sidecar_runtime(cluster, local_endpoint):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import heavy
 from etcd_inspector.backup.bbolt import SnapshotStats
 from etcd_inspector.backup.files import Checksum, Layout, SnapshotCheck, SnapshotFile
 from etcd_inspector.backup.locations import BackupResult, LocationState
@@ -184,6 +185,7 @@ def test_the_page_names_no_probe_and_no_kind_of_finding() -> None:
 
 
 def chromium() -> str:
+    heavy.require("browser", "runs headless Chromium")
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         pytest.fail("chromium not found: install Debian's chromium package (scripts/bootstrap)")
@@ -250,6 +252,7 @@ def checks(doc: dict) -> set[tuple[str, str | None]]:
     return {(f["check"], f["subject"]) for f in doc["findings"]}
 
 
+@pytest.mark.browser
 @pytest.mark.etcd
 def test_the_status_page_in_a_real_browser(etcd_cluster: LocalCluster, tmp_path: Path) -> None:
     assert HOT_WRITES_PER_SECOND > HOT_KEY_WRITES_PER_SECOND  # the demo trips the alert

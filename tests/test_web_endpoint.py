@@ -37,6 +37,8 @@ from harness import (
 )
 from promserver import run_prometheus
 
+pytestmark = pytest.mark.etcd
+
 USER, PASSWORD = "prometheus", "correct horse battery staple"
 PROMETHEUS_TIMEOUT_SECONDS = 60.0
 
@@ -134,6 +136,7 @@ def test_silent_tls_connection_is_closed_after_the_read_header_timeout(secured: 
         assert 1.5 < time.monotonic() - start < 5  # --web.read-header-timeout=2s
 
 
+@pytest.mark.prometheus
 def test_prometheus_scrapes_over_https_with_basic_auth(secured: Secured, tmp_path: Path) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD)

@@ -127,6 +127,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"etcd-inspector generate: --out {args.out} is not a directory", file=sys.stderr)
         return EXIT_OUTPUT
     try:
+        out.mkdir(parents=True, exist_ok=True)  # a bad --out fails before seconds of jsonnet
         written = generate(out, Path(args.values) if args.values else None)
     except MixinError as err:
         print(f"etcd-inspector generate: {err}", file=sys.stderr)

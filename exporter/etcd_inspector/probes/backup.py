@@ -33,8 +33,9 @@ from etcd_inspector.backup.locations import (
 )
 from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import MemberClient, call_timeout
+from etcd_inspector.etcd.client import call_timeout
 from etcd_inspector.etcd.errors import EtcdError
+from etcd_inspector.etcd.interfaces import KV
 from etcd_inspector.probes.base import (
     CACHED,
     Check,
@@ -215,7 +216,7 @@ async def compare_with_cluster(ctx: ProbeContext, check: SnapshotCheck) -> DataC
         (m for m in topology.answered if m.status is not None),
         key=lambda m: -(m.status.revision if m.status else 0),
     )
-    clients: list[MemberClient] = [
+    clients: list[KV] = [
         c for m in by_revision for c in ctx.members if c.endpoint == m.endpoint
     ] or list(ctx.members)
     for client in clients:

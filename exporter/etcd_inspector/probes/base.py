@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from etcd_inspector.cluster.state import ClusterState
     from etcd_inspector.cluster.supervisor import Supervisor
     from etcd_inspector.cluster.topology import Topology
-    from etcd_inspector.etcd.client import MemberClient
+    from etcd_inspector.etcd.interfaces import Member
     from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
 
 ResultT = TypeVar("ResultT")
@@ -83,7 +83,7 @@ class ProbeContext:
     """What a run may use besides the probe's own options: no other probe's settings."""
 
     cluster: str  # the cluster's name
-    members: Sequence[MemberClient]
+    members: Sequence[Member]
     state: ClusterState
     # The cluster's deadline for one etcd request (clusters[].request_timeout).
     request_timeout: float = 5.0

@@ -25,8 +25,9 @@ from pydantic import model_validator
 
 from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
+from etcd_inspector.etcd.client import MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
+from etcd_inspector.etcd.interfaces import Maintenance, Member
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
@@ -209,12 +210,12 @@ def compare(facts: Sequence[MemberFacts], revision: int, hash_enabled: bool = Tr
 # --------------------------------------------------------------------------- gathering
 
 
-async def _status(client: MemberClient) -> tuple[MemberStatus | None, ErrorKind | None]:
+async def _status(client: Maintenance) -> tuple[MemberStatus | None, ErrorKind | None]:
     return await attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
 
 
 async def _status_and_members(
-    client: MemberClient,
+    client: Member,
 ) -> tuple[MemberStatus | None, ErrorKind | None, frozenset[int] | None]:
     timeout = call_timeout(client.request_timeout, _SHARE)
     (status, error), (members, _) = await asyncio.gather(
@@ -276,7 +277,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         return ConsistencyResult(revision=revision, members=members, verdict=verdict)
 
     async def _measure(
-        self, clients: dict[str, MemberClient], up: Sequence[MemberFacts], revision: int
+        self, clients: dict[str, Member], up: Sequence[MemberFacts], revision: int
     ) -> list[MemberFacts]:
         """Key count, then HashKV, at `revision` on every member that has reached it."""
 

@@ -24,8 +24,9 @@ from pydantic import model_validator
 
 from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import MemberClient, MemberStatus, call_timeout
+from etcd_inspector.etcd.client import MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
+from etcd_inspector.etcd.interfaces import Maintenance
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table
@@ -166,7 +167,7 @@ class SizeHistory:
 _SHARE = 0.8
 
 
-async def _own_status(client: MemberClient) -> tuple[MemberStatus | None, float]:
+async def _own_status(client: Maintenance) -> tuple[MemberStatus | None, float]:
     status, _ = await attempt(client.status(timeout=call_timeout(client.request_timeout, _SHARE)))
     return status, time.time()
 

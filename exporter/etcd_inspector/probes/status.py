@@ -25,8 +25,9 @@ from etcd_inspector.cluster.members import (
 from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import Alarm, MemberClient, call_timeout
+from etcd_inspector.etcd.client import Alarm, call_timeout
 from etcd_inspector.etcd.errors import EtcdError, attempt
+from etcd_inspector.etcd.interfaces import Endpoint, Maintenance, Member
 from etcd_inspector.etcd.tls import handshake
 from etcd_inspector.etcd.types import MemberList, MemberStatus
 from etcd_inspector.probes.base import (
@@ -64,14 +65,14 @@ def alarm_pairs(alarms: Iterable[Alarm], ids: dict[int, str]) -> tuple[tuple[str
 _SHARE = 0.5
 
 
-def _timeout(client: MemberClient) -> float:
+def _timeout(client: Endpoint) -> float:
     return call_timeout(client.request_timeout, _SHARE)
 
 
 Answer = tuple[MemberStatus | None, ErrorKind | None, str]  # status, why not, one-line detail
 
 
-async def _status(client: MemberClient) -> Answer:
+async def _status(client: Maintenance) -> Answer:
     """A member's Status; when it fails for a reason TLS could explain, the handshake says."""
     try:
         return await client.status(timeout=_timeout(client)), None, ""
@@ -86,12 +87,12 @@ async def _status(client: MemberClient) -> Answer:
         return None, err.kind, err.detail
 
 
-async def _statuses(clients: list[MemberClient]) -> dict[str, Answer]:
+async def _statuses(clients: Sequence[Member]) -> dict[str, Answer]:
     answers = await asyncio.gather(*(_status(c) for c in clients))
     return {c.endpoint: a for c, a in zip(clients, answers, strict=True)}
 
 
-async def _no_answer(clients: list[MemberClient], answers: dict[str, Answer]) -> str:
+async def _no_answer(clients: Sequence[Member], answers: dict[str, Answer]) -> str:
     """One line: why no member answered, with the first TLS problem spelled out."""
     kinds = sorted({kind for _st, kind, _d in answers.values() if kind})
     if kinds and all(kind.is_auth for kind in kinds):
@@ -128,7 +129,7 @@ def log_changes(
     return states
 
 
-async def read_topology(members: Sequence[MemberClient]) -> Topology:
+async def read_topology(members: Sequence[Member]) -> Topology:
     """One round of Status, MemberList and the alarms over `members`: what the status probe
     publishes (without its logging), for a caller that needs the topology once (`snapshot`).
     Raises ProbeError when no member answers."""
@@ -138,7 +139,7 @@ async def read_topology(members: Sequence[MemberClient]) -> Topology:
 
 
 async def topology_from(
-    members: Sequence[MemberClient], answers: dict[str, Answer], previous: Topology
+    members: Sequence[Member], answers: dict[str, Answer], previous: Topology
 ) -> Topology:
     """The topology from one round of Status answers (`members` may grow by discovery);
     `previous` names the members that do not answer now."""

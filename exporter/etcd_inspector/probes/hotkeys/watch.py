@@ -9,8 +9,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from etcd_inspector.cluster.topology import Topology
-from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, attempt
+from etcd_inspector.etcd.interfaces import Maintenance, Member
 from etcd_inspector.etcd.types import MemberStatus, WatchBatch
 from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.probes.hotkeys.counters import WriteCounters
@@ -122,7 +122,7 @@ async def _next_batch(stream: AsyncIterator[WatchBatch]) -> WatchBatch:
         raise WatchEnded("the watch stream ended") from None
 
 
-async def _status_or_none(client: MemberClient) -> MemberStatus | None:
+async def _status_or_none(client: Maintenance) -> MemberStatus | None:
     status, _ = await attempt(client.status())
     return status
 
@@ -166,7 +166,7 @@ class RangeWatcher:
     def connected(self) -> bool:
         return self.endpoint is not None
 
-    async def _candidates(self) -> list[MemberClient]:
+    async def _candidates(self) -> list[Member]:
         assert self.ctx is not None
         members = list(self.ctx.members)
         statuses = self.ctx.topology.statuses() if self.ctx.topology.known else None
@@ -220,7 +220,7 @@ class RangeWatcher:
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
-    def _stream_ended(self, client: MemberClient, err: BaseException) -> None:
+    def _stream_ended(self, client: Member, err: BaseException) -> None:
         was_connected = self.connected
         self.endpoint = None
         self._last_failed = client.endpoint
@@ -245,7 +245,7 @@ class RangeWatcher:
         """0 asks etcd for "from now on" (only before the very first stream)."""
         return 0 if self.last_seen is None else self.last_seen + 1
 
-    async def _stream(self, client: MemberClient) -> None:
+    async def _stream(self, client: Member) -> None:
         start_revision = self.resume_revision()
         stream = client.watch(self.key, self.range_end, start_revision)
         pending: asyncio.Task[WatchBatch] | None = None
@@ -303,7 +303,7 @@ class RangeWatcher:
             # first of every stream, says nothing of the kind when resuming from the past.
             self.last_seen = max(self.last_seen, batch.revision)
 
-    async def _stalled(self, client: MemberClient, silent_seconds: float) -> bool:
+    async def _stalled(self, client: Member, silent_seconds: float) -> bool:
         assert self.ctx is not None and self.last_seen is not None
         status = await _status_or_none(client)
         return is_stalled(
