@@ -1,4 +1,5 @@
-"""proxy.py (text-level relabel, filters, merge, render) and app.scrape_budget: pure, no network.
+"""relabel.py (text-level relabel, filters), proxy.py (merge, render) and scrape.py's reading of
+the request (budget, format, gzip): pure, no network.
 
 The output is judged by the parsers that will read it: prometheus_client's text and (strict)
 OpenMetrics parsers here, promtool and a real Prometheus in tests/test_scrape_path.py.
@@ -17,14 +18,19 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import wait_deadline
-from etcd_inspector.web.app import accepts_gzip
-from etcd_inspector.web.proxy import DROPPED, MERGED, merge, own_kinds
+from etcd_inspector.web.proxy import (
+    DROPPED,
+    MERGED,
+    encode_each,
+    encode_own,
+    merge,
+    own_kinds,
+    render,
+)
 from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted
 from etcd_inspector.web.scrape import (
     MIN_BUDGET_SECONDS,
-    encode_each,
-    encode_own,
-    render_scrape,
+    accepts_gzip,
     scrape_budget,
     wants_openmetrics,
 )
@@ -51,8 +57,7 @@ grpc_server_handled_total{grpc_code="OK",grpc_method="Range",cluster="inner",mem
 
 def _render(parts, own=(), openmetrics=False) -> str:
     merged = merge(parts, own_kinds(own))
-    accept = "application/openmetrics-text;version=1.0.0" if openmetrics else ""
-    return render_scrape(merged, list(own), accept)[0].decode()
+    return render(merged, list(own), openmetrics).decode()
 
 
 def _samples(text: str, openmetrics: bool = False):
@@ -254,7 +259,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     member = relabel(GO_MEMSTATS + ODD_FDS, "c", "m1")
     merged = merge([member], own_kinds(ours))
     assert merged.clashes == [{MERGED: 1, DROPPED: 1}]
-    text = render_scrape(merged, ours, "")[0].decode()
+    text = render(merged, ours, openmetrics=False).decode()
     assert text.count("# TYPE process_cpu_seconds_total ") == 1
     assert text.count("# TYPE process_open_fds ") == 1
     assert "# HELP process_cpu_seconds_total ours" in text
@@ -262,7 +267,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     assert samples[("process_cpu_seconds_total", ())] == 1
     assert samples[("process_cpu_seconds_total", (("cluster", "c"), ("member", "m1")))] == 1.5
     assert ("process_open_fds", (("cluster", "c"), ("member", "m1"))) not in samples
-    om = render_scrape(merged, ours, "application/openmetrics-text")[0].decode()
+    om = render(merged, ours, openmetrics=True).decode()
     assert _samples(om, openmetrics=True)[("process_cpu_seconds_total", ())] == 1
 
 
@@ -302,10 +307,9 @@ def test_own_families_encoded_ahead_give_the_same_body(openmetrics: bool) -> Non
         CounterMetricFamily("own_things", "Own things.", value=2),
     ]
     parts = [relabel(GO_MEMSTATS + ODD_FDS, "c", "m")]
-    accept = "application/openmetrics-text;version=1.0.0" if openmetrics else ""
     merged = merge(parts, own_kinds(ours))
-    plain = render_scrape(merged, ours, accept)[0]
-    ahead = render_scrape(merged, ours, accept, None, encode_each(ours[:1], openmetrics))[0]
+    plain = render(merged, ours, openmetrics)
+    ahead = render(merged, ours, openmetrics, None, encode_each(ours[:1], openmetrics))
     assert ahead == plain and b"own_things" in plain
 
 

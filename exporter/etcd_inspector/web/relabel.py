@@ -1,22 +1,17 @@
 """One member's /metrics text -> its families with `cluster` and `member` on every sample (pure).
 
-Works on the text, never on per-sample objects. web/grammar.py checks a member's exposition
-(text format 0.0.4, what etcd serves and what `metrics_fetch` asks for) in one RE2 pass; then:
+Works on the text, never on per-sample objects. Two paths, held to the same output by the tests:
 
-- a GO text (every etcd member: `# HELP`, `# TYPE`, samples, per family) is cut at `\n# HELP `
-  and each family relabeled by `go_family`: `re.split` finds every sample's name and what
-  follows it, `map` puts our labels there, `join` glues it back: a few C calls per family and
-  no Python per line. `FamilyCache` (web/relabel_cache.py) keeps the families a member's next
-  text repeats word for word, so a scrape relabels only what changed (~2% of an idle etcd's
-  text between two scrapes).
-- other STRICT texts are cut at each comment line and relabeled per block with `str.replace`.
-- a block neither recognises (a label the member already has under one of our names,
-  timestamps, tabs, other comments, samples of an undeclared family) goes line by line, each
-  line checked and rewritten on its own. A line no path accepts makes the whole member
-  `MalformedMetrics`.
-
-Every fast path checks that it relabeled every sample line of the family and hands the text
-to the next path when it did not; the tests hold all paths to the same output.
+- the GO path, for a text laid out as Go's client writes it (every etcd member: `# HELP`,
+  `# TYPE`, samples, per family): the text is cut at `\n# HELP ` (`go_parts`), each family
+  checked on its own (grammar.is_go_family) and relabeled by `go_family`: `re.split` finds
+  every sample's name and what follows it, `map` puts our labels there, `join` glues it back,
+  a few C calls per family and no Python per line. `FamilyCache` (web/relabel_cache.py) runs
+  it and keeps the families a member's next text repeats word for word.
+- the general path, `relabel`, for any other text (a label the member already has under one of
+  our names, timestamps, tabs, other comments, samples of an undeclared family): the text is
+  checked whole (grammar.is_text_format), then read line by line, each line checked and
+  rewritten on its own. A line it does not accept makes the whole member `MalformedMetrics`.
 """
 
 from __future__ import annotations
@@ -82,20 +77,6 @@ def wanted(
     if allow is not None and not any(allow.fullmatch(n) for n in names):
         return False
     return not (deny is not None and any(deny.fullmatch(n) for n in names))
-
-
-_ADDED_MARK = '{cluster="'
-
-
-@lru_cache(maxsize=16384)
-def _replacements(added: str, name: str, kind: str) -> tuple[tuple[str, str], ...]:
-    """(old, new) pairs that put `added` first in every sample line of a family."""
-    pairs = []
-    for suffix in _SUFFIXES[kind]:
-        sample = name + suffix
-        pairs.append((f"\n{sample}{{", f"\n{sample}{{{added},"))
-        pairs.append((f"\n{sample} ", f"\n{sample}{{{added}}} "))
-    return tuple(pairs)
 
 
 @lru_cache(maxsize=256)
@@ -182,7 +163,7 @@ class _Builder:
 
 
 class _Relabeler:
-    """One member's exposition, relabeled; see the module doc for the two paths."""
+    """One member's exposition, relabeled line by line (the general path)."""
 
     def __init__(
         self,
@@ -194,8 +175,6 @@ class _Relabeler:
         self.added = added_labels(cluster, member)
         self.allow, self.deny = allow, deny
         self.families: dict[str, _Builder] = {}
-        self.strict = False
-        self.clash_free = False
 
     def family(self, name: str) -> _Builder:
         fam = self.families.get(name)
@@ -204,15 +183,8 @@ class _Relabeler:
         return fam
 
     def run(self, text: str) -> MemberExposition:
-        matched = grammar.check(text)
-        if grammar.LOOSE not in matched:
+        if not grammar.is_text_format(text):
             raise MalformedMetrics(_first_bad_line(text))
-        self.clash_free = grammar.CLASH not in matched
-        if grammar.GO in matched and self.clash_free:
-            exposition = self.go_families(text)
-            if exposition is not None:
-                return exposition
-        self.strict = grammar.STRICT in matched
         # Lines start after a newline: one in front makes the first line no exception.
         text = "\n" + text
         current: _Builder | None = None
@@ -223,12 +195,12 @@ class _Relabeler:
             if end == -1:
                 end = len(text)
             if at > pos:
-                self.block(current, text[pos:at])
+                self.lines(current, text[pos:at])
             pos = end
             current = self.meta(current, text[at + 1 : end])
             at = text.find("\n#", end)
         if pos < len(text):
-            self.block(current, text[pos:])
+            self.lines(current, text[pos:])
         return MemberExposition(
             tuple(
                 FamilyText(
@@ -242,14 +214,6 @@ class _Relabeler:
                 if f.chunks and wanted(f.name, f.kind, self.allow, self.deny)
             )
         )
-
-    def go_families(self, text: str) -> MemberExposition | None:
-        """A GO text (checked), family by family; None where a family does not keep to the
-        layout, or a name comes twice, for the general path."""
-        parts = go_parts(text)
-        if parts is None:
-            return None
-        return go_exposition([go_family(p, self.added) for p in parts], self.allow, self.deny)
 
     def meta(self, current: _Builder | None, line: str) -> _Builder | None:
         """A comment line: HELP or TYPE starts or describes a family; others are skipped."""
@@ -277,26 +241,8 @@ class _Relabeler:
         current.kind, current.kind_set = kind, True
         return current
 
-    def block(self, fam: _Builder | None, block: str) -> None:
-        """Sample lines (each after a "\n"), all of them valid: relabel them."""
-        block = block.rstrip("\n")
-        if not block or block.isspace():
-            return
-        if fam is not None and self.strict and self.clash_free:
-            out = block
-            for old, new in _replacements(self.added, fam.name, fam.kind):
-                out = out.replace(old, new)
-            # Every line began with one of the family's sample names and `{` or ` `, or it
-            # is not relabeled: the member's text has no `cluster=` (checked above).
-            if out.count(_ADDED_MARK) == block.count("\n"):
-                out = out[1:] + "\n"
-                fam.chunks.append(out)
-                fam.om_chunks.append(out)
-                return
-        self.lines(fam, block)
-
     def lines(self, fam: _Builder | None, block: str) -> None:
-        """The line-by-line path: any valid text-format line."""
+        """Sample lines (each after a "\n"), blank lines and comments: relabel the samples."""
         for line in block.split("\n"):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue  # blank lines and other comments carry nothing
@@ -368,11 +314,10 @@ def relabel(
     allow: re.Pattern[str] | None = None,
     deny: re.Pattern[str] | None = None,
 ) -> MemberExposition:
-    """Check one member's exposition and add cluster/member to every sample.
+    """Check one member's exposition and add cluster/member to every sample (the general path;
+    `FamilyCache` tries the GO path first).
 
     A label the member already carries under one of our names is kept as `exported_<name>`,
     the way Prometheus keeps a target's conflicting labels. Raises MalformedMetrics.
     """
     return _Relabeler(cluster, member, allow, deny).run(text)
-
-

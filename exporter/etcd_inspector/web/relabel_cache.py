@@ -31,9 +31,10 @@ Filter = re.Pattern[str] | None
 class FamilyCache:
     """One member's families as relabeled for its last text, by the raw text of each family.
 
-    Only GO texts (grammar.py) are cut into families here, each new family checked on its own
-    (a GO text is a concatenation of GO families); any other text, a family that does not keep
-    to the layout, or a name that comes twice goes to `relabel` whole and empties the cache.
+    The GO path (web/relabel.py): the text is cut into families, each new one checked on its
+    own (grammar.is_go_family) and relabeled by `go_family`; a text that does not start with a
+    family, a family off the layout, or a name that comes twice goes to `relabel` (the general
+    path) whole and empties the cache.
     """
 
     def __init__(self, cluster: str, member: str, allow: Filter, deny: Filter) -> None:
@@ -54,10 +55,7 @@ class FamilyCache:
 
     def _new_family(self, part: str) -> FamilyText | None:
         block = f"# HELP {part}" if part.endswith("\n") else f"# HELP {part}\n"
-        matched = grammar.check_family(block)
-        if grammar.FAMILY not in matched or grammar.FAMILY_CLASH in matched:
-            return None
-        return go_family(part, self._added)
+        return go_family(part, self._added) if grammar.is_go_family(block) else None
 
     def _whole(self, text: str) -> MemberExposition:
         self._last = {}
