@@ -12,8 +12,8 @@ import pytest
 
 from etcd_inspector.etcd.metrics_fetch import FetchResult
 from etcd_inspector.web import grammar, gzipped
-from etcd_inspector.web.relabel import MalformedMetrics, go_parts, relabel
-from etcd_inspector.web.relabel_cache import FamilyCache, RelabelCache
+from etcd_inspector.web.relabel import MalformedMetrics, relabel
+from etcd_inspector.web.relabel_cache import FamilyCache, RelabelCache, go_parts
 
 GO_TEXT = """\
 # HELP etcd_server_has_leader Whether or not a leader exists.

@@ -20,8 +20,8 @@ from prometheus_client.openmetrics.parser import (
 
 from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.web import grammar
-from etcd_inspector.web.relabel import go_parts, relabel
-from etcd_inspector.web.relabel_cache import FamilyCache
+from etcd_inspector.web.relabel import relabel
+from etcd_inspector.web.relabel_cache import FamilyCache, go_parts
 from harness import MEMBERS, ExporterProcess, all_members_up, endpoints_flag, run_exporter
 from promserver import run_prometheus
 

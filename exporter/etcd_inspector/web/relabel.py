@@ -1,33 +1,26 @@
 """One member's /metrics text -> its families with `cluster` and `member` on every sample (pure).
 
 Works on the text, never on per-sample objects. Two paths, held to the same output by the tests:
-
-- the GO path, for a text laid out as Go's client writes it (every etcd member: `# HELP`,
-  `# TYPE`, samples, per family): the text is cut at `\n# HELP ` (`go_parts`), each family
-  checked on its own (grammar.is_go_family) and relabeled by `go_family`: `re.split` finds
-  every sample's name and what follows it, `map` puts our labels there, `join` glues it back,
-  a few C calls per family and no Python per line. `FamilyCache` (web/relabel_cache.py) runs
-  it and keeps the families a member's next text repeats word for word.
-- the general path, `relabel`, for any other text (a label the member already has under one of
-  our names, timestamps, tabs, other comments, samples of an undeclared family): the text is
-  checked whole (grammar.is_text_format), then read line by line, each line checked and
-  rewritten on its own. A line it does not accept makes the whole member `MalformedMetrics`.
+the GO path (web/relabel_cache.py) for a text laid out as Go's client writes it, every etcd
+member's, and the general path here, `relabel`, for any other text (a label the member already
+has under one of our names, timestamps, tabs, other comments, samples of an undeclared family):
+the text is checked whole (grammar.is_text_format), then read line by line, each line checked
+and rewritten on its own. A line it does not accept makes the whole member `MalformedMetrics`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
 from etcd_inspector.web import grammar
-from etcd_inspector.web.grammar import ADDED_LABELS, LABEL_PAIR, NAME_RE, SAMPLE, SAMPLE_START
+from etcd_inspector.web.grammar import ADDED_LABELS, LABEL_PAIR, NAME_RE, SAMPLE
 
 KINDS = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 # What each kind's samples may be called, as suffixes of the family name.
-_SUFFIXES = {
+SUFFIXES = {
     "counter": ("",),
     "gauge": ("",),
     "untyped": ("",),
@@ -79,73 +72,6 @@ def wanted(
     return not (deny is not None and any(deny.fullmatch(n) for n in names))
 
 
-@lru_cache(maxsize=256)
-def _openers(added: str) -> dict[str, str]:
-    """What follows a sample's name -> the same with our labels first."""
-    return {"{": f"{{{added},", " ": f"{{{added}}} "}
-
-
-@lru_cache(maxsize=16384)
-def _sample_names(name: str, kind: str) -> tuple[str, ...]:
-    return tuple(name + suffix for suffix in _SUFFIXES[kind])
-
-
-def go_family(part: str, added: str) -> FamilyText | None:
-    """One family of a GO text as cut at `\n# HELP ` (that prefix gone: "name help\n# TYPE name
-    kind\nsample\n...sample", a trailing \n or not), its samples relabeled with `added`; None
-    where it does not keep to the layout (a TYPE of another name, a sample of another family)."""
-    help_end = part.find("\n")
-    if help_end == -1:
-        return None
-    name, _, help_text = part[:help_end].partition(" ")
-    type_end = part.find("\n", help_end + 1)
-    if type_end == -1:
-        type_end = len(part)
-    prefix = f"\n# TYPE {name} "
-    if not part.startswith(prefix, help_end):
-        return None
-    kind = part[help_end + len(prefix) : type_end]
-    pieces = SAMPLE_START.split(part[type_end:])
-    names = pieces[1::3]
-    valid = _sample_names(name, kind)
-    if (name not in valid or names.count(name) != len(names)) and (  # a histogram, a summary
-        sum(names.count(n) for n in valid) != len(names)
-    ):
-        return None
-    pieces[1::3] = map("\n".__add__, names)
-    pieces[2::3] = map(_openers(added).__getitem__, pieces[2::3])
-    samples = "".join(pieces)[1:]
-    if samples and samples[-1] != "\n":
-        samples += "\n"
-    return FamilyText(name, kind, help_text, samples)
-
-
-def go_parts(text: str) -> list[str] | None:
-    """A text cut into `go_family` parts at each `\n# HELP `; None when something comes
-    before the first family (not a GO text)."""
-    parts = ("\n" + text).split("\n# HELP ")
-    return None if parts[0] else parts[1:]
-
-
-def go_exposition(
-    families: Sequence[FamilyText | None],
-    allow: re.Pattern[str] | None,
-    deny: re.Pattern[str] | None,
-) -> MemberExposition | None:
-    """The families of one GO text, without empty or filtered ones; None where a family did
-    not keep to the layout (None) or a name comes twice."""
-    out: list[FamilyText] = []
-    seen: set[str] = set()
-    filtered = allow is not None or deny is not None
-    for fam in families:
-        if fam is None or fam.name in seen:
-            return None
-        seen.add(fam.name)
-        if fam.samples and (not filtered or wanted(fam.name, fam.kind, allow, deny)):
-            out.append(fam)
-    return MemberExposition(tuple(out))
-
-
 class _Builder:
     __slots__ = ("chunks", "has_timestamps", "help", "kind", "kind_set", "name", "om_chunks")
 
@@ -159,7 +85,7 @@ class _Builder:
         self.has_timestamps = False
 
     def sample_names(self) -> tuple[str, ...]:
-        return tuple(self.name + s for s in _SUFFIXES[self.kind])
+        return tuple(self.name + s for s in SUFFIXES[self.kind])
 
 
 class _Relabeler:
