@@ -7,9 +7,11 @@ OpenMetrics parsers here, promtool and a real Prometheus in tests/test_scrape_pa
 
 from __future__ import annotations
 
+import gzip
 import re
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
@@ -21,6 +23,8 @@ from etcd_inspector.etcd.metrics_fetch import wait_deadline
 from etcd_inspector.web.proxy import (
     DROPPED,
     MERGED,
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
     encode_each,
     encode_own,
     merge,
@@ -30,7 +34,9 @@ from etcd_inspector.web.proxy import (
 from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted
 from etcd_inspector.web.scrape import (
     MIN_BUDGET_SECONDS,
+    ScrapeState,
     accepts_gzip,
+    scrape,
     scrape_budget,
     wants_openmetrics,
 )
@@ -382,3 +388,23 @@ def test_scrape_budget_with_zero_offset() -> None:
 )
 def test_gzip_negotiation(header: str | None, gzip: bool) -> None:
     assert accepts_gzip(header) is gzip
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("openmetrics", [False, True])
+async def test_a_scrape_of_no_cluster_answers_with_the_exporters_own_families(
+    openmetrics: bool, gzipped: bool
+) -> None:
+    """scrape() from headers to body, no member to ask: the format and encoding asked for."""
+    headers = {"Accept": "application/openmetrics-text" if openmetrics else "text/plain"}
+    if gzipped:
+        headers["Accept-Encoding"] = "gzip"
+    body, answer = await scrape(headers, SCRAPE, [], CollectorRegistry(), ScrapeState())
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    assert answer == {"Content-Type": content_type, "Vary": "Accept-Encoding"} | (
+        {"Content-Encoding": "gzip"} if gzipped else {}
+    )
+    text = (gzip.decompress(body) if gzipped else body).decode()
+    samples = _samples(text, openmetrics)
+    assert [k for k in samples if k[0] == "etcd_inspector_build_info"] != []
+    assert text.endswith("# EOF\n") is openmetrics
