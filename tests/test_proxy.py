@@ -1,4 +1,5 @@
-"""proxy.py (text-level relabel, filters, merge, render) and app.scrape_budget: pure, no network.
+"""relabel.py (text-level relabel, filters), proxy.py (merge, render) and scrape.py's reading of
+the request (budget, format, gzip): pure, no network.
 
 The output is judged by the parsers that will read it: prometheus_client's text and (strict)
 OpenMetrics parsers here, promtool and a real Prometheus in tests/test_scrape_path.py.
@@ -6,9 +7,11 @@ OpenMetrics parsers here, promtool and a real Prometheus in tests/test_scrape_pa
 
 from __future__ import annotations
 
+import gzip
 import re
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
@@ -17,14 +20,23 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import wait_deadline
-from etcd_inspector.web.app import accepts_gzip
-from etcd_inspector.web.proxy import DROPPED, MERGED, merge, own_kinds
+from etcd_inspector.web.proxy import (
+    DROPPED,
+    MERGED,
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    encode_each,
+    encode_own,
+    merge,
+    own_kinds,
+    render,
+)
 from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted
 from etcd_inspector.web.scrape import (
     MIN_BUDGET_SECONDS,
-    encode_each,
-    encode_own,
-    render_scrape,
+    ScrapeState,
+    accepts_gzip,
+    scrape,
     scrape_budget,
     wants_openmetrics,
 )
@@ -51,8 +63,7 @@ grpc_server_handled_total{grpc_code="OK",grpc_method="Range",cluster="inner",mem
 
 def _render(parts, own=(), openmetrics=False) -> str:
     merged = merge(parts, own_kinds(own))
-    accept = "application/openmetrics-text;version=1.0.0" if openmetrics else ""
-    return render_scrape(merged, list(own), accept)[0].decode()
+    return render(merged, list(own), openmetrics).decode()
 
 
 def _samples(text: str, openmetrics: bool = False):
@@ -254,7 +265,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     member = relabel(GO_MEMSTATS + ODD_FDS, "c", "m1")
     merged = merge([member], own_kinds(ours))
     assert merged.clashes == [{MERGED: 1, DROPPED: 1}]
-    text = render_scrape(merged, ours, "")[0].decode()
+    text = render(merged, ours, openmetrics=False).decode()
     assert text.count("# TYPE process_cpu_seconds_total ") == 1
     assert text.count("# TYPE process_open_fds ") == 1
     assert "# HELP process_cpu_seconds_total ours" in text
@@ -262,7 +273,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     assert samples[("process_cpu_seconds_total", ())] == 1
     assert samples[("process_cpu_seconds_total", (("cluster", "c"), ("member", "m1")))] == 1.5
     assert ("process_open_fds", (("cluster", "c"), ("member", "m1"))) not in samples
-    om = render_scrape(merged, ours, "application/openmetrics-text")[0].decode()
+    om = render(merged, ours, openmetrics=True).decode()
     assert _samples(om, openmetrics=True)[("process_cpu_seconds_total", ())] == 1
 
 
@@ -302,10 +313,9 @@ def test_own_families_encoded_ahead_give_the_same_body(openmetrics: bool) -> Non
         CounterMetricFamily("own_things", "Own things.", value=2),
     ]
     parts = [relabel(GO_MEMSTATS + ODD_FDS, "c", "m")]
-    accept = "application/openmetrics-text;version=1.0.0" if openmetrics else ""
     merged = merge(parts, own_kinds(ours))
-    plain = render_scrape(merged, ours, accept)[0]
-    ahead = render_scrape(merged, ours, accept, None, encode_each(ours[:1], openmetrics))[0]
+    plain = render(merged, ours, openmetrics)
+    ahead = render(merged, ours, openmetrics, None, encode_each(ours[:1], openmetrics))
     assert ahead == plain and b"own_things" in plain
 
 
@@ -378,3 +388,23 @@ def test_scrape_budget_with_zero_offset() -> None:
 )
 def test_gzip_negotiation(header: str | None, gzip: bool) -> None:
     assert accepts_gzip(header) is gzip
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+@pytest.mark.parametrize("openmetrics", [False, True])
+async def test_a_scrape_of_no_cluster_answers_with_the_exporters_own_families(
+    openmetrics: bool, gzipped: bool
+) -> None:
+    """scrape() from headers to body, no member to ask: the format and encoding asked for."""
+    headers = {"Accept": "application/openmetrics-text" if openmetrics else "text/plain"}
+    if gzipped:
+        headers["Accept-Encoding"] = "gzip"
+    body, answer = await scrape(headers, SCRAPE, [], CollectorRegistry(), ScrapeState())
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    assert answer == {"Content-Type": content_type, "Vary": "Accept-Encoding"} | (
+        {"Content-Encoding": "gzip"} if gzipped else {}
+    )
+    text = (gzip.decompress(body) if gzipped else body).decode()
+    samples = _samples(text, openmetrics)
+    assert [k for k in samples if k[0] == "etcd_inspector_build_info"] != []
+    assert text.endswith("# EOF\n") is openmetrics

@@ -1,4 +1,5 @@
-"""relabel.py's three paths and relabel_cache.py's FamilyCache give the same families; gzipped.py's
+"""relabel.py's general path (`relabel`) and its GO path (run by relabel_cache.py's FamilyCache)
+give the same families; gzipped.py's
 pieces make one valid gzip member. Pure, no network (a real member's text: test_scrape_path.py).
 """
 
@@ -11,8 +12,8 @@ import pytest
 
 from etcd_inspector.etcd.metrics_fetch import FetchResult
 from etcd_inspector.web import grammar, gzipped
-from etcd_inspector.web.relabel import MalformedMetrics, MemberExposition, relabel
-from etcd_inspector.web.relabel_cache import FamilyCache, RelabelCache
+from etcd_inspector.web.relabel import MalformedMetrics, relabel
+from etcd_inspector.web.relabel_cache import FamilyCache, RelabelCache, go_parts
 
 GO_TEXT = """\
 # HELP etcd_server_has_leader Whether or not a leader exists.
@@ -42,22 +43,12 @@ no_help_text NaN
 """
 
 
-def general_path(text: str, *args: object) -> MemberExposition:
-    """relabel() with the GO path switched off: cut at comments, str.replace per block."""
-    saved = grammar.GO
-    grammar.GO = -1
-    try:
-        return relabel(text, *args)  # type: ignore[arg-type]
-    finally:
-        grammar.GO = saved
-
-
 def test_the_text_is_go_and_the_paths_agree() -> None:
-    assert {grammar.LOOSE, grammar.STRICT, grammar.GO} <= grammar.check(GO_TEXT)
-    assert grammar.CLASH not in grammar.check(GO_TEXT)
-    fast = relabel(GO_TEXT, "c", "m")
-    assert fast == general_path(GO_TEXT, "c", "m")
-    assert fast == FamilyCache("c", "m", None, None).relabel(GO_TEXT)
+    assert grammar.is_text_format(GO_TEXT)
+    parts = go_parts(GO_TEXT)
+    assert parts and all(grammar.is_go_family(f"# HELP {p.rstrip()}\n") for p in parts)
+    fast = FamilyCache("c", "m", None, None).relabel(GO_TEXT)
+    assert fast == relabel(GO_TEXT, "c", "m")
     names = [f.name for f in fast.families]
     assert "etcd_empty_family" not in names and len(names) == 5
     assert fast.families[3].samples.splitlines()[1] == (
@@ -86,7 +77,7 @@ def test_the_family_cache_follows_every_change() -> None:
         GO_TEXT,
     ]
     for text in texts:
-        assert cache.relabel(text) == relabel(text, "c", "m") == general_path(text, "c", "m")
+        assert cache.relabel(text) == relabel(text, "c", "m")
 
 
 @pytest.mark.parametrize(
@@ -108,7 +99,7 @@ def test_the_family_cache_follows_every_change() -> None:
 def test_texts_off_the_go_layout_go_the_general_way(text: str) -> None:
     cache = FamilyCache("c", "m", None, None)
     cache.relabel(GO_TEXT)  # a warm cache must not hide the change
-    assert cache.relabel(text) == relabel(text, "c", "m") == general_path(text, "c", "m")
+    assert cache.relabel(text) == relabel(text, "c", "m")
     assert cache.relabel(GO_TEXT) == relabel(GO_TEXT, "c", "m")
 
 
@@ -126,7 +117,6 @@ def test_a_histogram_sample_under_the_bare_family_name_is_malformed_on_every_pat
     """Found in review: the Go path took `a 1` for a sample of histogram `a`."""
     for path in (
         lambda: relabel(text, "c", "m"),
-        lambda: general_path(text, "c", "m"),
         lambda: FamilyCache("c", "m", None, None).relabel(text),
     ):
         with pytest.raises(MalformedMetrics):

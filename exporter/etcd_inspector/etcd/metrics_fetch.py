@@ -1,15 +1,16 @@
 """Fetch members' /metrics over HTTP(S), within a deadline. The only HTTP client I/O.
 
 One MetricsFetcher per cluster, shared by the scrape path and the quota probe: one connection
-pool, one TLS context (built once, not per fetch), and the failure counts per member endpoint.
+pool, one TLS context (built once, not per fetch), and each member's recent fetch times. What
+the scrape path counts of its fetches it keeps itself (web/families.py, MemberCounters).
 
-The scrape path fetches through `fetch_shared`: one fetch in flight per member, which every
-scrape that arrives meanwhile joins (N concurrent scrapers cost one fetch, and nothing older
-than that fetch is served). A scrape waits for it only as long as `wait_deadline` says: a
-multiple of the member's recent fetch times, or a short probe while the member's last fetch
-timed out. The fetch itself goes on up to `flight_timeout` whoever stops waiting, so a member
-that is merely slow is heard from again and one that is frozen holds one connection, not one
-per scrape.
+The scrape path fetches through `start_flight` and `fetch_shared`: one fetch in flight per
+member, which every scrape that arrives meanwhile joins (N concurrent scrapers cost one fetch,
+and nothing older than that fetch is served). A scrape waits for it only as long as
+`wait_deadline` says: a multiple of the member's recent fetch times, or a short probe while the
+member's last fetch timed out. The fetch itself goes on up to `flight_timeout` whoever stops
+waiting, so a member that is merely slow is heard from again and one that is frozen holds one
+connection, not one per scrape.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -163,12 +164,6 @@ class MetricsFetcher:
         self.server_name = server_name
         self.dial_timeout = dial_timeout
         self.flight_timeout = flight_timeout
-        # (endpoint, reason) -> failed fetches by the scrape path since start (record_failure)
-        self.errors: Counter[tuple[str, str]] = Counter()
-        # (endpoint, outcome) -> the member's families that met a name of the exporter's own
-        self.clashes: Counter[tuple[str, str]] = Counter()
-        # endpoint -> fetches started for scrapes (concurrent scrapes share one)
-        self.fetches: Counter[str] = Counter()
         # endpoint -> recent fetch durations (members discovered later get theirs on first use)
         self._recent: defaultdict[str, deque[float]] = defaultdict(
             lambda: deque(maxlen=AUTO_HISTORY)
@@ -207,21 +202,30 @@ class MetricsFetcher:
             self._recent[endpoint], endpoint in self._suspect, member_timeout, budget
         )
 
-    async def fetch_shared(self, endpoint: str, wait: float) -> FetchResult:
-        """The member's /metrics from the fetch in flight, or a new one; wait at most `wait`.
+    def start_flight(self, endpoint: str) -> bool:
+        """Start a fetch of the member's /metrics unless one is in flight; True if this one
+        started it (what `etcd_inspector_member_scrape_fetches_total` counts)."""
+        if endpoint in self._flights:
+            return False
+        flight = asyncio.create_task(self._flight(endpoint), name=f"metrics {endpoint}")
+        self._flights[endpoint] = flight
+        return True
 
-        A scrape that stops waiting gets a "timeout" result; the fetch goes on for others.
+    async def fetch_shared(self, endpoint: str, wait: float) -> FetchResult:
+        """The member's /metrics from the fetch in flight (`start_flight`), or a new one; wait
+        at most `wait`.
+
+        A scrape that stops waiting gets a "timeout" result, and the next scrape waits only
+        briefly for the member; the fetch goes on for others.
         """
-        flight = self._flights.get(endpoint)
-        if flight is None:
-            flight = asyncio.create_task(self._flight(endpoint), name=f"metrics {endpoint}")
-            self._flights[endpoint] = flight
-            self.fetches[endpoint] += 1
+        self.start_flight(endpoint)
+        flight = self._flights[endpoint]
         start = time.monotonic()
         try:
             async with asyncio.timeout(wait):
                 return await asyncio.shield(flight)
         except TimeoutError:
+            self._suspect.add(endpoint)
             return FetchResult(
                 self.targets[endpoint], None, "timeout", time.monotonic() - start,
                 f"no answer within {wait:.3g}s",
@@ -238,12 +242,6 @@ class MetricsFetcher:
             return result
         finally:
             self._flights.pop(endpoint, None)
-
-    def record_failure(self, endpoint: str, reason: str) -> None:
-        self.errors[(endpoint, reason)] += 1
-        if reason == "timeout":
-            # Also when only the scrape gave up: the next one probes briefly.
-            self._suspect.add(endpoint)
 
     async def close(self) -> None:
         flights = list(self._flights.values())

@@ -1,24 +1,27 @@
 """The exporter's own metric families, rebuilt on every scrape from the latest snapshots.
 
-Pure: reads published state and this scrape's result, does no I/O. A member or probe that
-disappears from the snapshot simply disappears from the output.
+Pure: reads published state, this scrape's members (`MemberScrape`) and the scrape path's
+counts (`MemberCounters`), does no I/O. A member or probe that disappears from the snapshot
+simply disappears from the output.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import __version__
-from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS
+from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS, FetchResult
 from etcd_inspector.runtime.runtime import ClusterRuntime
-from etcd_inspector.web.proxy import CLASH_OUTCOMES
-from etcd_inspector.web.scrape import ScrapeResult
+from etcd_inspector.web.proxy import CLASH_OUTCOMES, own_kinds
+from etcd_inspector.web.relabel import MemberExposition
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +81,38 @@ def _safe(fn: Callable[[str, Any], Iterable[Metric]], cluster: str, result: Any)
         return []
 
 
-# The per-member families, declared once: text-format name -> kind. The scrape reserves these
-# names before it builds them (web/scrape.merge_members), since their values come from it.
-MEMBER_FAMILIES = {
-    "etcd_inspector_member_up": "gauge",
-    "etcd_inspector_member_scrape_duration_seconds": "gauge",
-    "etcd_inspector_member_scrape_errors_total": "counter",
-    "etcd_inspector_member_scrape_fetches_total": "counter",
-    "etcd_inspector_member_family_clashes_total": "counter",
-}
+@dataclass(frozen=True)
+class MemberScrape:
+    """One member's part of one scrape."""
+
+    cluster: str
+    endpoint: str
+    member: str  # the label its samples got in this scrape
+    fetch: FetchResult
+    exposition: MemberExposition | None = None  # None unless the fetch and its check succeeded
+
+
+@dataclass
+class MemberCounters:
+    """What the scrape path counts per member across scrapes, by (cluster, endpoint, ...)."""
+
+    # (cluster, endpoint, reason) -> scrapes that got no /metrics of the member
+    errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (cluster, endpoint) -> fetches started for scrapes (concurrent scrapes share one)
+    fetches: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (cluster, endpoint, outcome) -> the member's families that met a name of another's
+    clashes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 def member_families(
     runtimes: Sequence[ClusterRuntime],
-    scrape: ScrapeResult,
+    scraped: Iterable[MemberScrape],
+    counters: MemberCounters,
     only: tuple[str, str] | None = None,
 ) -> list[Metric]:
     """Per member: up (topology and this scrape's /metrics fetch both answered) and the scrape
     path's counts. `only` = (cluster, endpoint) limits them to one member."""
+    by_member = {(m.cluster, m.endpoint): m for m in scraped}
     labels = ["cluster", "member"]
     up = GaugeMetricFamily(
         "etcd_inspector_member_up",
@@ -133,10 +150,10 @@ def member_families(
         for endpoint in rt.state.endpoints:
             if only is not None and only != (rt.name, endpoint):
                 continue
-            scraped = scrape.of(rt.name, endpoint)
+            this = by_member.get((rt.name, endpoint))
             # The name the member's own samples got in this scrape, so the two agree.
-            member = scraped.member if scraped is not None else topology.name_of(endpoint)
-            fetch = scraped.fetch if scraped is not None else None
+            member = this.member if this is not None else topology.name_of(endpoint)
+            fetch = this.fetch if this is not None else None
             status_ok = topology.up(endpoint) or not topology_known
             metrics_ok = fetch is not None and fetch.error is None
             up.add_metric([rt.name, member], 1 if (status_ok and metrics_ok) else 0)
@@ -145,10 +162,16 @@ def member_families(
             # Every member gets every reason from the start, at 0: the first error is then an
             # increase that rate() sees, and a dashboard shows 0 rather than "no data".
             for reason in FETCH_ERROR_REASONS:
-                count = rt.metrics.errors.get((endpoint, reason), 0)
+                count = counters.errors[(rt.name, endpoint, reason)]
                 errors_total.add_metric([rt.name, member, reason], count)
-            fetches_total.add_metric([rt.name, member], rt.metrics.fetches.get(endpoint, 0))
+            fetches = counters.fetches[(rt.name, endpoint)]
+            fetches_total.add_metric([rt.name, member], fetches)
             for outcome in CLASH_OUTCOMES:
-                count = rt.metrics.clashes.get((endpoint, outcome), 0)
+                count = counters.clashes[(rt.name, endpoint, outcome)]
                 clashes_total.add_metric([rt.name, member, outcome], count)
     return [up, scrape_duration, errors_total, fetches_total, clashes_total]
+
+
+# The names (and kinds) of the per-member families, taken from the families themselves: the
+# scrape reserves them before it builds them (their values come from the members' answers).
+MEMBER_FAMILY_KINDS = own_kinds(member_families([], [], MemberCounters()))

@@ -1,38 +1,26 @@
 """One member's /metrics text -> its families with `cluster` and `member` on every sample (pure).
 
-Works on the text, never on per-sample objects. web/grammar.py checks a member's exposition
-(text format 0.0.4, what etcd serves and what `metrics_fetch` asks for) in one RE2 pass; then:
-
-- a GO text (every etcd member: `# HELP`, `# TYPE`, samples, per family) is cut at `\n# HELP `
-  and each family relabeled by `go_family`: `re.split` finds every sample's name and what
-  follows it, `map` puts our labels there, `join` glues it back: a few C calls per family and
-  no Python per line. `FamilyCache` (web/relabel_cache.py) keeps the families a member's next
-  text repeats word for word, so a scrape relabels only what changed (~2% of an idle etcd's
-  text between two scrapes).
-- other STRICT texts are cut at each comment line and relabeled per block with `str.replace`.
-- a block neither recognises (a label the member already has under one of our names,
-  timestamps, tabs, other comments, samples of an undeclared family) goes line by line, each
-  line checked and rewritten on its own. A line no path accepts makes the whole member
-  `MalformedMetrics`.
-
-Every fast path checks that it relabeled every sample line of the family and hands the text
-to the next path when it did not; the tests hold all paths to the same output.
+Works on the text, never on per-sample objects. Two paths, held to the same output by the tests:
+the GO path (web/relabel_cache.py) for a text laid out as Go's client writes it, every etcd
+member's, and the general path here, `relabel`, for any other text (a label the member already
+has under one of our names, timestamps, tabs, other comments, samples of an undeclared family):
+the text is checked whole (grammar.is_text_format), then read line by line, each line checked
+and rewritten on its own. A line it does not accept makes the whole member `MalformedMetrics`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
 from etcd_inspector.web import grammar
-from etcd_inspector.web.grammar import ADDED_LABELS, LABEL_PAIR, NAME_RE, SAMPLE, SAMPLE_START
+from etcd_inspector.web.grammar import ADDED_LABELS, LABEL_PAIR, NAME_RE, SAMPLE
 
 KINDS = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 # What each kind's samples may be called, as suffixes of the family name.
-_SUFFIXES = {
+SUFFIXES = {
     "counter": ("",),
     "gauge": ("",),
     "untyped": ("",),
@@ -84,87 +72,6 @@ def wanted(
     return not (deny is not None and any(deny.fullmatch(n) for n in names))
 
 
-_ADDED_MARK = '{cluster="'
-
-
-@lru_cache(maxsize=16384)
-def _replacements(added: str, name: str, kind: str) -> tuple[tuple[str, str], ...]:
-    """(old, new) pairs that put `added` first in every sample line of a family."""
-    pairs = []
-    for suffix in _SUFFIXES[kind]:
-        sample = name + suffix
-        pairs.append((f"\n{sample}{{", f"\n{sample}{{{added},"))
-        pairs.append((f"\n{sample} ", f"\n{sample}{{{added}}} "))
-    return tuple(pairs)
-
-
-@lru_cache(maxsize=256)
-def _openers(added: str) -> dict[str, str]:
-    """What follows a sample's name -> the same with our labels first."""
-    return {"{": f"{{{added},", " ": f"{{{added}}} "}
-
-
-@lru_cache(maxsize=16384)
-def _sample_names(name: str, kind: str) -> tuple[str, ...]:
-    return tuple(name + suffix for suffix in _SUFFIXES[kind])
-
-
-def go_family(part: str, added: str) -> FamilyText | None:
-    """One family of a GO text as cut at `\n# HELP ` (that prefix gone: "name help\n# TYPE name
-    kind\nsample\n...sample", a trailing \n or not), its samples relabeled with `added`; None
-    where it does not keep to the layout (a TYPE of another name, a sample of another family)."""
-    help_end = part.find("\n")
-    if help_end == -1:
-        return None
-    name, _, help_text = part[:help_end].partition(" ")
-    type_end = part.find("\n", help_end + 1)
-    if type_end == -1:
-        type_end = len(part)
-    prefix = f"\n# TYPE {name} "
-    if not part.startswith(prefix, help_end):
-        return None
-    kind = part[help_end + len(prefix) : type_end]
-    pieces = SAMPLE_START.split(part[type_end:])
-    names = pieces[1::3]
-    valid = _sample_names(name, kind)
-    if (name not in valid or names.count(name) != len(names)) and (  # a histogram, a summary
-        sum(names.count(n) for n in valid) != len(names)
-    ):
-        return None
-    pieces[1::3] = map("\n".__add__, names)
-    pieces[2::3] = map(_openers(added).__getitem__, pieces[2::3])
-    samples = "".join(pieces)[1:]
-    if samples and samples[-1] != "\n":
-        samples += "\n"
-    return FamilyText(name, kind, help_text, samples)
-
-
-def go_parts(text: str) -> list[str] | None:
-    """A text cut into `go_family` parts at each `\n# HELP `; None when something comes
-    before the first family (not a GO text)."""
-    parts = ("\n" + text).split("\n# HELP ")
-    return None if parts[0] else parts[1:]
-
-
-def go_exposition(
-    families: Sequence[FamilyText | None],
-    allow: re.Pattern[str] | None,
-    deny: re.Pattern[str] | None,
-) -> MemberExposition | None:
-    """The families of one GO text, without empty or filtered ones; None where a family did
-    not keep to the layout (None) or a name comes twice."""
-    out: list[FamilyText] = []
-    seen: set[str] = set()
-    filtered = allow is not None or deny is not None
-    for fam in families:
-        if fam is None or fam.name in seen:
-            return None
-        seen.add(fam.name)
-        if fam.samples and (not filtered or wanted(fam.name, fam.kind, allow, deny)):
-            out.append(fam)
-    return MemberExposition(tuple(out))
-
-
 class _Builder:
     __slots__ = ("chunks", "has_timestamps", "help", "kind", "kind_set", "name", "om_chunks")
 
@@ -178,11 +85,11 @@ class _Builder:
         self.has_timestamps = False
 
     def sample_names(self) -> tuple[str, ...]:
-        return tuple(self.name + s for s in _SUFFIXES[self.kind])
+        return tuple(self.name + s for s in SUFFIXES[self.kind])
 
 
 class _Relabeler:
-    """One member's exposition, relabeled; see the module doc for the two paths."""
+    """One member's exposition, relabeled line by line (the general path)."""
 
     def __init__(
         self,
@@ -194,8 +101,6 @@ class _Relabeler:
         self.added = added_labels(cluster, member)
         self.allow, self.deny = allow, deny
         self.families: dict[str, _Builder] = {}
-        self.strict = False
-        self.clash_free = False
 
     def family(self, name: str) -> _Builder:
         fam = self.families.get(name)
@@ -204,15 +109,8 @@ class _Relabeler:
         return fam
 
     def run(self, text: str) -> MemberExposition:
-        matched = grammar.check(text)
-        if grammar.LOOSE not in matched:
+        if not grammar.is_text_format(text):
             raise MalformedMetrics(_first_bad_line(text))
-        self.clash_free = grammar.CLASH not in matched
-        if grammar.GO in matched and self.clash_free:
-            exposition = self.go_families(text)
-            if exposition is not None:
-                return exposition
-        self.strict = grammar.STRICT in matched
         # Lines start after a newline: one in front makes the first line no exception.
         text = "\n" + text
         current: _Builder | None = None
@@ -223,12 +121,12 @@ class _Relabeler:
             if end == -1:
                 end = len(text)
             if at > pos:
-                self.block(current, text[pos:at])
+                self.lines(current, text[pos:at])
             pos = end
             current = self.meta(current, text[at + 1 : end])
             at = text.find("\n#", end)
         if pos < len(text):
-            self.block(current, text[pos:])
+            self.lines(current, text[pos:])
         return MemberExposition(
             tuple(
                 FamilyText(
@@ -242,14 +140,6 @@ class _Relabeler:
                 if f.chunks and wanted(f.name, f.kind, self.allow, self.deny)
             )
         )
-
-    def go_families(self, text: str) -> MemberExposition | None:
-        """A GO text (checked), family by family; None where a family does not keep to the
-        layout, or a name comes twice, for the general path."""
-        parts = go_parts(text)
-        if parts is None:
-            return None
-        return go_exposition([go_family(p, self.added) for p in parts], self.allow, self.deny)
 
     def meta(self, current: _Builder | None, line: str) -> _Builder | None:
         """A comment line: HELP or TYPE starts or describes a family; others are skipped."""
@@ -277,26 +167,8 @@ class _Relabeler:
         current.kind, current.kind_set = kind, True
         return current
 
-    def block(self, fam: _Builder | None, block: str) -> None:
-        """Sample lines (each after a "\n"), all of them valid: relabel them."""
-        block = block.rstrip("\n")
-        if not block or block.isspace():
-            return
-        if fam is not None and self.strict and self.clash_free:
-            out = block
-            for old, new in _replacements(self.added, fam.name, fam.kind):
-                out = out.replace(old, new)
-            # Every line began with one of the family's sample names and `{` or ` `, or it
-            # is not relabeled: the member's text has no `cluster=` (checked above).
-            if out.count(_ADDED_MARK) == block.count("\n"):
-                out = out[1:] + "\n"
-                fam.chunks.append(out)
-                fam.om_chunks.append(out)
-                return
-        self.lines(fam, block)
-
     def lines(self, fam: _Builder | None, block: str) -> None:
-        """The line-by-line path: any valid text-format line."""
+        """Sample lines (each after a "\n"), blank lines and comments: relabel the samples."""
         for line in block.split("\n"):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue  # blank lines and other comments carry nothing
@@ -368,11 +240,10 @@ def relabel(
     allow: re.Pattern[str] | None = None,
     deny: re.Pattern[str] | None = None,
 ) -> MemberExposition:
-    """Check one member's exposition and add cluster/member to every sample.
+    """Check one member's exposition and add cluster/member to every sample (the general path;
+    `FamilyCache` tries the GO path first).
 
     A label the member already carries under one of our names is kept as `exported_<name>`,
     the way Prometheus keeps a target's conflicting labels. Raises MalformedMetrics.
     """
     return _Relabeler(cluster, member, allow, deny).run(text)
-
-
