@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.state import ClusterState
-from etcd_inspector.config import ClusterConfig
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.interfaces import Member
 from etcd_inspector.probes.base import ProbeContext, ReportContext
@@ -28,7 +27,7 @@ MiB = 1024 * 1024
 def context(members: list[Member], **kw: Any) -> ProbeContext:
     endpoints = tuple(m.endpoint for m in members)
     return ProbeContext(
-        cluster=ClusterConfig(name=CLUSTER, endpoints=()),
+        cluster=CLUSTER,
         members=members,
         state=ClusterState(CLUSTER, endpoints),
         **kw,
