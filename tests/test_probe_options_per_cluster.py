@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from etcd_inspector.config import ClusterConfig, Config, ConfigError, parse_config
+from etcd_inspector.inspect import cluster_probes, selected_probes
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
@@ -61,6 +62,19 @@ def test_a_probe_enabled_for_one_cluster_only() -> None:
     runtimes = built(cfg)
     assert runtimes["a"].probes["hotkeys"].probe.options.top_n == 3
     assert "hotkeys" not in runtimes["b"].probes
+
+
+def test_inspect_runs_a_probe_only_where_its_cluster_enables_it() -> None:
+    """`inspect` without --probes follows each cluster's own `enabled` (it used to run a probe on
+    every cluster as soon as one enabled it); --probes names them for every cluster."""
+    cfg = config(clusters=[{**A, "probes": {"consistency": {"enabled": False}}}, B])
+    wanted, _ = selected_probes(cfg, None, None)
+    assert "consistency" in wanted
+    assert "consistency" not in cluster_probes(cfg, "a", wanted, None)
+    assert "consistency" in cluster_probes(cfg, "b", wanted, None)
+    assert "status" in cluster_probes(cfg, "a", wanted, None)  # the topology always runs
+    named, _ = selected_probes(cfg, None, ["consistency"])
+    assert cluster_probes(cfg, "a", named, ["consistency"]) == {"status", "consistency"}
 
 
 def test_backup_locations_per_cluster_reach_the_built_probe() -> None:

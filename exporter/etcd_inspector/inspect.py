@@ -146,6 +146,17 @@ def selected_probes(
     return tuple(run), tuple(skipped)
 
 
+def cluster_probes(
+    config: Config, cluster: str, wanted: Sequence[str], named: Sequence[str] | None
+) -> set[str]:
+    """The probes one cluster runs: --probes as given; else those its own settings enable (a
+    cluster's `probes: {x: {enabled: false}}` leaves x out there, not in the other clusters)."""
+    if named is not None:
+        return set(wanted)
+    settings = config.probes_for(cluster)
+    return {n for n in wanted if REGISTRY[n].provides_topology or settings[n].enabled}
+
+
 async def _once(rt: ClusterRuntime, scheduled: ScheduledProbe) -> None:
     await run_probe_once(scheduled, rt.scheduler.context_for(scheduled.spec.name), rt.state)
 
@@ -198,7 +209,10 @@ async def inspect_all(
     named: Sequence[str] | None = None,
 ) -> list[ClusterInspection]:
     wanted, skipped = selected_probes(config, watch_seconds, named)
-    runtimes = [build_runtime(cluster, config, only=set(wanted)) for cluster in config.clusters]
+    runtimes = [
+        build_runtime(cluster, config, only=cluster_probes(config, cluster.name, wanted, named))
+        for cluster in config.clusters
+    ]
     watch_ends: WatchEnds = {}
     progress = asyncio.create_task(show_progress(runtimes, line, watch_ends)) if line else None
     try:
