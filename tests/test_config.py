@@ -793,3 +793,15 @@ def test_load_rejects_deep_block_nesting(tmp_path: Path) -> None:
         load_config_file(str(path), SPECS)
     assert len(info.value.errors) == 1
     assert info.value.errors[0].startswith("invalid YAML: nested deeper than 100 levels")
+
+
+def test_a_tls_dir_with_none_of_the_secrets_files_is_an_error(tmp_path: Path) -> None:
+    """An empty (or wrong) --etcd.tls-dir used to mean plain TLS with the system CAs, which then
+    failed at the first call as "unknown authority"; now it is one line naming the directory."""
+    empty = tmp_path / "secret"
+    empty.mkdir()
+    (empty / "README").write_text("not a certificate")
+    raw = {"clusters": [{"name": "c", "endpoints": ["https://a:2379"], "tls": {"dir": str(empty)}}]}
+    assert errors_of(raw) == [
+        f"clusters[0].tls.dir: {str(empty)!r} holds none of ca.crt, tls.crt, tls.key"
+    ]

@@ -89,6 +89,12 @@ class TLSConfig(Section):
 
     @classmethod
     def checks(cls, data: Mapping[str, Any]) -> list[InitErrorDetails]:
+        tls_dir = data.get("dir")
+        if isinstance(tls_dir, str) and os.path.isdir(tls_dir):
+            names = TLS_DIR_FILES.values()
+            if not any(os.path.isfile(os.path.join(tls_dir, n)) for n in names):
+                # Silently plain TLS with system CAs would fail later as "unknown authority".
+                return [problem(("dir",), f"{tls_dir!r} holds none of {', '.join(names)}")]
         cert, key = _is_set(data.get("cert_file")), _is_set(data.get("key_file"))
         if cert != key:
             given, missing = ("cert_file", "key_file")[:: 1 if cert else -1]
