@@ -359,7 +359,8 @@ def backups_view(v: ViewInput) -> list[ViewPart]:
     if b is None:
         if v.why is not None:
             return []
-        none = text("no locations configured (--backup.location, clusters[].backup)", Look.MUTED)
+        where = "--backup.location, probes.backup.locations"
+        none = text(f"no locations configured ({where})", Look.MUTED)
         return [PageSection("Backups", (Line("backups", (none,)),))]
     rows = []
     for loc in b["locations"]:
