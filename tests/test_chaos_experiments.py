@@ -65,7 +65,9 @@ def experiments(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def alert_names(files: dict[str, Any]) -> set[str]:
     rules = yaml.safe_load(files["prometheus-rules.yaml"])
-    return {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    return {
+        rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule
+    }
 
 
 def alert_for_seconds(files: dict[str, Any]) -> dict[str, float]:
