@@ -144,7 +144,8 @@ class AlertsApi:
     def _prometheus(self, body: Any) -> list[FiringAlert]:
         if not isinstance(body, dict) or body.get("status") != "success":
             raise self._shape_error()
-        alerts = (body.get("data") or {}).get("alerts")
+        data = body.get("data")
+        alerts = data.get("alerts") if isinstance(data, dict) else None
         if not isinstance(alerts, list):
             raise self._shape_error()
         return [

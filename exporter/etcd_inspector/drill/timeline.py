@@ -155,7 +155,10 @@ class Observer:
         resolve_timeout_seconds: float,
         interval_seconds: float,
     ) -> DrillReport:
-        ordered = sorted(self.tracks.items(), key=lambda item: (item[1].first_firing, item[0].name))
+        ordered = sorted(
+            self.tracks.items(),
+            key=lambda item: (item[1].first_firing, item[0].name, item[0].labels),
+        )
         results = [self._result(alert, track) for alert, track in ordered]
         expected = tuple(
             AlertResult(name, tuple(r for r in results if r.name == name)) for name in self.expected
