@@ -16,6 +16,7 @@ import functools
 import http.server
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ import bcrypt
 import pytest
 import yaml
 
+from certs import Pki, make_pki
 from etcd_inspector import cli, mixin
 from etcd_inspector.exitcodes import (
     EXIT_API_REFUSED,
@@ -84,14 +86,18 @@ def basic_auth_header() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_alertmanager(workdir: Path) -> Iterator[Alertmanager]:
+def run_alertmanager(workdir: Path, tls: Pki | None = None) -> Iterator[Alertmanager]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "am.yml").write_text(yaml.safe_dump({
         "route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"},
         "receivers": [{"name": "null"}],
     }))  # fmt: skip
     hashed = bcrypt.hashpw(AM_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    (workdir / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {AM_USER: hashed}}))
+    web: dict[str, Any] = {"basic_auth_users": {AM_USER: hashed}}
+    if tls is not None:
+        web["tls_server_config"] = {"cert_file": str(tls.server_cert),
+                                    "key_file": str(tls.server_key)}  # fmt: skip
+    (workdir / "web.yml").write_text(yaml.safe_dump(web))
     port = free_ports(1)[0]
     log = open(workdir / "am.log", "ab")
     process = subprocess.Popen(
@@ -101,7 +107,8 @@ def run_alertmanager(workdir: Path) -> Iterator[Alertmanager]:
          "--log.level=warn"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(tls.ca)) if tls else None
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -109,7 +116,7 @@ def run_alertmanager(workdir: Path) -> Iterator[Alertmanager]:
                 raise AssertionError(f"alertmanager exited: {(workdir / 'am.log').read_text()}")
             with contextlib.suppress(OSError):
                 request = urllib.request.Request(url + "/-/ready", headers=basic_auth_header())
-                with urllib.request.urlopen(request, timeout=1) as response:
+                with urllib.request.urlopen(request, timeout=1, context=context) as response:
                     if response.status == 200:
                         break
             if time.monotonic() > deadline:
@@ -482,3 +489,33 @@ def test_an_unknown_flag_exits_2() -> None:
     out = cli_run("--prometheus.url", "http://a:9090", "--expect", "X", "--bogus")
     assert out.returncode == EXIT_ERROR
     assert out.stderr.splitlines()[-1].endswith("unrecognized arguments: --bogus")
+
+
+def test_tls_with_the_ca_of_the_http_config_file(tmp_path: Path) -> None:
+    """An Alertmanager serving TLS: verified with tls_config.ca_file; without it, the
+    certificate check fails and the API counts as unreachable."""
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "password").write_text(AM_PASSWORD)
+    with_ca = tmp_path / "with-ca.yml"
+    with_ca.write_text(yaml.safe_dump({
+        "basic_auth": {"username": AM_USER, "password_file": "password"},
+        "tls_config": {"ca_file": str(pki.ca)},
+    }))  # fmt: skip
+    without_ca = tmp_path / "without-ca.yml"
+    basic = {"username": AM_USER, "password_file": "password"}
+    without_ca.write_text(yaml.safe_dump({"basic_auth": basic}))
+    with run_alertmanager(tmp_path / "am", tls=pki) as am:
+        assert am.url.startswith("https://")
+        flags = ("--alertmanager.url", am.url, "--expect", "DrillFault", "--duration", "1s",
+                 "--resolve-timeout", "1s", "--interval", "500ms")  # fmt: skip
+        out = cli_run(*flags, "--http.config.file", str(with_ca), "--output", "json")
+        assert out.returncode == EXIT_FINDINGS, out.stderr  # answered; nothing fired there
+        report = json.loads(out.stdout)
+        assert report["polls"] >= 2 and report["failed_polls"] == 0
+        assert report["problems"] == ["DrillFault did not fire"]
+        out = cli_run(*flags, "--http.config.file", str(without_ca))
+        assert out.returncode == EXIT_API_UNREACHABLE
+        (line,) = out.stderr.splitlines()
+        assert line.startswith(f"etcd-inspector drill: cannot reach Alertmanager at {am.url}: ")
+        assert "CERTIFICATE_VERIFY_FAILED" in line or "certificate verify failed" in line, line
+        assert AM_PASSWORD not in out.stdout + out.stderr
