@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from etcd_inspector import mixin
 from etcd_inspector.drill.alertsapi import ApiError, ApiErrorKind, FiringAlert
 from etcd_inspector.drill.arguments import add_drill_arguments
-from etcd_inspector.drill.httpconfig import HttpConfigError, load_http_config
+from etcd_inspector.drill.httpconfig import HttpClientConfig, HttpConfigError, load_http_config
+from etcd_inspector.drill.render import render_json, render_text
 from etcd_inspector.drill.run import DrillPlan, plan_from_args, read_experiment, watch
 from etcd_inspector.drill.timeline import Observer
 from etcd_inspector.errors import UsageError
@@ -43,8 +45,6 @@ class ScriptedApi:
 
 
 def plan(fault: float, resolve: float, interval: float) -> DrillPlan:
-    from etcd_inspector.drill.httpconfig import HttpClientConfig
-
     return DrillPlan("prometheus", "http://p", ("Fault",), fault, resolve, interval, 5.0,
                      HttpClientConfig())  # fmt: skip
 
@@ -100,6 +100,32 @@ def test_a_refiring_alert_keeps_its_first_time() -> None:
     observer.observe(20, [])
     (result,) = observer.report("Prometheus", "http://p", 20, 5, 5).expected
     assert result.fired_after == 5 and result.resolved_after == 20
+
+
+def test_only_alerts_that_match_count() -> None:
+    staging, prod = alert("Fault", cluster="staging"), alert("Fault", cluster="prod")
+    api = ScriptedApi([(0, [prod]), (5, [prod, staging]), (10, [prod])])
+    drill = DrillPlan("prometheus", "http://p", ("Fault",), 10, 5, 5, 5.0,
+                      HttpClientConfig(), match=(("cluster", "staging"),))  # fmt: skip
+    observer = Observer(expected=drill.expected)
+    watch(api, observer, drill, clock=lambda: api.now, sleep=api.sleep)  # type: ignore[arg-type]
+    report = observer.report("Prometheus", "http://p", 10, 5, 5, drill.match)
+    assert report.passed and report.firing_at_start == ()
+    assert 'counting only alerts with cluster="staging"' in render_text(report)
+    assert json.loads(render_json(report))["match"] == {"cluster": "staging"}
+    (instance,) = report.expected[0].instances
+    assert instance.labels == (("cluster", "staging"),)
+
+
+def test_match_needs_label_equals_value() -> None:
+    parser = argparse.ArgumentParser()
+    add_drill_arguments(parser)
+    args = parser.parse_args(["--prometheus.url", "http://p", "--expect", "X", "--duration",
+                              "1m", "--match", "cluster"])  # fmt: skip
+    with pytest.raises(UsageError, match="--match: expected LABEL=VALUE"):
+        plan_from_args(args)
+    args.match = ['cluster="staging"', "job=etcd"]
+    assert plan_from_args(args).match == (("cluster", "staging"), ("job", "etcd"))
 
 
 def write(path: Path, text: str) -> Path:

@@ -32,6 +32,10 @@ def add_drill_arguments(p: argparse.ArgumentParser) -> None:
                       help="A Chaos Mesh experiment `generate` rendered (chaos/*.yaml): the "
                       "alerts come from its etcd-inspector.io/expected-alerts annotation, the "
                       "default --duration from its spec.duration.")  # fmt: skip
+    what.add_argument("--match", action="append", default=[], metavar="LABEL=VALUE",
+                      help="Only alerts with this label value count, e.g. cluster=staging "
+                      "(repeatable; all must match): leaves out other clusters' alerts in a "
+                      "shared Prometheus.")  # fmt: skip
     what.add_argument("--duration", metavar="DURATION",
                       help="How long the fault is on, from the start of the drill, e.g. 15m "
                       "(default: the experiment's spec.duration).")  # fmt: skip

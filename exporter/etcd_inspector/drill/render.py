@@ -48,6 +48,8 @@ def render_text(report: DrillReport) -> str:
         f"{span(report.watched_seconds)}, polled every {span(report.interval_seconds)} "
         f"({report.polls} polls, {report.failed_polls} failed)",
     ]
+    if report.match:
+        lines.append(f"counting only alerts with {_labels(report.match)}")
     if report.last_poll_error:
         lines.append(f"last failed poll: {report.last_poll_error}")
     lines += ["", "Expected alerts:"]
@@ -100,6 +102,7 @@ def render_json(report: DrillReport) -> str:
         "fault_seconds": report.fault_seconds,
         "resolve_timeout_seconds": report.resolve_timeout_seconds,
         "interval_seconds": report.interval_seconds,
+        "match": dict(report.match),
         "watched_seconds": round(report.watched_seconds, 3),
         "polls": report.polls,
         "failed_polls": report.failed_polls,

@@ -50,6 +50,7 @@ class DrillPlan:
     interval_seconds: float
     request_timeout_seconds: float
     http: HttpClientConfig
+    match: tuple[tuple[str, str], ...] = ()  # label -> value every counted alert carries
 
 
 def _duration(flag: str, text: str) -> float:
@@ -60,6 +61,16 @@ def _duration(flag: str, text: str) -> float:
     if not 0 < seconds < float("inf"):
         raise UsageError(f"{flag}: must be more than 0, got {text!r}")
     return seconds
+
+
+def _matchers(values: list[str]) -> tuple[tuple[str, str], ...]:
+    found = []
+    for value in values:
+        name, sep, wanted = value.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--match: expected LABEL=VALUE, e.g. cluster=staging, got {value!r}")
+        found.append((name.strip(), wanted.strip().strip('"')))
+    return tuple(found)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -137,6 +148,7 @@ def plan_from_args(args: argparse.Namespace) -> DrillPlan:
         interval_seconds=_duration("--interval", args.interval),
         request_timeout_seconds=_duration("--timeout", args.request_timeout),
         http=http,
+        match=_matchers(args.match),
     )
 
 
@@ -157,7 +169,10 @@ def watch(
         at = clock() - start
         before = {a for a, t in observer.tracks.items() if t.resolved_at is None}
         try:
-            firing = api.firing()
+            firing = [
+                alert for alert in api.firing()
+                if all((name, value) in alert.labels for name, value in plan.match)
+            ]  # fmt: skip
         except ApiError as err:
             if observer.polls == 0 and observer.failed_polls == 0:
                 raise
@@ -225,7 +240,7 @@ def run_drill(args: argparse.Namespace) -> int:
         interrupted = True  # report what was seen so far
     report = observer.report(
         api.name, plan.url, plan.fault_seconds, plan.resolve_timeout_seconds,
-        plan.interval_seconds,
+        plan.interval_seconds, plan.match,
     )  # fmt: skip
     _print_report(report, args.output, sys.stdout)
     if interrupted:

@@ -80,6 +80,7 @@ class DrillReport:
     expected: tuple[AlertResult, ...]
     unexpected: tuple[InstanceResult, ...]  # other alerts that started firing after the start
     firing_at_start: tuple[InstanceResult, ...]  # other alerts already firing at the start
+    match: tuple[tuple[str, str], ...] = ()  # only alerts with these labels were counted
 
     @property
     def problems(self) -> list[str]:
@@ -154,6 +155,7 @@ class Observer:
         fault_seconds: float,
         resolve_timeout_seconds: float,
         interval_seconds: float,
+        match: tuple[tuple[str, str], ...] = (),
     ) -> DrillReport:
         ordered = sorted(
             self.tracks.items(),
@@ -177,4 +179,5 @@ class Observer:
             expected=expected,
             unexpected=tuple(r for r in others if not r.firing_at_start),
             firing_at_start=tuple(r for r in others if r.firing_at_start),
+            match=match,
         )
