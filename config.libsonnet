@@ -241,5 +241,34 @@
     backup_pvc_size: '10Gi',
     // Exporters Prometheus scrapes in the static (VM) scrape config.
     static_exporter_targets: ['etcd-inspector.example.internal:9979'],
+
+    // ---- Chaos Mesh drills (servicemonitors/chaos.libsonnet -> chaos/*.yaml) ---------------
+    // Experiments for a staging cluster, each annotated with the alerts it must trigger; run
+    // one with `etcd-inspector drill --experiment FILE` beside it (README: Game day).
+    // Namespace of the etcd pods: the experiments are created there and select pods in it
+    // (kubeadm: kube-system).
+    chaos_namespace: self.exporter_namespace,
+    // Labels of the etcd pods the experiments pick one member from (kubeadm's static pods:
+    // { component: 'etcd', tier: 'control-plane' }). Default: the StatefulSet's pods.
+    chaos_etcd_pod_labels: self.sidecar_pod_labels,
+    // The etcd container in those pods (IOChaos and StressChaos inject into it).
+    chaos_etcd_container: 'etcd',
+    // Mount path, in the etcd container, of the volume holding etcd's data directory
+    // (bitnami's chart: /bitnami/etcd; kubeadm: /var/lib/etcd).
+    chaos_data_volume_path: '/bitnami/etcd',
+    // IOChaos: latency added to every fsync on that volume; above fsync_p99_seconds_critical
+    // so that both etcdHighFsyncDurations alerts fire.
+    chaos_io_delay: '1200ms',
+    // NetworkChaos delay: latency and jitter added to one member's traffic to its peers; above
+    // peer_rtt_p99_seconds.
+    chaos_network_delay: '300ms',
+    chaos_network_jitter: '50ms',
+    // StressChaos: CPU stress workers in the etcd container and the load (percent) of each;
+    // use at least twice the container's CPU limit (or the node's cores without a limit).
+    chaos_cpu_workers: 4,
+    chaos_cpu_load: 100,
+    // How long an experiment keeps its fault on: the longest `for:` of the alerts it expects
+    // plus this margin (the 5m rate windows fill, then a scrape and an evaluation).
+    chaos_fire_margin_seconds: 600,
   },
 }

@@ -11,4 +11,5 @@
 (import 'rules/runbooks.libsonnet') +
 (import 'rules/rules.libsonnet') +
 (import 'dashboards/dashboards.libsonnet') +
-(import 'servicemonitors/manifests.libsonnet')
+(import 'servicemonitors/manifests.libsonnet') +
+(import 'servicemonitors/chaos.libsonnet')

@@ -69,6 +69,11 @@ OUTPUTS = {
     "backup-cronjob.yaml",
     "dashboards/etcd-inspector-overview.json",
     "dashboards/etcd-inspector-inspections.json",
+    "chaos/etcd-io-latency.yaml",
+    "chaos/etcd-network-partition.yaml",
+    "chaos/etcd-network-delay.yaml",
+    "chaos/etcd-pod-failure.yaml",
+    "chaos/etcd-cpu-stress.yaml",
 }
 DIRECT = {"etcd_selector": 'job="etcd"', "etcd_instance_labels": "instance"}
 

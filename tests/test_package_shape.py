@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "web": 7,
     "inspect": 7,
     "snapshot": 7,
+    "drill": 7,  # game-day drills: polls Prometheus/Alertmanager, renders its report
     "flags": 7,
     # entry points: the CLI and the demo that starts everything
     "demo": 8,

@@ -1,4 +1,4 @@
-"""Command line: `etcd-inspector run|inspect|generate|demo`, Prometheus-style flag names.
+"""Command line: `etcd-inspector run|inspect|generate|drill|demo`, Prometheus-style flag names.
 
 Exit codes (exitcodes.py): 0 fine, 1 findings (inspect), 2 bad configuration or could not
 inspect, 3 cannot listen on the address, 4 cannot write the output; every one of them with one
@@ -17,6 +17,7 @@ from typing import Any
 from etcd_inspector import __version__
 from etcd_inspector.backup.arguments import add_snapshot_arguments
 from etcd_inspector.config import Config, ConfigError, load_config_file, merge_raw, parse_config
+from etcd_inspector.drill.arguments import add_drill_arguments
 from etcd_inspector.errors import UsageError
 from etcd_inspector.exitcodes import (
     EXIT_ADDRESS,
@@ -148,6 +149,12 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return run_snapshot(args, load_config(args))
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from etcd_inspector.drill.run import run_drill
+
+    return run_drill(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from etcd_inspector.demo.run import run_demo
 
@@ -276,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--values", metavar="FILE", help="YAML file of overrides for config.libsonnet (same names)."
     )
     gen.set_defaults(func=cmd_generate)
+
+    drill = sub.add_parser(
+        "drill",
+        help="Watch Prometheus or Alertmanager while a fault is on; report the alerts.",
+        description="Game day: run next to a fault (a Chaos Mesh experiment `generate` "
+        "rendered in chaos/). Polls the alerts API for --duration, then up to "
+        "--resolve-timeout, and reports which expected alerts fired (labels, time since the "
+        "start), which did not, what else fired, and whether they resolved. Exit 0 every "
+        "expected alert fired and resolved, 1 not, 2 bad flags or experiment file, 3 the API "
+        "does not answer, 4 it is not an alerts API or refuses the credentials.",
+    )
+    add_drill_arguments(drill)
+    drill.set_defaults(func=cmd_drill)
 
     demo = sub.add_parser(
         "demo",

@@ -12,3 +12,6 @@ EXIT_SNAPSHOT_CORRUPT = 6  # what arrived is not whole (hash mismatch, not a bbo
 # `run`, `demo`, `generate`
 EXIT_ADDRESS = 3  # `run`, `demo`: cannot listen on --web.listen-address (taken, unresolvable)
 EXIT_OUTPUT = 4  # `generate`: cannot write --out (a file, not writable)
+# `drill` (1: an expected alert did not fire, or did not resolve; 2: bad flags or experiment file)
+EXIT_API_UNREACHABLE = 3  # no answer from the alerts API (refused, timeout, DNS, TLS, HTTP 5xx)
+EXIT_API_REFUSED = 4  # it answered, but not as an alerts API (404, not JSON) or refused the login

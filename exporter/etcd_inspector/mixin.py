@@ -23,6 +23,7 @@ import _jsonnet
 import yaml
 
 __all__ = [
+    "CHAOS_DIR",
     "COMMITTED_PATHS",
     "MixinError",
     "check_values",
@@ -61,6 +62,9 @@ _STATIC_COMMITTED = {
     "backup-cronjob.yaml": "servicemonitors/backup-cronjob.yaml",
 }
 COMMITTED_PATHS: Mapping[str, str] = _STATIC_COMMITTED
+# Chaos Mesh experiments (servicemonitors/chaos.libsonnet) are written under this directory of
+# --out, one file per drill, and committed under servicemonitors/chaos/.
+CHAOS_DIR = "chaos/"
 
 # Evaluated with the mixin's directory on the import path; `values` overrides _config.
 _ENTRY = """
@@ -81,6 +85,7 @@ local rules = { groups: mixin.prometheusAlerts.groups + mixin.prometheusRules.gr
     'kubeadm-static-pod.yaml': mixin.manifests.kubeadmStaticPod,
     'backup-cronjob.yaml': mixin.manifests.backupCronJob,
   },
+  chaos: mixin.manifests.chaosExperiments,
   comments: mixin.manifests.comments,
   dashboards: mixin.grafanaDashboards,
 }
@@ -286,6 +291,8 @@ def _render(values: dict[str, Any], root: Path, origin: str) -> dict[str, str | 
     for name, manifest in out["manifests"].items():
         documents = manifest if isinstance(manifest, list) else [manifest]
         files[name] = _yaml(documents, comments.get(name, ""))
+    for name, experiment in sorted(out["chaos"].items()):
+        files[name] = _yaml([experiment], comments.get(name, ""))
     for name, dashboard in sorted(out["dashboards"].items()):
         files[f"dashboards/{name}"] = dashboard
     return files
@@ -315,6 +322,8 @@ def committed_path(name: str) -> str:
     """Where the default rendering of output `name` is committed, relative to the repo root."""
     if name.startswith("dashboards/"):
         return name
+    if name.startswith(CHAOS_DIR):  # chaos/etcd-<drill>.yaml -> servicemonitors/chaos/...
+        return f"servicemonitors/{name}"
     return COMMITTED_PATHS[name]
 
 
