@@ -81,6 +81,7 @@ class SnapshotCheck:
     stats: SnapshotStats | None  # None when the file is not whole
     problem: str | None = None  # why it is not whole
     check_seconds: float = 0.0
+    note: str | None = None  # what was not checked, and why (a big object: checksum only)
 
 
 def own_snapshot_name(cluster: str, taken_at: float, revision: int) -> str:

@@ -9,6 +9,11 @@ once: the verdict is kept for as long as its size and mtime stay the same.
 many keys at that revision as the snapshot holds (unless the revision is compacted away). The
 restore drill (option `restore_drill`, off by default) restores each new newest snapshot into a
 throwaway etcd on loopback (backup/drill.py).
+
+A location may also be a bucket, `s3://BUCKET/PREFIX` (backup/objects.py, backup/s3.py): the
+listing says what is there and how old, the newest object is streamed once through the checksums
+and the bbolt reader (backup/bucketcheck.py), and its verdict is kept while its size, time and
+ETag stay the same. The location label is the URL as configured: credentials never are in it.
 """
 
 from __future__ import annotations
@@ -16,12 +21,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Annotated, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import Field
 
+from etcd_inspector.backup.bucketcheck import (
+    DEFAULT_FULL_CHECK_MAX_BYTES,
+    check_object,
+    local_copy,
+)
 from etcd_inspector.backup.drill import restore_drill
 from etcd_inspector.backup.files import SnapshotCheck, SnapshotFile, check_snapshot, find_snapshots
 from etcd_inspector.backup.locations import (
@@ -31,6 +43,8 @@ from etcd_inspector.backup.locations import (
     LocationState,
     RestoreDrill,
 )
+from etcd_inspector.backup.objects import Failure, is_s3, parse_location, snapshot_objects
+from etcd_inspector.backup.s3 import S3Error, list_objects, make_client
 from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import MemberClient, call_timeout
@@ -63,9 +77,9 @@ DEFAULT_MAX_AGE_SECONDS = 3600.0
 
 
 class BackupOptions(Section):
-    # Local directories (mounted volumes) holding the cluster's snapshots; none: not configured.
-    # A location that does not exist is a finding at run time, not a configuration error: a
-    # volume may be mounted after the exporter starts.
+    # Local directories (mounted volumes) or buckets (s3://BUCKET/PREFIX) holding the cluster's
+    # snapshots; none: not configured. A location that does not exist is a finding at run
+    # time, not a configuration error: a volume may be mounted after the exporter starts.
     locations: Annotated[tuple[NonEmptyStr, ...], unique("location", "locations")] = ()
     # How old the newest snapshot may be.
     max_age: PositiveDuration = DEFAULT_MAX_AGE_SECONDS
@@ -76,9 +90,19 @@ class BackupOptions(Section):
     etcd_binary: str = ""
     # Compare each snapshot's key count with the cluster's at the snapshot's revision.
     compare_keys: bool = True
+    # S3-compatible endpoint for s3:// locations; "": AWS_ENDPOINT_URL(_S3), the AWS config
+    # file's endpoint_url, else AWS. Credentials: the AWS environment, files or web identity.
+    endpoint_url: str = ""
+    # An object up to this size is read through the bbolt reader (spooled to a temporary
+    # file); a bigger one is checked by its checksums and metadata only.
+    full_check_max_bytes: int = Field(default=DEFAULT_FULL_CHECK_MAX_BYTES, gt=0)
 
 
 _FileKey = tuple[str, int, int]
+
+
+def _enter(ctx: AbstractContextManager[str]) -> tuple[str, AbstractContextManager[str]]:
+    return ctx.__enter__(), ctx
 
 
 def _key(f: SnapshotFile) -> _FileKey:
@@ -97,7 +121,32 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         self._checks[_key(f)] = found
         return found
 
+    async def _bucket(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
+        try:
+            loc = parse_location(location)
+        except ValueError as err:
+            return LocationState(location, False, 0, error=str(err)), None
+        try:
+            client = await asyncio.to_thread(make_client, self.options.endpoint_url)
+            files = snapshot_objects(loc, await asyncio.to_thread(list_objects, client, loc))
+        except S3Error as err:
+            if err.kind is Failure.NO_BUCKET:
+                return LocationState(location, False, 0, error="bucket does not exist"), None
+            return LocationState(location, True, 0, error=f"cannot be listed: {err.kind}"), None
+        if not files:
+            return LocationState(location, True, 0), None
+        newest = files[0]
+        check = self._checks.get(_key(newest))
+        if check is None:
+            check = await asyncio.to_thread(
+                check_object, client, newest, self.options.full_check_max_bytes
+            )
+            self._checks[_key(newest)] = check
+        return LocationState(location, True, len(files), newest=check), check
+
     async def _location(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
+        if is_s3(location):
+            return await self._bucket(location)
         try:
             files = await asyncio.to_thread(find_snapshots, location)
         except FileNotFoundError:
@@ -134,10 +183,30 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
     async def _drill(self, check: SnapshotCheck) -> RestoreDrill:
         key = _key(check.file)
         if key not in self._drills:
-            self._drills[key] = await restore_drill(
-                check, self.options.etcd_binary, call_timeout(120.0, 0.9)
-            )
+            if is_s3(check.file.path):
+                self._drills[key] = await self._drill_object(check)
+            else:
+                self._drills[key] = await restore_drill(
+                    check, self.options.etcd_binary, call_timeout(120.0, 0.9)
+                )
         return self._drills[key]
+
+    async def _drill_object(self, check: SnapshotCheck) -> RestoreDrill:
+        """The drill from a temporary copy of the object (streamed, removed afterwards)."""
+        started = time.monotonic()
+        try:
+            client = await asyncio.to_thread(make_client, self.options.endpoint_url)
+            copy = await asyncio.to_thread(_enter, local_copy(client, check.file))
+        except (S3Error, OSError) as err:
+            return RestoreDrill(False, time.monotonic() - started, problem=f"download: {err}",
+                                snapshot=check.file.path, ran_at=time.time())  # fmt: skip
+        path, ctx = copy
+        try:
+            local = replace(check, file=replace(check.file, path=path))
+            drill = await restore_drill(local, self.options.etcd_binary, call_timeout(120.0, 0.9))
+        finally:
+            await asyncio.to_thread(ctx.__exit__, None, None, None)
+        return replace(drill, snapshot=check.file.path)
 
     # ----------------------------------------------------------------------- metrics
 
@@ -308,6 +377,7 @@ def location_json(s: LocationState, now: float) -> dict[str, Any]:
             "total_entries": st.total_keys if st else None,
             "compact_revision": st.compact_revision if st else None,
             "check_seconds": round(n.check_seconds, 3),
+            "note": n.note,
         },
         "cluster": None if s.data is None else {
             "comparison": s.data.comparison.value,
@@ -340,6 +410,8 @@ def backup_text(result: BackupResult, now: float) -> list[str]:
             continue
         st = n.stats
         verdict = "whole" if n.whole else f"NOT WHOLE: {n.problem}"
+        if n.note:
+            verdict += f" ({n.note})"
         if s.data is not None:
             verdict += f", cluster: {s.data.comparison.value}"
         if s.restore is not None:
@@ -368,6 +440,8 @@ def backups_view(v: ViewInput) -> list[ViewPart]:
             rows.append((text(loc["location"], Look.CODE), missing, *(Cell(None),) * 5))
             continue
         verdict, bad = ("whole", False) if n["whole"] else (f"NOT WHOLE: {n['problem']}", True)
+        if n.get("note"):
+            verdict += f" ({n['note']})"
         if loc["cluster"] is not None:
             verdict += f", cluster: {loc['cluster']['comparison']}"
             bad = bad or loc["cluster"]["comparison"] in (Comparison.KEYS_DIFFER, Comparison.AHEAD)
@@ -416,8 +490,9 @@ SPEC = ProbeSpec(
             flag="--backup.location",
             option="locations",
             type=str,
-            metavar="DIR",
-            help="A directory holding the cluster's snapshots, for the backup probe (repeatable).",
+            metavar="DIR|s3://BUCKET/PREFIX",
+            help="A directory or bucket holding the cluster's snapshots, for the backup probe "
+            "(repeatable).",
             repeatable=True,
         ),
         ProbeFlag(

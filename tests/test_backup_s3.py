@@ -1,0 +1,272 @@
+"""Backups in a bucket, against a real 3-member etcd cluster and a real S3 server (`rclone serve
+s3` on loopback, tests/s3server.py): `snapshot --out s3://...` publishes a whole snapshot that
+etcdctl accepts after download, the backup probe reads it back (fresh, whole, revision, keys),
+retention, the restore drill from an object, and the failures: the server killed mid-upload, a
+wrong key, a missing bucket, a wrong endpoint, a tampered object, deleted objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etcd_inspector.backup.objects import parse_location, snapshot_objects
+from etcd_inspector.backup.s3 import list_objects, make_client
+from etcd_inspector.config import parse_config
+from etcd_inspector.demo.localcluster import LocalCluster, find_etcd_binary, start_cluster
+from etcd_inspector.exitcodes import (
+    EXIT_OK,
+    EXIT_SNAPSHOT_CREDENTIALS,
+    EXIT_SNAPSHOT_ENDPOINT,
+    EXIT_SNAPSHOT_NO_BUCKET,
+    EXIT_SNAPSHOT_UPLOAD_BROKE,
+)
+from etcd_inspector.inspect import inspect_cluster
+from etcd_inspector.ports import free_ports
+from etcd_inspector.probes import REGISTRY
+from etcd_inspector.runtime.runtime import build_runtime
+from s3server import ACCESS_KEY, SECRET_KEY, CuttingProxy, S3Server
+from test_backup import endpoints, live_key_count, run_cli, snapshot_status, write_data
+
+pytestmark = [pytest.mark.etcd, pytest.mark.s3]
+
+OBJECT = re.compile(r"^prod-\d{8}T\d{6}Z\.db$")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    try:
+        binary = find_etcd_binary()
+    except Exception as err:
+        pytest.fail(str(err))
+    c = start_cluster(3, base_dir=tmp_path_factory.mktemp("s3-etcd"), binary=binary)
+    try:
+        write_data(c)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """The server, and the environment every S3 tool reads: keys, endpoint, no config files."""
+    root = tmp_path / "s3"
+    root.mkdir()
+    s = S3Server(root)
+    s.start()
+    s.bucket("bkt")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN",
+                "AWS_WEB_IDENTITY_TOKEN_FILE"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s.endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    try:
+        yield s
+    finally:
+        s.kill()
+
+
+def snap(cluster: LocalCluster, url: str, *extra: str) -> tuple[int, str, str]:
+    return run_cli("snapshot", endpoints(cluster), "--etcd.cluster-name=prod", f"--out={url}",
+                   *extra)  # fmt: skip
+
+
+def published(url: str) -> list[str]:
+    loc = parse_location(url)
+    return [f.path for f in snapshot_objects(loc, list_objects(make_client(), loc))]
+
+
+def run_probe(cluster: LocalCluster, locations: list[str], **options: Any) -> Any:
+    raw = {
+        "inspection": {"probes": {"backup": options}},
+        "clusters": [{"name": "prod", "endpoints": cluster.endpoints,
+                      "probes": {"backup": {"locations": locations, "max_age": "1h"}}}],
+    }  # fmt: skip
+    config = parse_config(raw, REGISTRY)
+
+    async def go() -> Any:
+        rt = build_runtime(config.clusters[0], config, only={"status", "backup"})
+        try:
+            await inspect_cluster(rt, None)
+            outcome = rt.state.outcomes["backup"]
+            assert outcome.success, outcome.error
+            probe = rt.probes["backup"].probe
+            findings = [f.check for f in probe.findings(outcome.result, _rc())]
+            return outcome.result, {
+                (s.name, s.labels.get("location")): s.value
+                for fam in probe.metrics("prod", outcome.result) for s in fam.samples
+            }, findings
+        finally:
+            await rt.close()
+
+    return asyncio.run(go())
+
+
+def _rc() -> Any:
+    class RC:
+        cluster = "prod"
+
+    return RC()
+
+
+def test_a_snapshot_in_a_bucket_is_whole_etcdctl_accepts_it_and_the_probe_reads_it(
+    cluster: LocalCluster, server: S3Server, tmp_path: Path
+) -> None:
+    url = "s3://bkt/etcd/main"
+    code, out, err = snap(cluster, url)
+    assert code == EXIT_OK, err
+    assert out.startswith("etcd-inspector snapshot: wrote s3://bkt/etcd/main/prod-"), out
+    stored = server.root / "bkt" / "etcd" / "main"
+    (data,) = [p for p in stored.iterdir() if OBJECT.match(p.name)]
+    checksum = (stored / (data.name + ".sha256")).read_text()
+    assert checksum == f"{hashlib.sha256(data.read_bytes()).hexdigest()}  {data.name}\n"
+
+    # Downloaded through the S3 API, etcdctl/etcdutl accepts it.
+    local = tmp_path / "downloaded.db"
+    make_client().download_file("bkt", f"etcd/main/{data.name}", str(local))
+    status = snapshot_status(cluster.binary, local)
+
+    result, metrics, findings = run_probe(cluster, [url])
+    assert metrics[("etcd_inspector_backup_valid", url)] == 1
+    assert metrics[("etcd_inspector_backup_snapshots", url)] == 1
+    assert metrics[("etcd_inspector_backup_revision", url)] == status["revision"]
+    assert metrics[("etcd_inspector_backup_keys", url)] == live_key_count(cluster)
+    assert metrics[("etcd_inspector_backup_size_bytes", url)] == data.stat().st_size
+    assert time.time() - metrics[("etcd_inspector_backup_last_timestamp_seconds", url)] < 120
+    assert metrics[("etcd_inspector_backup_matches_cluster", url)] == 1
+    assert findings == []
+    (state,) = result.locations
+    assert state.newest.checksum == "ok" and state.newest.note is None
+
+    # Over the configured size: checksum and metadata only, and it says so.
+    result, metrics, findings = run_probe(cluster, [url], full_check_max_bytes=1024)
+    assert metrics[("etcd_inspector_backup_valid", url)] == 1
+    assert ("etcd_inspector_backup_revision", url) not in metrics
+    (state,) = result.locations
+    assert "checked by checksum and metadata only" in state.newest.note
+
+    # Retention in the bucket: a second snapshot, --keep 1 leaves only it.
+    time.sleep(1.1)  # names have a resolution of one second
+    code, out, err = snap(cluster, url, "--keep=1")
+    assert code == EXIT_OK, err
+    assert "removed 1 older" in out
+    (newest,) = published(url)
+    assert newest != f"{url}/{data.name}"
+    assert sorted(p.name for p in stored.iterdir()) == sorted(
+        [newest.rsplit("/", 1)[1], newest.rsplit("/", 1)[1] + ".sha256"]
+    )
+
+    # The objects deleted (through the S3 API): the missing-backup alert's metric is 0.
+    client = make_client()
+    for o in list_objects(client, parse_location(url)):
+        client.delete_object(Bucket="bkt", Key=o.key)
+    result, metrics, findings = run_probe(cluster, [url])
+    assert metrics[("etcd_inspector_backup_snapshots", url)] == 0
+    assert findings == ["backup_missing"]
+
+
+def test_killing_the_server_mid_upload_keeps_the_previous_newest_and_exits_12(
+    cluster: LocalCluster, server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "s3://bkt/cut"
+    code, _out, err = snap(cluster, url)
+    assert code == EXIT_OK, err
+    (before,) = published(url)
+    time.sleep(1.1)
+    proxy = CuttingProxy(server.port, cut_after=256 * 1024, on_cut=server.kill)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    try:
+        code, out, err = snap(cluster, url)
+    finally:
+        proxy.close()
+    assert proxy.cut
+    assert code == EXIT_SNAPSHOT_UPLOAD_BROKE, (out, err)
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("etcd-inspector snapshot: s3://bkt/cut: uploading prod-"), line
+    assert ACCESS_KEY not in line and SECRET_KEY not in line
+    server.start()  # the same directory: what the bucket holds after the failure
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    assert published(url) == [before]
+    assert [p.name for p in (server.root / "bkt" / "cut").iterdir() if p.suffix == ".db"] == [
+        before.rsplit("/", 1)[1]
+    ]
+
+
+@pytest.mark.parametrize("fault", ["wrong key", "missing bucket", "wrong endpoint"])
+def test_bad_credentials_bucket_or_endpoint_is_one_line_and_its_own_code(
+    cluster: LocalCluster, server: S3Server, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    url, expected, words = "s3://bkt/x", 0, ""
+    if fault == "wrong key":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        expected, words = EXIT_SNAPSHOT_CREDENTIALS, "credentials rejected"
+    elif fault == "missing bucket":
+        url, expected, words = "s3://nobucket/x", EXIT_SNAPSHOT_NO_BUCKET, "no such bucket"
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_ports(1)[0]}")
+        expected, words = EXIT_SNAPSHOT_ENDPOINT, "endpoint unreachable"
+    code, out, err = snap(cluster, url)
+    assert code == expected, (out, err)
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    assert line.startswith(f"etcd-inspector snapshot: {url}: cannot list: {words}"), line
+    assert "not-the-secret" not in line and SECRET_KEY not in line
+
+    # The probe says the same about the location, with the URL as its label.
+    _result, metrics, findings = run_probe(cluster, [url])
+    assert metrics[("etcd_inspector_backup_snapshots", url)] == 0
+    assert findings == ["backup_missing"]
+
+
+def test_a_tampered_object_is_not_whole(
+    cluster: LocalCluster, server: S3Server
+) -> None:
+    url = "s3://bkt/tampered"
+    code, _out, err = snap(cluster, url)
+    assert code == EXIT_OK, err
+    (data,) = [p for p in (server.root / "bkt" / "tampered").iterdir() if p.suffix == ".db"]
+    raw = bytearray(data.read_bytes())
+    raw[5000] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    result, metrics, findings = run_probe(cluster, [url])
+    assert metrics[("etcd_inspector_backup_valid", url)] == 0
+    (state,) = result.locations
+    assert state.newest.problem == "its SHA-256 does not match the stored one"
+    assert "backup_not_whole" in findings
+
+
+def test_credentials_file_and_endpoint_flag_and_the_restore_drill_from_an_object(
+    cluster: LocalCluster, server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[backup]\naws_access_key_id = {ACCESS_KEY}\n"
+                     f"aws_secret_access_key = {SECRET_KEY}\n")  # fmt: skip
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_PROFILE", "backup")
+    url = "s3://bkt/drill"
+    code, _out, err = snap(cluster, url, f"--s3.endpoint-url={server.endpoint}")
+    assert code == EXIT_OK, err
+    result, metrics, _findings = run_probe(
+        cluster, [url], endpoint_url=server.endpoint, restore_drill=True,
+        etcd_binary=cluster.binary,
+    )  # fmt: skip
+    (state,) = result.locations
+    assert state.restore is not None and state.restore.success, state.restore
+    assert state.restore.keys == state.newest.stats.live_keys
+    assert state.restore.snapshot.startswith("s3://bkt/drill/prod-")
+    assert metrics[("etcd_inspector_backup_restore_success", url)] == 1
