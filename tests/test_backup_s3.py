@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from etcd_inspector.backup.objects import parse_location, snapshot_objects
 from etcd_inspector.backup.s3 import list_objects, make_client
 from etcd_inspector.config import parse_config
 from etcd_inspector.demo.localcluster import LocalCluster, find_etcd_binary, start_cluster
+from etcd_inspector.demo.sample_writer import SampleWriter
 from etcd_inspector.exitcodes import (
     EXIT_OK,
     EXIT_SNAPSHOT_CREDENTIALS,
@@ -270,3 +274,50 @@ def test_credentials_file_and_endpoint_flag_and_the_restore_drill_from_an_object
     assert state.restore.keys == state.newest.stats.live_keys
     assert state.restore.snapshot.startswith("s3://bkt/drill/prod-")
     assert metrics[("etcd_inspector_backup_restore_success", url)] == 1
+
+
+def peak_rss_mib(argv: list[str], log: Path) -> tuple[float, int, str]:
+    """(peak RSS in MiB, exit code, output) of one process, reaped with wait4 for its usage."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024, proc.returncode, log.read_text()  # ru_maxrss: KiB on Linux
+
+
+def test_snapshotting_a_200mb_database_into_the_bucket_holds_no_more_than_a_few_parts(
+    server: S3Server, tmp_path: Path
+) -> None:
+    """The snapshot's own memory (peak RSS of the command over the same program loaded and its
+    S3 client made, before any byte) stays far under the database's size."""
+    c = start_cluster(1, base_dir=tmp_path / "big", binary=find_etcd_binary())
+    try:
+
+        async def fill() -> None:
+            w = SampleWriter(c.endpoints[0], timeout=60.0)
+            try:
+                for i in range(200):
+                    await w.put(b"/big/%03d" % i, os.urandom(1_000_000))
+            finally:
+                await w.close()
+
+        asyncio.run(fill())
+        peak, code, output = peak_rss_mib([
+            sys.executable, "-m", "etcd_inspector", "snapshot", "--etcd.cluster-name=big",
+            f"--etcd.endpoints={c.endpoints[0]}", "--out=s3://bkt/big",
+        ], tmp_path / "snapshot.log")  # fmt: skip
+        assert code == EXIT_OK, output
+    finally:
+        c.stop()
+    loaded, code, output = peak_rss_mib([sys.executable, "-c", (
+        "import etcd_inspector.cli, etcd_inspector.snapshot\n"
+        "from etcd_inspector.backup.s3 import make_client\nmake_client()"
+    )], tmp_path / "loaded.log")  # fmt: skip
+    assert code == 0, output
+    assert len(published("s3://bkt/big")) == 1
+    (data,) = (server.root / "bkt" / "big").glob("*.db")
+    db_mib = data.stat().st_size / 2**20
+    assert db_mib > 200
+    print(f"snapshot of {db_mib:.0f} MiB: peak RSS {peak:.0f} MiB, {loaded:.0f} MiB of it the "
+          f"program and its S3 client before the first byte")  # fmt: skip
+    assert peak - loaded < 64, f"peak {peak:.0f} MiB, loaded {loaded:.0f} MiB"

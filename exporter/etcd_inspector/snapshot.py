@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -247,7 +248,8 @@ async def take_snapshot_to_bucket(cluster: ClusterConfig, out: str, endpoint_url
     loc = parse_location(out)
     try:
         client = await asyncio.to_thread(make_client, endpoint_url)
-        await asyncio.to_thread(list_objects, client, loc)  # bucket, credentials, endpoint
+        # Up front: the bucket, the credentials and the endpoint, before etcd is asked.
+        existing = {o.key for o in await asyncio.to_thread(list_objects, client, loc)}
     except S3Error as err:
         raise _bucket_failure(err, loc, "cannot list", started=False) from None
     clients = member_clients(cluster)
@@ -259,18 +261,24 @@ async def take_snapshot_to_bucket(cluster: ClusterConfig, out: str, endpoint_url
                 EXIT_SNAPSHOT_ETCD, f"cluster {cluster.name}: no healthy voting member answered"
             )
         member = next(c for c in clients if c.endpoint == order[0])
-        return await _upload_from(cluster, member, topology.name_of(member.endpoint), client, loc)
+        return await _upload_from(cluster, member, topology.name_of(member.endpoint), client, loc,
+                                  existing)  # fmt: skip
     finally:
         for c in clients:
             await c.close()
 
 
 async def _upload_from(
-    cluster: ClusterConfig, client: MemberClient, member: str, s3: S3Client, loc: BucketLocation
+    cluster: ClusterConfig, client: MemberClient, member: str, s3: S3Client, loc: BucketLocation,
+    existing: set[str],
 ) -> Written:
     started_at = time.time()
-    started = time.monotonic()
     name = object_name(cluster.name, started_at)
+    while loc.key(name) in existing:  # names have one second's resolution: never overwrite
+        await asyncio.sleep(1.0 - started_at % 1.0)
+        started_at = time.time()
+        name = object_name(cluster.name, started_at)
+    started = time.monotonic()
     upload = MultipartUpload(s3, loc.bucket, loc.key(name))
     hasher = TailHasher()
     published = False
@@ -424,6 +432,9 @@ async def _main(
 ) -> int:
     task = asyncio.current_task()
     assert task is not None
+    # One worker thread for every blocking call (S3 requests, the bbolt check): they run one at
+    # a time anyway, and each extra thread would keep a malloc arena of freed part buffers.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1, "snapshot-io"))
     # SIGTERM (a pod stopping) cancels like Ctrl-C: the partial file is removed on the way out.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     if every is None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -73,6 +73,9 @@ from etcd_inspector.report.view import (
     text,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 
 
@@ -115,6 +118,13 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         # Verdicts by (path, size, mtime): a check that outlives a run's timeout still lands here.
         self._checks: dict[_FileKey, SnapshotCheck] = {}
         self._drills: dict[_FileKey, RestoreDrill] = {}
+        # One S3 client for the probe's life (thread-safe; botocore refreshes credentials).
+        self._s3: S3Client | None = None
+
+    def _s3_client(self) -> S3Client:
+        if self._s3 is None:
+            self._s3 = make_client(self.options.endpoint_url)
+        return self._s3
 
     def _check_and_keep(self, f: SnapshotFile) -> SnapshotCheck:
         found = check_snapshot(f)
@@ -127,7 +137,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         except ValueError as err:
             return LocationState(location, False, 0, error=str(err)), None
         try:
-            client = await asyncio.to_thread(make_client, self.options.endpoint_url)
+            client = await asyncio.to_thread(self._s3_client)
             files = snapshot_objects(loc, await asyncio.to_thread(list_objects, client, loc))
         except S3Error as err:
             if err.kind is Failure.NO_BUCKET:
@@ -195,7 +205,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         """The drill from a temporary copy of the object (streamed, removed afterwards)."""
         started = time.monotonic()
         try:
-            client = await asyncio.to_thread(make_client, self.options.endpoint_url)
+            client = await asyncio.to_thread(self._s3_client)
             copy = await asyncio.to_thread(_enter, local_copy(client, check.file))
         except (S3Error, OSError) as err:
             return RestoreDrill(False, time.monotonic() - started, problem=f"download: {err}",
