@@ -4,20 +4,23 @@ with the stored one (`<name>.sha256`, ours) and etcd's trailing SHA-256 with the
 `full_check_max_bytes` the bytes also go to a temporary file that the bbolt reader walks page
 by page (revision, keys, the same checks as for a file), then it is removed; a larger object is
 checked by its checksums and listing metadata only, and the check says so. Blocking: run it in
-a thread.
+a thread. The restore drill of an object runs on such a temporary copy (`drill_object`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from etcd_inspector.backup.bbolt import SnapshotCorrupt, SnapshotStats, read_snapshot
+from etcd_inspector.backup.drill import restore_drill
 from etcd_inspector.backup.files import (
     SHA256_SIZE,
     Checksum,
@@ -26,6 +29,7 @@ from etcd_inspector.backup.files import (
     SnapshotFile,
     has_trailing_sha256,
 )
+from etcd_inspector.backup.locations import RestoreDrill
 from etcd_inspector.backup.objects import CHECKSUM_SUFFIX, key_of, parse_checksum
 from etcd_inspector.backup.s3 import Download, S3Error, read_small
 from etcd_inspector.backup.taking import TailHasher
@@ -123,3 +127,22 @@ def _check(
         said = f"holds revision {stats.revision}, its name says {snap.name_revision}"
         return checksum, None, said, None
     return checksum, stats, None, None
+
+
+async def drill_object(
+    client: S3Client, check: SnapshotCheck, etcd_binary: str, timeout: float
+) -> RestoreDrill:
+    """The restore drill (backup/drill.py) from a temporary copy of the object, removed after."""
+    started = time.monotonic()
+    copy = local_copy(client, check.file)
+    try:
+        path = await asyncio.to_thread(copy.__enter__)
+    except (S3Error, OSError) as err:
+        return RestoreDrill(False, time.monotonic() - started, problem=f"download: {err}",
+                            snapshot=check.file.path, ran_at=time.time())  # fmt: skip
+    try:
+        local = replace(check, file=replace(check.file, path=path))
+        drill = await restore_drill(local, etcd_binary, timeout)
+    finally:
+        await asyncio.to_thread(copy.__exit__, None, None, None)
+    return replace(drill, snapshot=check.file.path)

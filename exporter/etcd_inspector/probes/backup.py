@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +31,7 @@ from pydantic import Field
 from etcd_inspector.backup.bucketcheck import (
     DEFAULT_FULL_CHECK_MAX_BYTES,
     check_object,
-    local_copy,
+    drill_object,
 )
 from etcd_inspector.backup.drill import restore_drill
 from etcd_inspector.backup.files import SnapshotCheck, SnapshotFile, check_snapshot, find_snapshots
@@ -104,12 +103,10 @@ class BackupOptions(Section):
 _FileKey = tuple[str, int, int]
 
 
-def _enter(ctx: AbstractContextManager[str]) -> tuple[str, AbstractContextManager[str]]:
-    return ctx.__enter__(), ctx
-
-
 def _key(f: SnapshotFile) -> _FileKey:
     return (f.path, f.size, f.mtime_ns)
+
+
 
 
 class BackupProbe(Probe[BackupOptions, BackupResult]):
@@ -194,29 +191,15 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         key = _key(check.file)
         if key not in self._drills:
             if is_s3(check.file.path):
-                self._drills[key] = await self._drill_object(check)
+                client = await asyncio.to_thread(self._s3_client)
+                self._drills[key] = await drill_object(
+                    client, check, self.options.etcd_binary, call_timeout(120.0, 0.9)
+                )
             else:
                 self._drills[key] = await restore_drill(
                     check, self.options.etcd_binary, call_timeout(120.0, 0.9)
                 )
         return self._drills[key]
-
-    async def _drill_object(self, check: SnapshotCheck) -> RestoreDrill:
-        """The drill from a temporary copy of the object (streamed, removed afterwards)."""
-        started = time.monotonic()
-        try:
-            client = await asyncio.to_thread(self._s3_client)
-            copy = await asyncio.to_thread(_enter, local_copy(client, check.file))
-        except (S3Error, OSError) as err:
-            return RestoreDrill(False, time.monotonic() - started, problem=f"download: {err}",
-                                snapshot=check.file.path, ran_at=time.time())  # fmt: skip
-        path, ctx = copy
-        try:
-            local = replace(check, file=replace(check.file, path=path))
-            drill = await restore_drill(local, self.options.etcd_binary, call_timeout(120.0, 0.9))
-        finally:
-            await asyncio.to_thread(ctx.__exit__, None, None, None)
-        return replace(drill, snapshot=check.file.path)
 
     # ----------------------------------------------------------------------- metrics
 
