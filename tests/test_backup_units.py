@@ -33,6 +33,7 @@ from etcd_inspector.backup.objects import (
     own_objects,
     parse_checksum,
     parse_location,
+    redacted,
     snapshot_objects,
 )
 from etcd_inspector.backup.s3 import S3Error, classify
@@ -264,8 +265,11 @@ def test_bucket_urls_parse_and_reject_credentials_and_bad_names() -> None:
     assert parse_location("s3://bkt").prefix == ""
     assert loc.object_url(loc.key("a.db")) == "s3://bkt/etcd/main/a.db"
     assert key_of("s3://bkt/etcd/main/a.db") == ("bkt", "etcd/main/a.db")
-    with pytest.raises(ValueError, match="not in the URL"):
+    with pytest.raises(ValueError, match="not in the URL") as err:
         parse_location("s3://KEY:SECRET@bkt/x")
+    assert "SECRET" not in str(err.value) and str(err.value).startswith("s3://***@bkt/x: ")
+    assert redacted("s3://KEY:SECRET@bkt/x") == "s3://***@bkt/x"
+    assert redacted("s3://bkt/x") == "s3://bkt/x"
     with pytest.raises(ValueError, match="is not a bucket name"):
         parse_location("s3://b/x")
 

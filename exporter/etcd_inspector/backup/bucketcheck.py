@@ -15,7 +15,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -24,14 +24,24 @@ from etcd_inspector.backup.drill import restore_drill
 from etcd_inspector.backup.files import (
     SHA256_SIZE,
     Checksum,
+    FileKey,
     Layout,
     SnapshotCheck,
     SnapshotFile,
+    file_key,
     has_trailing_sha256,
 )
-from etcd_inspector.backup.locations import RestoreDrill
-from etcd_inspector.backup.objects import CHECKSUM_SUFFIX, key_of, parse_checksum
-from etcd_inspector.backup.s3 import Download, S3Error, read_small
+from etcd_inspector.backup.locations import LocationState, RestoreDrill
+from etcd_inspector.backup.objects import (
+    CHECKSUM_SUFFIX,
+    Failure,
+    key_of,
+    parse_checksum,
+    parse_location,
+    redacted,
+    snapshot_objects,
+)
+from etcd_inspector.backup.s3 import Download, S3Error, list_objects, read_small
 from etcd_inspector.backup.taking import TailHasher
 from etcd_inspector.report.format import size
 
@@ -146,3 +156,30 @@ async def drill_object(
     finally:
         await asyncio.to_thread(copy.__exit__, None, None, None)
     return replace(drill, snapshot=check.file.path)
+
+
+async def survey_bucket(
+    location: str, client: Callable[[], S3Client], checks: dict[FileKey, SnapshotCheck],
+    limit: int,
+) -> tuple[LocationState, SnapshotCheck | None]:
+    """The backup probe's view of one bucket location: the listing, and the newest snapshot's
+    check (from `checks` while the object stays the same, else made now and kept there)."""
+    try:
+        loc = parse_location(location)
+    except ValueError as err:  # the label, too, without what may be a secret
+        return LocationState(redacted(location), False, 0, error=str(err)), None
+    try:
+        s3 = await asyncio.to_thread(client)
+        files = snapshot_objects(loc, await asyncio.to_thread(list_objects, s3, loc))
+    except S3Error as err:
+        if err.kind is Failure.NO_BUCKET:
+            return LocationState(location, False, 0, error="bucket does not exist"), None
+        return LocationState(location, True, 0, error=f"cannot be listed: {err.kind}"), None
+    if not files:
+        return LocationState(location, True, 0), None
+    newest = files[0]
+    check = checks.get(file_key(newest))
+    if check is None:
+        check = await asyncio.to_thread(check_object, s3, newest, limit)
+        checks[file_key(newest)] = check
+    return LocationState(location, True, len(files), newest=check), check

@@ -84,6 +84,14 @@ class SnapshotCheck:
     note: str | None = None  # what was not checked, and why (a big object: checksum only)
 
 
+FileKey = tuple[str, int, int]
+
+
+def file_key(f: SnapshotFile) -> FileKey:
+    """A snapshot's identity for keeping its verdict: path (or URL), size and time."""
+    return (f.path, f.size, f.mtime_ns)
+
+
 def own_snapshot_name(cluster: str, taken_at: float, revision: int) -> str:
     return f"{cluster}-{time.strftime(TIME_FORMAT, time.gmtime(taken_at))}-r{revision}.db"
 

@@ -48,15 +48,26 @@ class BucketLocation:
         return f"{SCHEME}{self.bucket}/{key}"
 
 
+def redacted(url: str) -> str:
+    """The URL without what may be credentials (`s3://KEY:SECRET@bucket/...`), for labels,
+    logs and pages."""
+    if not is_s3(url):
+        return url
+    authority, slash, rest = url[len(SCHEME):].partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{SCHEME}{authority}{slash}{rest}"
+
+
 def parse_location(url: str) -> BucketLocation:
-    """`s3://BUCKET[/PREFIX]`; raises ValueError with the reason."""
+    """`s3://BUCKET[/PREFIX]`; raises ValueError with the reason (never echoing credentials)."""
     if not is_s3(url):
         raise ValueError(f"{url}: not an s3:// URL")
     rest = url[len(SCHEME):]
     bucket, _, prefix = rest.partition("/")
     if "@" in bucket or ":" in bucket:
-        raise ValueError(f"{url}: put credentials and the endpoint in the environment or "
-                         "the AWS config files, not in the URL")  # fmt: skip
+        raise ValueError(f"{redacted(url)}: put credentials and the endpoint in the environment "
+                         "or the AWS config files, not in the URL")  # fmt: skip
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", bucket):
         raise ValueError(f"{url}: {bucket!r} is not a bucket name")
     prefix = prefix.strip("/")

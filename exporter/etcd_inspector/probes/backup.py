@@ -30,11 +30,18 @@ from pydantic import Field
 
 from etcd_inspector.backup.bucketcheck import (
     DEFAULT_FULL_CHECK_MAX_BYTES,
-    check_object,
     drill_object,
+    survey_bucket,
 )
 from etcd_inspector.backup.drill import restore_drill
-from etcd_inspector.backup.files import SnapshotCheck, SnapshotFile, check_snapshot, find_snapshots
+from etcd_inspector.backup.files import (
+    FileKey,
+    SnapshotCheck,
+    SnapshotFile,
+    check_snapshot,
+    file_key,
+    find_snapshots,
+)
 from etcd_inspector.backup.locations import (
     BackupResult,
     Comparison,
@@ -42,8 +49,8 @@ from etcd_inspector.backup.locations import (
     LocationState,
     RestoreDrill,
 )
-from etcd_inspector.backup.objects import Failure, is_s3, parse_location, snapshot_objects
-from etcd_inspector.backup.s3 import S3Error, list_objects, make_client
+from etcd_inspector.backup.objects import is_s3
+from etcd_inspector.backup.s3 import make_client
 from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import MemberClient, call_timeout
@@ -100,21 +107,14 @@ class BackupOptions(Section):
     full_check_max_bytes: int = Field(default=DEFAULT_FULL_CHECK_MAX_BYTES, gt=0)
 
 
-_FileKey = tuple[str, int, int]
-
-
-def _key(f: SnapshotFile) -> _FileKey:
-    return (f.path, f.size, f.mtime_ns)
-
-
 
 
 class BackupProbe(Probe[BackupOptions, BackupResult]):
     def __init__(self, options: BackupOptions) -> None:
         super().__init__(options)
         # Verdicts by (path, size, mtime): a check that outlives a run's timeout still lands here.
-        self._checks: dict[_FileKey, SnapshotCheck] = {}
-        self._drills: dict[_FileKey, RestoreDrill] = {}
+        self._checks: dict[FileKey, SnapshotCheck] = {}
+        self._drills: dict[FileKey, RestoreDrill] = {}
         # One S3 client for the probe's life (thread-safe; botocore refreshes credentials).
         self._s3: S3Client | None = None
 
@@ -125,31 +125,13 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
 
     def _check_and_keep(self, f: SnapshotFile) -> SnapshotCheck:
         found = check_snapshot(f)
-        self._checks[_key(f)] = found
+        self._checks[file_key(f)] = found
         return found
 
     async def _bucket(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
-        try:
-            loc = parse_location(location)
-        except ValueError as err:
-            return LocationState(location, False, 0, error=str(err)), None
-        try:
-            client = await asyncio.to_thread(self._s3_client)
-            files = snapshot_objects(loc, await asyncio.to_thread(list_objects, client, loc))
-        except S3Error as err:
-            if err.kind is Failure.NO_BUCKET:
-                return LocationState(location, False, 0, error="bucket does not exist"), None
-            return LocationState(location, True, 0, error=f"cannot be listed: {err.kind}"), None
-        if not files:
-            return LocationState(location, True, 0), None
-        newest = files[0]
-        check = self._checks.get(_key(newest))
-        if check is None:
-            check = await asyncio.to_thread(
-                check_object, client, newest, self.options.full_check_max_bytes
-            )
-            self._checks[_key(newest)] = check
-        return LocationState(location, True, len(files), newest=check), check
+        return await survey_bucket(
+            location, self._s3_client, self._checks, self.options.full_check_max_bytes
+        )
 
     async def _location(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
         if is_s3(location):
@@ -164,7 +146,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         if not files:
             return LocationState(location, True, 0), None
         newest = files[0]
-        check = self._checks.get(_key(newest)) or await asyncio.to_thread(
+        check = self._checks.get(file_key(newest)) or await asyncio.to_thread(
             self._check_and_keep, newest
         )
         return LocationState(location, True, len(files), newest=check), check
@@ -182,13 +164,13 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
                 if self.options.restore_drill:
                     state = replace(state, restore=await self._drill(check))
             states.append(state)
-        newest = {_key(s.newest.file) for s in states if s.newest is not None}
+        newest = {file_key(s.newest.file) for s in states if s.newest is not None}
         self._checks = {k: v for k, v in self._checks.items() if k in newest}
         self._drills = {k: v for k, v in self._drills.items() if k in newest}
         return BackupResult(max_age, tuple(states), time.time())
 
     async def _drill(self, check: SnapshotCheck) -> RestoreDrill:
-        key = _key(check.file)
+        key = file_key(check.file)
         if key not in self._drills:
             if is_s3(check.file.path):
                 client = await asyncio.to_thread(self._s3_client)
