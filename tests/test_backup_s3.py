@@ -276,13 +276,24 @@ def test_credentials_file_and_endpoint_flag_and_the_restore_drill_from_an_object
     assert metrics[("etcd_inspector_backup_restore_success", url)] == 1
 
 
+# A fresh Python runs the command and reports its peak RSS: Linux's ru_maxrss counts from the
+# fork, so a child of the (large) test process would start at the test process's size.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
 def peak_rss_mib(argv: list[str], log: Path) -> tuple[float, int, str]:
-    """(peak RSS in MiB, exit code, output) of one process, reaped with wait4 for its usage."""
+    """(peak RSS in MiB, exit code, output) of one process."""
+    peak = log.with_suffix(".peak")
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024, proc.returncode, log.read_text()  # ru_maxrss: KiB on Linux
+        measured = [sys.executable, "-c", _MEASURE, str(peak), *argv]
+        code = subprocess.run(measured, stdout=out, stderr=subprocess.STDOUT, timeout=300,
+                              check=False).returncode  # fmt: skip
+    return int(peak.read_text()) / 1024, code, log.read_text()  # ru_maxrss: KiB on Linux
 
 
 def test_snapshotting_a_200mb_database_into_the_bucket_holds_no_more_than_a_few_parts(
@@ -302,11 +313,11 @@ def test_snapshotting_a_200mb_database_into_the_bucket_holds_no_more_than_a_few_
                 await w.close()
 
         asyncio.run(fill())
-        peak, code, output = peak_rss_mib([
+        peak, code, written = peak_rss_mib([
             sys.executable, "-m", "etcd_inspector", "snapshot", "--etcd.cluster-name=big",
             f"--etcd.endpoints={c.endpoints[0]}", "--out=s3://bkt/big",
         ], tmp_path / "snapshot.log")  # fmt: skip
-        assert code == EXIT_OK, output
+        assert code == EXIT_OK, written
     finally:
         c.stop()
     loaded, code, output = peak_rss_mib([sys.executable, "-c", (
@@ -319,5 +330,6 @@ def test_snapshotting_a_200mb_database_into_the_bucket_holds_no_more_than_a_few_
     db_mib = data.stat().st_size / 2**20
     assert db_mib > 200
     print(f"snapshot of {db_mib:.0f} MiB: peak RSS {peak:.0f} MiB, {loaded:.0f} MiB of it the "
-          f"program and its S3 client before the first byte")  # fmt: skip
-    assert peak - loaded < 64, f"peak {peak:.0f} MiB, loaded {loaded:.0f} MiB"
+          f"program and its S3 client before the first byte; {written.strip()}")  # fmt: skip
+    # Measured 115 MiB over 98 (one 5 MiB part, its joined copy, gRPC's fixed window).
+    assert peak - loaded < 40, f"peak {peak:.0f} MiB, loaded {loaded:.0f} MiB"

@@ -12,6 +12,7 @@ addressing). Every request has a connect and a read timeout. Nothing here logs a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
@@ -98,6 +99,19 @@ def make_client(endpoint_url: str = "") -> S3Client:
         return session.client("s3", **kwargs)
     except Exception as err:
         raise classify(err) from None
+
+
+def shared_client(endpoint_url: str = "") -> S3Client:
+    """One client per endpoint and AWS environment for the process (`snapshot --every` runs for
+    days): a client is thread-safe, and botocore refreshes expiring credentials (web identity)
+    inside it."""
+    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    return _cached_client(endpoint_url, aws)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_client(endpoint_url: str, _aws_environment: tuple[tuple[str, str], ...]) -> S3Client:
+    return make_client(endpoint_url)
 
 
 def list_objects(client: S3Client, loc: BucketLocation) -> list[ListedObject]:
