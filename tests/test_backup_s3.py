@@ -216,7 +216,7 @@ def test_bad_credentials_bucket_or_endpoint_is_one_line_and_its_own_code(
     url, expected, words = "s3://bkt/x", 0, ""
     if fault == "wrong key":
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-        expected, words = EXIT_SNAPSHOT_CREDENTIALS, "credentials rejected"
+        expected, words = EXIT_SNAPSHOT_CREDENTIALS, "credentials missing or rejected"
     elif fault == "missing bucket":
         url, expected, words = "s3://nobucket/x", EXIT_SNAPSHOT_NO_BUCKET, "no such bucket"
     else:

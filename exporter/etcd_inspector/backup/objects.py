@@ -182,7 +182,7 @@ class Failure(StrEnum):
 
     NO_BUCKET = "no such bucket"
     ACCESS_DENIED = "access denied"
-    CREDENTIALS = "credentials rejected"  # unknown key id, wrong secret, or none found
+    CREDENTIALS = "credentials missing or rejected"  # unknown key id, wrong secret, none found
     EXPIRED = "credentials expired"
     ENDPOINT = "endpoint unreachable or not S3"
     NETWORK = "network error"  # the connection broke or timed out mid-way
