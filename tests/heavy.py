@@ -1,6 +1,7 @@
 """The heavy components a test may start, and the check that it is marked for them.
 
-`make test-fast` runs `-m "not etcd and not prometheus and not promtool and not browser"`; that
+`make test-fast` runs `-m "not etcd and not prometheus and not promtool and not browser and
+not s3"`; that
 lane is only a unit run if every test that starts one of these carries its marker. So the code
 that starts them calls `require(marker, what)`, which fails the running test (not skips it) with
 one line naming the marker to add. Markers are registered in pyproject.toml.
@@ -16,6 +17,7 @@ HEAVY_MARKERS = {
     "prometheus": "starts a real Prometheus server",
     "promtool": "runs the real promtool",
     "browser": "runs headless Chromium",
+    "s3": "starts a real S3 server (rclone serve s3)",
 }
 
 # Fixtures (conftest.py's) that start etcd or hand out its binary: a test that requests one,

@@ -7,10 +7,11 @@ import hashlib
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etcd_inspector import cli
+from etcd_inspector import cli, snapshot
 from etcd_inspector.backup import bbolt
 from etcd_inspector.backup.files import (
     Checksum,
@@ -22,10 +23,32 @@ from etcd_inspector.backup.files import (
     own_snapshot_name,
 )
 from etcd_inspector.backup.locations import BackupResult, Comparison, DataCheck, LocationState
+from etcd_inspector.backup.objects import (
+    Failure,
+    ListedObject,
+    checksum_text,
+    failure_of_code,
+    key_of,
+    object_name,
+    own_objects,
+    parse_checksum,
+    parse_location,
+    redacted,
+    snapshot_objects,
+)
+from etcd_inspector.backup.s3 import S3Error, classify
 from etcd_inspector.backup.taking import TailHasher, member_order, to_prune
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.config import ConfigError, parse_config
 from etcd_inspector.etcd.client import MemberStatus
+from etcd_inspector.exitcodes import (
+    EXIT_SNAPSHOT_ACCESS_DENIED,
+    EXIT_SNAPSHOT_CREDENTIALS,
+    EXIT_SNAPSHOT_CREDENTIALS_EXPIRED,
+    EXIT_SNAPSHOT_ENDPOINT,
+    EXIT_SNAPSHOT_NO_BUCKET,
+    EXIT_SNAPSHOT_UPLOAD_BROKE,
+)
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.backup import backup_findings
 
@@ -231,3 +254,111 @@ def test_backup_locations_differ_per_cluster() -> None:
     own, shared = config.probes_for("c")["backup"], config.probes_for("d")["backup"]
     assert (own.options.locations, own.options.max_age) == (("/c-only",), 7200.0)
     assert (shared.options.locations, shared.options.max_age) == (("/shared",), 7200.0)
+
+
+# --------------------------------------------------------------------------- buckets (pure)
+
+
+def test_bucket_urls_parse_and_reject_credentials_and_bad_names() -> None:
+    loc = parse_location("s3://bkt/etcd/main/")
+    assert (loc.bucket, loc.prefix, loc.url) == ("bkt", "etcd/main/", "s3://bkt/etcd/main")
+    assert parse_location("s3://bkt").prefix == ""
+    assert loc.object_url(loc.key("a.db")) == "s3://bkt/etcd/main/a.db"
+    assert key_of("s3://bkt/etcd/main/a.db") == ("bkt", "etcd/main/a.db")
+    with pytest.raises(ValueError, match="not in the URL") as err:
+        parse_location("s3://KEY:SECRET@bkt/x")
+    assert "SECRET" not in str(err.value) and str(err.value).startswith("s3://***@bkt/x: ")
+    assert redacted("s3://KEY:SECRET@bkt/x") == "s3://***@bkt/x"
+    assert redacted("s3://bkt/x") == "s3://bkt/x"
+    with pytest.raises(ValueError, match="is not a bucket name"):
+        parse_location("s3://b/x")
+
+
+def test_only_published_snapshots_count_and_retention_finds_abandoned_uploads() -> None:
+    loc = parse_location("s3://bkt/etcd")
+    now = 1_800_000_000.0
+    ours = object_name("prod", now - 60)
+    older = object_name("prod", now - 7200)
+    unpublished = object_name("prod", now - 10)  # in flight: newer, but no checksum yet
+    abandoned = object_name("prod", now - 2 * 3600 - 5)
+    listing = [
+        ListedObject(f"etcd/{ours}", 100, now - 50),
+        ListedObject(f"etcd/{ours}.sha256", 90, now - 50),
+        ListedObject(f"etcd/{older}", 100, now - 7100),
+        ListedObject(f"etcd/{older}.sha256", 90, now - 7100),
+        ListedObject(f"etcd/{unpublished}", 100, now - 5),
+        ListedObject(f"etcd/{abandoned}", 100, now - 7000),
+        ListedObject(f"etcd/{object_name('other', now)}", 100, now),
+        ListedObject(f"etcd/{object_name('other', now)}.sha256", 90, now),
+        ListedObject("etcd/nightly.db", 100, now - 30),  # `aws s3 cp` of an etcdctl file
+        ListedObject("etcd/deep/er/x.db", 100, now),  # two levels down: not looked at
+    ]
+    found = snapshot_objects(loc, listing)
+    assert [f.path.rsplit("/", 1)[1] for f in found] == [
+        object_name("other", now), "nightly.db", ours, older,
+    ]  # fmt: skip
+    assert found[2].layout is Layout.INSPECTOR and found[2].name_revision is None
+    published, gone = own_objects(loc, "prod", listing, now)
+    assert [f.path for f in published] == [f"s3://bkt/etcd/{ours}", f"s3://bkt/etcd/{older}"]
+    assert gone == [f"etcd/{abandoned}"]  # the in-flight one is young: left alone
+    assert [f.path for f in to_prune(published, 1, None, now)] == [f"s3://bkt/etcd/{older}"]
+
+
+def test_the_checksum_object_is_a_sha256sum_line() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    assert parse_checksum(checksum_text(digest, "a.db")) == digest
+    assert parse_checksum("not a checksum\n") is None
+
+
+@pytest.mark.parametrize(("code", "status", "kind"), [
+    ("NoSuchBucket", 404, Failure.NO_BUCKET),
+    ("AccessDenied", 403, Failure.ACCESS_DENIED),
+    ("InvalidAccessKeyId", 403, Failure.CREDENTIALS),
+    ("SignatureDoesNotMatch", 403, Failure.CREDENTIALS),
+    ("ExpiredToken", 400, Failure.EXPIRED),
+    ("RequestExpired", 403, Failure.EXPIRED),
+    ("403", 403, Failure.ACCESS_DENIED),  # HEAD: no body, the status says it
+    ("NoSuchKey", 404, Failure.NOT_FOUND),
+    ("MethodNotAllowed", 405, Failure.ENDPOINT),  # not an S3 server
+    ("SlowDown", 503, Failure.OTHER),
+])  # fmt: skip
+def test_s3_error_codes_map_to_kinds(code: str, status: int, kind: Failure) -> None:
+    assert failure_of_code(code, status) is kind
+
+
+def test_botocore_exceptions_are_classified_by_type() -> None:
+    import botocore.exceptions as bex
+
+    response: Any = {"Error": {"Code": "ExpiredToken", "Message": "expired"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+    expired = bex.ClientError(response, "PutObject")
+    assert classify(expired).kind is Failure.EXPIRED
+    assert classify(bex.NoCredentialsError()).kind is Failure.CREDENTIALS
+    assert classify(bex.EndpointConnectionError(endpoint_url="http://x")).kind is Failure.ENDPOINT
+    assert classify(bex.ReadTimeoutError(endpoint_url="http://x")).kind is Failure.NETWORK
+    with pytest.raises(KeyError):
+        classify(KeyError("a bug is not an S3 failure"))
+
+
+@pytest.mark.parametrize(("kind", "started", "code"), [
+    (Failure.NO_BUCKET, False, EXIT_SNAPSHOT_NO_BUCKET),
+    (Failure.ACCESS_DENIED, True, EXIT_SNAPSHOT_ACCESS_DENIED),
+    (Failure.CREDENTIALS, False, EXIT_SNAPSHOT_CREDENTIALS),
+    (Failure.EXPIRED, True, EXIT_SNAPSHOT_CREDENTIALS_EXPIRED),
+    (Failure.ENDPOINT, False, EXIT_SNAPSHOT_ENDPOINT),
+    (Failure.ENDPOINT, True, EXIT_SNAPSHOT_UPLOAD_BROKE),
+    (Failure.NETWORK, True, EXIT_SNAPSHOT_UPLOAD_BROKE),
+])  # fmt: skip
+def test_each_bucket_failure_has_its_own_exit_code(kind: Failure, started: bool, code: int) -> None:
+    failed = snapshot._bucket_failure(S3Error(kind, "detail"), parse_location("s3://bkt/p"),
+                                      "uploading x.db", started)  # fmt: skip
+    assert failed.code == code
+    assert failed.message == f"s3://bkt/p: uploading x.db: {kind} (detail)"
+    assert len({EXIT_SNAPSHOT_NO_BUCKET, EXIT_SNAPSHOT_ACCESS_DENIED, EXIT_SNAPSHOT_CREDENTIALS,
+                EXIT_SNAPSHOT_CREDENTIALS_EXPIRED, EXIT_SNAPSHOT_ENDPOINT,
+                EXIT_SNAPSHOT_UPLOAD_BROKE, 3, 4, 5, 6}) == 10  # fmt: skip
+
+
+def test_a_bad_bucket_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["snapshot", "--etcd.endpoints=http://127.0.0.1:1", "--out=s3://A/x"]) == 2
+    assert capsys.readouterr().err == "etcd-inspector: --out s3://A/x: 'A' is not a bucket name\n"

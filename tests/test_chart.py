@@ -456,3 +456,40 @@ def test_snapshots_refuse_the_kubeadm_mode(tmp_path: Path) -> None:
                "--set", "snapshot.enabled=true")  # fmt: skip
     assert out.returncode != 0
     assert "snapshot.enabled" in out.stderr
+
+
+def test_snapshots_to_a_bucket_take_a_credentials_secret_and_no_claim() -> None:
+    objects = render(CHART / "ci" / "default-values.yaml", sets=(
+        "snapshot.enabled=true", "snapshot.bucket=s3://etcd-backups/main",
+        "snapshot.s3.endpointUrl=http://minio.storage:9000",
+        "snapshot.s3.credentialsSecret=s3-keys", "networkPolicy.enabled=true",
+        "networkPolicy.s3Ports={9000}",
+    ))  # fmt: skip
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    cronjob = the(objects, "CronJob")
+    job_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    snapshot = container(job_pod, "snapshot")
+    parsed = cli.build_parser().parse_args(snapshot["args"])
+    assert parsed.out == "s3://etcd-backups/main"
+    assert parsed.s3_endpoint_url == "http://minio.storage:9000"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in snapshot["env"]}
+    assert env["AWS_ACCESS_KEY_ID"] == {"name": "s3-keys", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_SESSION_TOKEN"]["optional"] is True
+    assert "backups" not in [v["name"] for v in job_pod["volumes"]]
+    egress = the(objects, "NetworkPolicy")["spec"]["egress"]
+    assert [p["port"] for p in egress[1]["ports"]] == [9000]
+    for version in KUBERNETES_VERSIONS:
+        validate_kubernetes(cronjob, version)
+
+    # IRSA: no Secret, the role on the service account; the pod gets no keys.
+    objects = render(CHART / "ci" / "default-values.yaml", sets=(
+        "snapshot.enabled=true", "snapshot.bucket=s3://etcd-backups/main",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/backup",
+    ))  # fmt: skip
+    job_pod = the(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert "env" not in container(job_pod, "snapshot")
+    account = the(objects, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/backup"
+    }
+    assert job_pod["serviceAccountName"] == account["metadata"]["name"]

@@ -261,12 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     snap = sub.add_parser(
         "snapshot",
-        help="Save a verified etcd snapshot into a directory (once, or --every DURATION).",
+        help="Save a verified etcd snapshot into a directory or an S3 bucket (once, or "
+        "--every DURATION).",
         description="Stream a snapshot from a healthy member (a follower when there is one) "
         "through Maintenance.Snapshot, verify etcd's SHA-256 and the bbolt file, fsync, and "
-        "rename it to <cluster>-<UTC time>-r<revision>.db. With auth on, Maintenance.Snapshot "
-        "needs a user with the root role (--etcd.username). Exit 0 written, 2 usage, "
-        "3 bad destination, 4 no space left, 5 etcd failed, 6 snapshot not whole.",
+        "rename it to <cluster>-<UTC time>-r<revision>.db; or, with --out s3://BUCKET/PREFIX, "
+        "upload it in parts and publish <cluster>-<UTC time>.db with its .sha256 once etcd's "
+        "SHA-256 matched. With auth on, Maintenance.Snapshot needs a user with the root role "
+        "(--etcd.username). Exit 0 written, 2 usage, 3 bad destination, 4 no space left, "
+        "5 etcd failed, 6 snapshot not whole, 7 no such bucket, 8 access denied, "
+        "9 credentials missing or rejected, 10 credentials expired, 11 endpoint unreachable, "
+        "12 connection broke mid-upload.",
     )
     add_etcd_flags(snap)
     add_snapshot_arguments(snap)

@@ -9,6 +9,13 @@ EXIT_SNAPSHOT_DESTINATION = 3  # --out is missing, not a directory, or not writa
 EXIT_SNAPSHOT_NO_SPACE = 4  # the destination filled up (ENOSPC, EDQUOT)
 EXIT_SNAPSHOT_ETCD = 5  # no member could stream a snapshot, or the stream broke
 EXIT_SNAPSHOT_CORRUPT = 6  # what arrived is not whole (hash mismatch, not a bbolt file)
+# `snapshot --out s3://...`: nothing was published; the previous newest stays the newest
+EXIT_SNAPSHOT_NO_BUCKET = 7  # the bucket does not exist
+EXIT_SNAPSHOT_ACCESS_DENIED = 8  # the credentials may not list, write or delete there
+EXIT_SNAPSHOT_CREDENTIALS = 9  # none found, or the key id or secret is wrong
+EXIT_SNAPSHOT_CREDENTIALS_EXPIRED = 10  # the (session, web identity) credentials expired
+EXIT_SNAPSHOT_ENDPOINT = 11  # the endpoint cannot be reached, or does not answer as S3
+EXIT_SNAPSHOT_UPLOAD_BROKE = 12  # the connection broke or timed out mid-upload
 # `run`, `demo`, `generate`
 EXIT_ADDRESS = 3  # `run`, `demo`: cannot listen on --web.listen-address (taken, unresolvable)
 EXIT_OUTPUT = 4  # `generate`: cannot write --out (a file, not writable)

@@ -81,6 +81,15 @@ class SnapshotCheck:
     stats: SnapshotStats | None  # None when the file is not whole
     problem: str | None = None  # why it is not whole
     check_seconds: float = 0.0
+    note: str | None = None  # what was not checked, and why (a big object: checksum only)
+
+
+FileKey = tuple[str, int, int]
+
+
+def file_key(f: SnapshotFile) -> FileKey:
+    """A snapshot's identity for keeping its verdict: path (or URL), size and time."""
+    return (f.path, f.size, f.mtime_ns)
 
 
 def own_snapshot_name(cluster: str, taken_at: float, revision: int) -> str:

@@ -163,6 +163,8 @@ class MemberClient:
         self.auth = credentials
         self.request_timeout = request_timeout
         self.dial_timeout = dial_timeout
+        # Added to the channel's options when it is made (the snapshot command's, for one).
+        self.channel_options: tuple[tuple[str, str | int], ...] = ()
         self._channel: grpc.aio.Channel | None = None
         self._stamps: tuple[tuple[int, int] | None, ...] = ()
         self._token: str | None = None
@@ -183,7 +185,7 @@ class MemberClient:
             old, self._channel = self._channel, None
             self._token = None
             asyncio.get_running_loop().create_task(old.close(grace=1.0))
-        options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
+        options: list[tuple[str, str | int]] = [*_CHANNEL_OPTIONS, *self.channel_options]
         if self.dial_timeout is not None:
             # gRPC's MIN_CONNECT_TIMEOUT: how long one connection attempt may take (default 20s).
             options.append(

@@ -9,6 +9,11 @@ once: the verdict is kept for as long as its size and mtime stay the same.
 many keys at that revision as the snapshot holds (unless the revision is compacted away). The
 restore drill (option `restore_drill`, off by default) restores each new newest snapshot into a
 throwaway etcd on loopback (backup/drill.py).
+
+A location may also be a bucket, `s3://BUCKET/PREFIX` (backup/objects.py, backup/s3.py): the
+listing says what is there and how old, the newest object is streamed once through the checksums
+and the bbolt reader (backup/bucketcheck.py), and its verdict is kept while its size, time and
+ETag stay the same. The location label is the URL as configured: credentials never are in it.
 """
 
 from __future__ import annotations
@@ -17,13 +22,26 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import Field
 
+from etcd_inspector.backup.bucketcheck import (
+    DEFAULT_FULL_CHECK_MAX_BYTES,
+    drill_object,
+    survey_bucket,
+)
 from etcd_inspector.backup.drill import restore_drill
-from etcd_inspector.backup.files import SnapshotCheck, SnapshotFile, check_snapshot, find_snapshots
+from etcd_inspector.backup.files import (
+    FileKey,
+    SnapshotCheck,
+    SnapshotFile,
+    check_snapshot,
+    file_key,
+    find_snapshots,
+)
 from etcd_inspector.backup.locations import (
     BackupResult,
     Comparison,
@@ -31,6 +49,8 @@ from etcd_inspector.backup.locations import (
     LocationState,
     RestoreDrill,
 )
+from etcd_inspector.backup.objects import is_s3
+from etcd_inspector.backup.s3 import make_client
 from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.client import call_timeout
@@ -60,13 +80,16 @@ from etcd_inspector.report.view import (
     text,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 
 
 class BackupOptions(Section):
-    # Local directories (mounted volumes) holding the cluster's snapshots; none: not configured.
-    # A location that does not exist is a finding at run time, not a configuration error: a
-    # volume may be mounted after the exporter starts.
+    # Local directories (mounted volumes) or buckets (s3://BUCKET/PREFIX) holding the cluster's
+    # snapshots; none: not configured. A location that does not exist is a finding at run
+    # time, not a configuration error: a volume may be mounted after the exporter starts.
     locations: Annotated[tuple[NonEmptyStr, ...], unique("location", "locations")] = ()
     # How old the newest snapshot may be.
     max_age: PositiveDuration = DEFAULT_MAX_AGE_SECONDS
@@ -77,28 +100,43 @@ class BackupOptions(Section):
     etcd_binary: str = ""
     # Compare each snapshot's key count with the cluster's at the snapshot's revision.
     compare_keys: bool = True
+    # S3-compatible endpoint for s3:// locations; "": AWS_ENDPOINT_URL(_S3), the AWS config
+    # file's endpoint_url, else AWS. Credentials: the AWS environment, files or web identity.
+    endpoint_url: str = ""
+    # An object up to this size is read through the bbolt reader (spooled to a temporary
+    # file); a bigger one is checked by its checksums and metadata only.
+    full_check_max_bytes: int = Field(default=DEFAULT_FULL_CHECK_MAX_BYTES, gt=0)
 
 
-_FileKey = tuple[str, int, int]
-
-
-def _key(f: SnapshotFile) -> _FileKey:
-    return (f.path, f.size, f.mtime_ns)
 
 
 class BackupProbe(Probe[BackupOptions, BackupResult]):
     def __init__(self, options: BackupOptions) -> None:
         super().__init__(options)
         # Verdicts by (path, size, mtime): a check that outlives a run's timeout still lands here.
-        self._checks: dict[_FileKey, SnapshotCheck] = {}
-        self._drills: dict[_FileKey, RestoreDrill] = {}
+        self._checks: dict[FileKey, SnapshotCheck] = {}
+        self._drills: dict[FileKey, RestoreDrill] = {}
+        # One S3 client for the probe's life (thread-safe; botocore refreshes credentials).
+        self._s3: S3Client | None = None
+
+    def _s3_client(self) -> S3Client:
+        if self._s3 is None:
+            self._s3 = make_client(self.options.endpoint_url)
+        return self._s3
 
     def _check_and_keep(self, f: SnapshotFile) -> SnapshotCheck:
         found = check_snapshot(f)
-        self._checks[_key(f)] = found
+        self._checks[file_key(f)] = found
         return found
 
+    async def _bucket(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
+        return await survey_bucket(
+            location, self._s3_client, self._checks, self.options.full_check_max_bytes
+        )
+
     async def _location(self, location: str) -> tuple[LocationState, SnapshotCheck | None]:
+        if is_s3(location):
+            return await self._bucket(location)
         try:
             files = await asyncio.to_thread(find_snapshots, location)
         except FileNotFoundError:
@@ -109,7 +147,7 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
         if not files:
             return LocationState(location, True, 0), None
         newest = files[0]
-        check = self._checks.get(_key(newest)) or await asyncio.to_thread(
+        check = self._checks.get(file_key(newest)) or await asyncio.to_thread(
             self._check_and_keep, newest
         )
         return LocationState(location, True, len(files), newest=check), check
@@ -127,17 +165,23 @@ class BackupProbe(Probe[BackupOptions, BackupResult]):
                 if self.options.restore_drill:
                     state = replace(state, restore=await self._drill(check))
             states.append(state)
-        newest = {_key(s.newest.file) for s in states if s.newest is not None}
+        newest = {file_key(s.newest.file) for s in states if s.newest is not None}
         self._checks = {k: v for k, v in self._checks.items() if k in newest}
         self._drills = {k: v for k, v in self._drills.items() if k in newest}
         return BackupResult(max_age, tuple(states), time.time())
 
     async def _drill(self, check: SnapshotCheck) -> RestoreDrill:
-        key = _key(check.file)
+        key = file_key(check.file)
         if key not in self._drills:
-            self._drills[key] = await restore_drill(
-                check, self.options.etcd_binary, call_timeout(120.0, 0.9)
-            )
+            if is_s3(check.file.path):
+                client = await asyncio.to_thread(self._s3_client)
+                self._drills[key] = await drill_object(
+                    client, check, self.options.etcd_binary, call_timeout(120.0, 0.9)
+                )
+            else:
+                self._drills[key] = await restore_drill(
+                    check, self.options.etcd_binary, call_timeout(120.0, 0.9)
+                )
         return self._drills[key]
 
     # ----------------------------------------------------------------------- metrics
@@ -309,6 +353,7 @@ def location_json(s: LocationState, now: float) -> dict[str, Any]:
             "total_entries": st.total_keys if st else None,
             "compact_revision": st.compact_revision if st else None,
             "check_seconds": round(n.check_seconds, 3),
+            "note": n.note,
         },
         "cluster": None if s.data is None else {
             "comparison": s.data.comparison.value,
@@ -341,6 +386,8 @@ def backup_text(result: BackupResult, now: float) -> list[str]:
             continue
         st = n.stats
         verdict = "whole" if n.whole else f"NOT WHOLE: {n.problem}"
+        if n.note:
+            verdict += f" ({n.note})"
         if s.data is not None:
             verdict += f", cluster: {s.data.comparison.value}"
         if s.restore is not None:
@@ -370,6 +417,8 @@ def backups_view(v: ViewInput) -> list[ViewPart]:
             rows.append((text(loc["location"], Look.CODE), missing, *(Cell(None),) * 5))
             continue
         verdict, bad = ("whole", False) if n["whole"] else (f"NOT WHOLE: {n['problem']}", True)
+        if n.get("note"):
+            verdict += f" ({n['note']})"
         if loc["cluster"] is not None:
             verdict += f", cluster: {loc['cluster']['comparison']}"
             bad = bad or loc["cluster"]["comparison"] in (Comparison.KEYS_DIFFER, Comparison.AHEAD)
@@ -418,8 +467,9 @@ SPEC = ProbeSpec(
             flag="--backup.location",
             option="locations",
             type=str,
-            metavar="DIR",
-            help="A directory holding the cluster's snapshots, for the backup probe (repeatable).",
+            metavar="DIR|s3://BUCKET/PREFIX",
+            help="A directory or bucket holding the cluster's snapshots, for the backup probe "
+            "(repeatable).",
             repeatable=True,
         ),
         ProbeFlag(
