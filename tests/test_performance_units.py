@@ -134,12 +134,12 @@ def test_the_member_in_most_slow_links_is_named():
     assert slow_peer_culprits([]) == []
 
 
-def test_a_lone_campaign_needs_two_terms_without_a_leader():
-    assert term_campaign("m3", (5, False), (68, False), 60.0, 1.0).to_term == 68
-    assert term_campaign("m3", (5, True), (7, False), 5.0, 1.0) is not None
-    assert term_campaign("m3", (5, True), (6, True), 5.0, 1.0) is None  # an ordinary election
-    assert term_campaign("m3", (5, True), (8, True), 5.0, 1.0) is None  # it had a leader
-    assert term_campaign("m3", None, (8, False), 5.0, 1.0) is None
+def test_a_lone_campaign_shows_as_a_term_jump_after_being_cut_off():
+    # Status reports the applied term: the jump shows when the cut-off member rejoins.
+    assert term_campaign("m3", (5, True), 68, 60.0, 1.0).to_term == 68
+    assert term_campaign("m3", (5, True), 6, 5.0, 1.0) is None  # an ordinary election
+    assert term_campaign("m3", (5, False), 68, 5.0, 1.0) is None  # it was not cut off
+    assert term_campaign("m3", None, 8, 5.0, 1.0) is None
 
 
 def result(*members: MemberPerformance, campaigns=()) -> PerformanceResult:
@@ -170,11 +170,11 @@ def test_leader_changes_and_pre_vote_findings():
     m = MemberPerformance("e1", "m1", leader_changes_seen=((100.0, 1), (500.0, 3), (990.0, 6)))
     found = {f.check: f for f in performance_findings("c", result(m), DEFAULT)}
     assert found["leader_changes"].value == 5 and found["leader_changes"].member is None
-    campaign = term_campaign("m3", (5, False), (68, False), 60.0, 990.0)
+    campaign = term_campaign("m3", (5, True), 68, 60.0, 990.0)
     (f,) = performance_findings("c", result(campaigns=[campaign]), DEFAULT)
     assert f.check == "pre_vote" and f.member == "m3" and "--pre-vote" in f.message
     assert "5 to 68" in f.message
-    old = term_campaign("m3", (5, False), (68, False), 60.0, 1000.0 - 901)
+    old = term_campaign("m3", (5, True), 68, 60.0, 1000.0 - 901)
     assert list(performance_findings("c", result(campaigns=[old]), DEFAULT)) == []
 
 

@@ -85,18 +85,21 @@ class PerformanceResult:
 def term_campaign(
     member: str,
     before: tuple[int, bool] | None,
-    after: tuple[int, bool] | None,
+    after: int | None,
     seconds: float,
     now: float,
 ) -> Campaign | None:
-    """(term, has leader) at two Status answers -> the campaign they show, if any. One term
-    more is an ordinary election; two or more without a leader at either end is a member
-    campaigning alone, election timeout after election timeout."""
+    """(raft term, cut off) at one Status answer and the term at the next -> the campaign they
+    show, if any. `cut off`: the member had no leader while another member had one (in an
+    ordinary election none has). Status reports the term of the entries a member applied, so
+    a lone campaign shows when the member rejoins: its term jumps past the campaigns it ran.
+    One term more is an ordinary election; two or more is the member campaigning alone,
+    election timeout after election timeout (etcd without --pre-vote)."""
     if before is None or after is None:
         return None
-    (term0, led0), (term1, led1) = before, after
-    if term1 - term0 >= 2 and not (led0 and led1):
-        return Campaign(member, term0, term1, seconds, now)
+    term0, cut_off = before
+    if cut_off and after - term0 >= 2:
+        return Campaign(member, term0, after, seconds, now)
     return None
 
 

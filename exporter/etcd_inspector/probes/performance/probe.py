@@ -92,7 +92,7 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         super().__init__(options)
         self._reads: dict[str, deque[MetricsRead]] = {}
         self._leader_points: dict[str, deque[tuple[float, float]]] = {}
-        self._terms: dict[str, tuple[int, bool, float]] = {}  # term, has leader, monotonic
+        self._terms: dict[str, tuple[int, bool, float]] = {}  # term, cut off, monotonic
         self._campaigns: deque[Campaign] = deque(maxlen=64)
 
     async def _read_all(self, ctx: ProbeContext) -> dict[str, MemberRead]:
@@ -119,7 +119,8 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         for endpoint, (read, error, st) in reads.items():
             name = ctx.member_name(endpoint)
             if st is not None:
-                self._note_term(name, endpoint, st, now, now_wall)
+                led = any(o.leader_id != 0 for o in statuses if o.endpoint != endpoint)
+                self._note_term(name, endpoint, st, st.leader_id == 0 and led, now, now_wall)
             lags: dict[str, Any] = {}
             if st is not None:
                 lags = {
@@ -142,19 +143,18 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         )
 
     def _note_term(
-        self, name: str, endpoint: str, st: MemberStatus, now: float, now_wall: float
+        self, name: str, endpoint: str, st: MemberStatus, cut_off: bool, now: float, wall: float
     ) -> None:
         before = self._terms.get(endpoint)
-        has_leader = st.leader_id != 0
         if before is not None:
-            campaign = term_campaign(
-                name, before[:2], (st.raft_term, has_leader), now - before[2], now_wall
-            )
+            campaign = term_campaign(name, before[:2], st.raft_term, now - before[2], wall)
             if campaign is not None:
                 self._campaigns.append(campaign)
-        while self._campaigns and self._campaigns[0].seen_at < now_wall - HISTORY_SECONDS:
+        while self._campaigns and self._campaigns[0].seen_at < wall - HISTORY_SECONDS:
             self._campaigns.popleft()
-        self._terms[endpoint] = (st.raft_term, has_leader, now)
+        # A member cut off stays marked until a read shows it with a leader again.
+        still = cut_off or (before is not None and before[1] and st.leader_id == 0)
+        self._terms[endpoint] = (st.raft_term, still, now)
 
     def _measure(
         self,
