@@ -66,8 +66,7 @@ _SHARE = 0.5
 class PerformanceOptions(Section):
     # The exporter's window: quantiles and rates over about this many seconds of reads.
     window_seconds: Duration = 60.0
-    # The first run's (inspect's) window: two reads this far apart. The run's timeout must
-    # exceed it by two reads.
+    # The first run's (inspect's) window: two reads this far apart (added to the run's timeout).
     inspect_window_seconds: Duration = 5.0
 
 
@@ -94,6 +93,10 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         self._leader_points: dict[str, deque[tuple[float, float]]] = {}
         self._terms: dict[str, tuple[int, bool, float]] = {}  # term, cut off, monotonic
         self._campaigns: deque[Campaign] = deque(maxlen=64)
+
+    def waits_seconds(self) -> float:
+        # The first run's window comes on top of the timeout its two reads need.
+        return float(self.options.inspect_window_seconds)
 
     async def _read_all(self, ctx: ProbeContext) -> dict[str, MemberRead]:
         clients = [c for c in ctx.members if ctx.metrics and c.endpoint in ctx.metrics.targets]
