@@ -91,7 +91,8 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         super().__init__(options)
         self._reads: dict[str, deque[MetricsRead]] = {}
         self._leader_points: dict[str, deque[tuple[float, float]]] = {}
-        self._terms: dict[str, tuple[int, bool, float]] = {}  # term, cut off, monotonic
+        # Members without a leader: (term then, reads in a row without one, since: monotonic).
+        self._terms: dict[str, tuple[int, int, float]] = {}
         self._campaigns: deque[Campaign] = deque(maxlen=64)
 
     def waits_seconds(self) -> float:
@@ -148,16 +149,24 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
     def _note_term(
         self, name: str, endpoint: str, st: MemberStatus, cut_off: bool, now: float, wall: float
     ) -> None:
+        """A member is taken as cut off after two reads in a row without a leader while another
+        member had one: one read is no proof (a member between two leaders of an ordinary
+        election, read a moment apart from the others, looks the same)."""
         before = self._terms.get(endpoint)
-        if before is not None:
-            campaign = term_campaign(name, before[:2], st.raft_term, now - before[2], wall)
+        if before is not None and st.leader_id != 0:
+            term0, reads, since = before
+            campaign = term_campaign(name, (term0, reads >= 2), st.raft_term, now - since, wall)
             if campaign is not None:
                 self._campaigns.append(campaign)
         while self._campaigns and self._campaigns[0].seen_at < wall - HISTORY_SECONDS:
             self._campaigns.popleft()
-        # A member cut off stays marked until a read shows it with a leader again.
-        still = cut_off or (before is not None and before[1] and st.leader_id == 0)
-        self._terms[endpoint] = (st.raft_term, still, now)
+        if st.leader_id != 0:
+            self._terms.pop(endpoint, None)
+        elif before is None:
+            if cut_off:
+                self._terms[endpoint] = (st.raft_term, 1, now)
+        else:
+            self._terms[endpoint] = (before[0], before[1] + 1, before[2])
 
     def _measure(
         self,
