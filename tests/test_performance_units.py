@@ -234,3 +234,23 @@ def test_status_timeout_with_metrics_answering_is_slow_not_down():
     assert member_state(views[1]) == "slow" and member_state(views[2]) == "down"
     (slow,) = [f for f in StatusProbe(None).findings(topo, rc) if f.check == "slow_member"]  # type: ignore[arg-type]
     assert slow.severity == "warning" and "slow, not down" in slow.message
+
+
+def test_the_page_shows_each_members_values_over_the_threshold_in_red():
+    from etcd_inspector.probes.performance import SPEC
+    from etcd_inspector.report.view import Look, Table, ViewInput
+
+    slow = MemberPerformance("e2", "m2", window_seconds=5.0, fsync_p99=1.9, fsync_count=4,
+                             peers=(PeerRtt("m1", 0.4, 2),), revision_lag=3)  # fmt: skip
+    probe = SPEC.build()
+    rc = ReportContext("c", ("e2",), {"e2": "m2"})
+    doc = probe.report_json(result(slow), rc)
+    (section,) = SPEC.view(ViewInput(doc))
+    (table,) = section.blocks
+    assert isinstance(table, Table) and table.caption == "over the last 5s"
+    (row,) = table.rows
+    assert row[0].value == "m2" and row[1].value == 1.9 and row[1].look is Look.BAD
+    assert row[3].value == 0.4 and row[3].note == "to m1" and row[3].look is Look.BAD
+    assert row[6].value == 3 and row[6].look is Look.PLAIN
+    text = "\n".join(probe.report_text(result(slow), rc))
+    assert "1.90s" in text and "400ms to m1" in text
