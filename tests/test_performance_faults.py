@@ -219,6 +219,6 @@ def test_the_exporter_leaves_a_cut_off_member_and_names_the_campaign(
 
             wait_until(campaign, f"a pre_vote finding for {cut}", 20)
             votes = [f for f in exporter_doc(exporter)["findings"] if f["check"] == "pre_vote"]
-            assert {f["member"] for f in votes} == {cut}, (cut, [(f["member"], f["value"]) for f in votes])
+            assert {f["member"] for f in votes} == {cut}, [(f["member"], f["value"]) for f in votes]
             assert "--pre-vote" in votes[0]["message"]
             assert votes[0]["runbook"] == "etcdhighnumberofleaderchanges"
