@@ -238,15 +238,19 @@ def test_status_timeout_with_metrics_answering_is_slow_not_down():
 
 def test_the_page_shows_each_members_values_over_the_threshold_in_red():
     from etcd_inspector.probes.performance import SPEC
-    from etcd_inspector.report.view import Look, Table, ViewInput
+    from etcd_inspector.report.view import Column, Look, Table, ViewInput
 
     slow = MemberPerformance("e2", "m2", window_seconds=5.0, fsync_p99=1.9, fsync_count=4,
                              peers=(PeerRtt("m1", 0.4, 2),), revision_lag=3)  # fmt: skip
     probe = SPEC.build()
     rc = ReportContext("c", ("e2",), {"e2": "m2"})
     doc = probe.report_json(result(slow), rc)
-    (section,) = SPEC.view(ViewInput(doc))
-    (table,) = section.blocks
+    column, section = SPEC.view(ViewInput(doc))
+    # the members table says why beside "up"
+    assert isinstance(column, Column) and column.table == "members"
+    assert column.cells["m2"].value == "slow disk, slow peer links"
+    assert column.cells["m2"].look is Look.BAD
+    (table,) = section.blocks  # type: ignore[union-attr]
     assert isinstance(table, Table) and table.caption == "over the last 5s"
     (row,) = table.rows
     assert row[0].value == "m2" and row[1].value == 1.9 and row[1].look is Look.BAD

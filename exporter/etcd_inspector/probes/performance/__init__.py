@@ -13,6 +13,7 @@ from etcd_inspector.probes.base import Check, ProbeFlag, ProbeSpec
 from etcd_inspector.probes.performance.probe import PerformanceOptions, PerformanceProbe
 from etcd_inspector.report.view import (
     Cell,
+    Column,
     Format,
     Look,
     PageSection,
@@ -59,9 +60,21 @@ def performance_view(v: ViewInput) -> list[ViewPart]:
                  Look.BAD if m.get("error") or m.get("has_leader") is False else Look.MUTED),
         ))  # fmt: skip
     window = doc.get("window_seconds")
+    causes = {m["name"]: _causes(m, t) for m in doc.get("members", [])}
     headers = ("member", "WAL fsync p99", "commit p99", "peer RTT p99", "failed proposals",
                "slow applies", "revision lag", "applied lag", "note")  # fmt: skip
     return [
+        # In the members table, beside "up": what makes a member slow, in a few words.
+        Column(
+            "members",
+            "performance",
+            {
+                n: Cell(", ".join(c) or "ok", look=Look.BAD if c else Look.GOOD, tag="performance")
+                if c is not None
+                else Cell(None, look=Look.MUTED, tag="performance")
+                for n, c in causes.items()
+            },
+        ),
         PageSection(
             "Performance",
             (
@@ -73,8 +86,30 @@ def performance_view(v: ViewInput) -> list[ViewPart]:
                     empty="no member's metrics read yet",
                 ),
             ),
-        )
+        ),
     ]
+
+
+def _over(value: float | None, limit: float | None) -> bool:
+    return value is not None and limit is not None and value > limit
+
+
+def _causes(m: dict[str, Any], t: dict[str, Any]) -> list[str] | None:
+    """The member's problems in a few words ([] when none; None: its metrics were not read)."""
+    if m.get("error"):
+        return None
+    causes = []
+    if _over(m.get("wal_fsync_p99_seconds"), t.get("fsync_p99_seconds")) or _over(
+        m.get("backend_commit_p99_seconds"), t.get("commit_p99_seconds")
+    ):
+        causes.append("slow disk")
+    if any(_over(p.get("p99_seconds"), t.get("peer_rtt_p99_seconds")) for p in m.get("peers", [])):
+        causes.append("slow peer links")
+    if _over(m.get("slow_applies_per_second"), t.get("slow_applies_per_second")):
+        causes.append("slow applies")
+    if _over(m.get("revision_lag"), t.get("revision_lag_max")):
+        causes.append(f"{m['revision_lag']} revisions behind")
+    return causes
 
 
 SPEC = ProbeSpec(
