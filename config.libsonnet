@@ -148,6 +148,7 @@
     // ships, equal to its spec's stale_seconds (tests/test_thresholds.py checks both ways).
     probe_stale_seconds: {
       status: 600,
+      performance: 600,
       consistency: 1800,
       quota: 1800,
       hotkeys: 1800,

@@ -142,16 +142,27 @@
             },
           },
           {
+            // `To` is the peer's hex member ID; etcd_server_id (etcd >= 3.4) maps it to the
+            // member's name label (`to_member`). A peer whose etcd_server_id is not scraped
+            // (down, older etcd) keeps the alert, named by its ID only (`or ignoring`).
             alert: 'etcdMemberCommunicationSlow',
             expr: |||
-              histogram_quantile(0.99, rate(etcd_network_peer_round_trip_time_seconds_bucket{%(etcd_selector)s}[5m]))
+              (
+                histogram_quantile(0.99, rate(etcd_network_peer_round_trip_time_seconds_bucket{%(etcd_selector)s}[5m]))
+                  * on (To) group_left (to_member)
+                max by (To, to_member) (
+                  label_replace(label_replace(etcd_server_id{%(etcd_selector)s}, "To", "$1", "server_id", "(.+)"), "to_member", "$1", "%(etcd_member_label)s", "(.+)")
+                )
+                or ignoring (to_member)
+                histogram_quantile(0.99, rate(etcd_network_peer_round_trip_time_seconds_bucket{%(etcd_selector)s}[5m]))
+              )
               > %(peer_rtt_p99_seconds)s
             ||| % x,
             'for': '10m',
             labels: { severity: 'warning' },
             annotations: {
               summary: 'etcd cluster member communication is slow.',
-              description: '%s: member communication with {{ $labels.To }} is taking {{ $value | humanizeDuration }} on etcd instance %s.' % [etcdCluster, memberName],
+              description: '%s: member communication with {{ with $labels.to_member }}member {{ . }} (ID {{ $labels.To }}){{ else }}peer ID {{ $labels.To }}{{ end }} is taking {{ $value | humanizeDuration }} on etcd instance %s.' % [etcdCluster, memberName],
             },
           },
           {

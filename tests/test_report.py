@@ -277,12 +277,13 @@ def test_json_document_shape_and_values():
     assert doc["watch_seconds"] == 5.0
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
-        "name", "inspected", "error", "probes", "members", "leader", "alarms", "consistency",
-        "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
+        "name", "inspected", "error", "probes", "members", "leader", "alarms", "performance",
+        "consistency", "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
     assert list(cluster["probes"]) == [
-        "status", "consistency", "quota", "bigvalue", "hotkeys", "certs", "backup",
+        "status", "performance", "consistency", "quota", "bigvalue", "hotkeys", "certs",
+        "backup",
     ]  # fmt: skip
     assert cluster["leader"] == "m1"
     assert cluster["alarms"] == []

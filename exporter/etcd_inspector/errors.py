@@ -24,6 +24,8 @@ class ErrorKind(StrEnum):
     TLS = "tls"  # a TLS problem: certificates, names, TLS spoken to a plain port or the reverse
     CANCELLED = "cancelled"
     ERROR = "error"
+    # Status timed out, but the member answered /metrics at once: alive, and slow (status.py).
+    SLOW = "slow"
     # A probe run as a whole.
     NO_ANSWER = "no_answer"  # no member answered what the probe needs
     NOT_COMPARABLE = "not_comparable"  # fewer than two members to compare
@@ -59,6 +61,7 @@ _REASONS = {
     ErrorKind.PERMISSION_DENIED: "authentication failed: permission denied (the user lacks a "
     "role for this call)",
     ErrorKind.TOO_LARGE: "response too large",
+    ErrorKind.SLOW: "slow, not down (its Status timed out; its /metrics answered)",
     ErrorKind.NO_ANSWER: "no member answered",
     ErrorKind.NOT_COMPARABLE: "too few members to compare",
     ErrorKind.WATCH_DOWN: "the watch is down",

@@ -100,6 +100,25 @@ class Topology:
         # The leader may be a member that is not configured here; name it from the member list.
         return next((names.get(i) or f"{i:x}" for i in sorted(leader_ids)), None)
 
+    @property
+    def max_applied_index(self) -> int:
+        return max((m.status.raft_applied_index for m in self.answered if m.status), default=0)
+
+    def serving_problem(self, endpoint: str, revision_lag_max: int) -> str | None:
+        """Why a member that answered should not serve a watch or a scan: it knows no leader
+        (cut off: its data is stale and stops moving) or it trails the most advanced member by
+        more than `revision_lag_max` revisions. None: it is fit (or did not answer: the
+        caller's own failover handles that)."""
+        st = self.status_of(endpoint)
+        if st is None:
+            return None
+        if st.leader_id == 0:
+            return "it has no leader"
+        lag = self.max_revision - st.revision
+        if lag > revision_lag_max:
+            return f"it is {lag} revisions behind"
+        return None
+
     def alarm_matrix(self) -> list[tuple[str, str, bool]]:
         """(member, alarm, active) for every member and known alarm; [] when unreadable."""
         if self.alarms is None:

@@ -155,6 +155,11 @@ class Probe(abc.ABC, Generic[OptionsT, ResultT]):
         for the topology probe of a cluster that did not answer (it then shows what it knows)."""
         return []
 
+    def waits_seconds(self) -> float:
+        """Seconds a run spends waiting by design (a measurement window), on top of its
+        configured timeout (runtime.py adds them)."""
+        return 0.0
+
     async def close(self) -> None:
         """Release what the probe holds between runs (watch streams, tasks)."""
 

@@ -71,6 +71,23 @@ class Thresholds:
     # EtcdInspectorCertificateExpiry: days left before a certificate expires.
     certificate_expiry_warning_days: float
     certificate_expiry_critical_days: float
+    # etcdHighFsyncDurations: p99 WAL fsync seconds (warning, critical).
+    fsync_p99_seconds_warning: float = 0.5
+    fsync_p99_seconds_critical: float = 1.0
+    # etcdHighCommitDurations: p99 backend commit seconds.
+    commit_p99_seconds_warning: float = 0.25
+    # etcdMemberCommunicationSlow: p99 peer round-trip seconds.
+    peer_rtt_p99_seconds: float = 0.15
+    # etcdHighNumberOfFailedProposals: failed proposals per second.
+    failed_proposals_per_second: float = 5.0
+    # etcdHighNumberOfSlowApplies: applies per second slower than 100 ms.
+    slow_applies_per_second: float = 0.1
+    # etcdHighNumberOfLeaderChanges: leader changes within the window.
+    leader_changes_max: int = 4
+    leader_changes_window_seconds: float = 900.0
+    # EtcdInspectorMemberRevisionLag / ...AppliedIndexLag: how far a member may trail.
+    revision_lag_max: int = 1000
+    applied_index_lag_max: int = 1000
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Thresholds:
@@ -83,6 +100,16 @@ class Thresholds:
             prefix_key_growth_window_seconds=_seconds(values["prefix_key_growth_window"]),
             certificate_expiry_warning_days=float(values["certificate_expiry_warning_days"]),
             certificate_expiry_critical_days=float(values["certificate_expiry_critical_days"]),
+            fsync_p99_seconds_warning=float(values["fsync_p99_seconds_warning"]),
+            fsync_p99_seconds_critical=float(values["fsync_p99_seconds_critical"]),
+            commit_p99_seconds_warning=float(values["commit_p99_seconds_warning"]),
+            peer_rtt_p99_seconds=float(values["peer_rtt_p99_seconds"]),
+            failed_proposals_per_second=float(values["failed_proposals_per_second"]),
+            slow_applies_per_second=float(values["slow_applies_per_second"]),
+            leader_changes_max=int(values["leader_changes_max"]),
+            leader_changes_window_seconds=_seconds(values["leader_changes_window"]),
+            revision_lag_max=int(values["revision_lag_max"]),
+            applied_index_lag_max=int(values["applied_index_lag_max"]),
         )
 
 

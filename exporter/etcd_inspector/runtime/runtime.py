@@ -120,8 +120,9 @@ def build_runtime(
         pc = settings[name]
         if (only is None and not pc.enabled) or (only is not None and name not in only):
             continue
+        probe = spec.build(pc.options)
         scheduled[name] = ScheduledProbe(
-            spec=spec, probe=spec.build(pc.options), interval=pc.interval, timeout=pc.timeout
+            spec=spec, probe=probe, interval=pc.interval, timeout=pc.timeout + probe.waits_seconds()
         )
     fetcher = metrics_fetcher(cluster, config.scrape.timeout)
 

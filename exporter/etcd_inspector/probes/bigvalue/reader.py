@@ -15,6 +15,7 @@ from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.probes.bigvalue.model import BigValueOptions
 from etcd_inspector.probes.bigvalue.pacing import MIN_PAGE, PAGE_BYTES, PacingLimits
 from etcd_inspector.probes.bigvalue.paging import ScanFailed
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +25,26 @@ _FUTURE_REVISION_RETRIES = 5
 _FUTURE_REVISION_BACKOFF_SECONDS = 0.05
 
 
+def serving_problem(topology: Topology | None, endpoint: str) -> str | None:
+    """Why the last status round says a member should not serve the scan (no leader: stale
+    data; lagging), or None."""
+    if topology is None or not topology.known:
+        return None
+    return topology.serving_problem(endpoint, DEFAULT_THRESHOLDS.revision_lag_max)
+
+
 def scan_order(endpoints: Sequence[str], topology: Topology | None) -> list[int]:
     """Indexes of the members to read from, best first: followers that answered the last status
-    probe, learners, the leader (spare it), then members of unknown state. Config order within
-    each group, so the choice is stable from one scan to the next."""
+    probe, learners, the leader (spare it), members with no leader or lagging, then members of
+    unknown state. Config order within each group, so the choice is stable from one scan to
+    the next."""
 
-    def rank(i: int) -> int:
+    def rank(i: int) -> float:
         st = topology.status_of(endpoints[i]) if topology is not None else None
         if st is None:
             return 3
+        if serving_problem(topology, endpoints[i]):
+            return 2.5
         if st.is_learner:
             return 1
         return 2 if st.is_leader else 0
@@ -132,9 +144,30 @@ class _Reader:
         page, limit = await self.page(key, range_end)
         return Answer(page, limit, asked, time.monotonic())
 
+    def leave_if_unfit(self) -> None:
+        """Within one status round of a member losing its leader or falling behind, read the
+        next pages from the first fit member that answered (the pinned revision is one every
+        member has or will have); when none is fit, stay."""
+        topology = self.ctx.topology
+        problem = serving_problem(topology, self.endpoint)
+        if problem is None:
+            return
+        for j in range(self.position + 1, len(self.order)):
+            endpoint = self.ctx.members[self.order[j]].endpoint
+            if topology.up(endpoint) and serving_problem(topology, endpoint) is None:
+                member = self.ctx.member_name(self.endpoint)
+                self.order.insert(self.position, self.order.pop(j))
+                log.warning(
+                    "bigvalue scan leaves a member that stopped serving",
+                    extra={"cluster": self.ctx.cluster, "probe": "bigvalue", "member": member,
+                           "why": problem, "next_member": self.ctx.member_name(endpoint)},
+                )  # fmt: skip
+                return
+
     async def page(self, key: bytes, range_end: bytes) -> tuple[RangePage, int]:
         """The page and the limit it was asked with (resize may change `limit` meanwhile)."""
         lagging = 0
+        self.leave_if_unfit()
         while True:
             client = self.ctx.members[self.order[self.position]]
             limit = self.limit

@@ -295,6 +295,8 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
                 "missed_windows": r.missed_windows_total,
                 "missed_revisions": r.missed_revisions_total,
                 "restarts": r.restarts_total,
+                # The members the watch streams from (it leaves one without a leader or lagging).
+                "watched_members": [rc.member(e) for e in r.watched_endpoints],
                 "keys": [{"key": k, "writes_per_second": round(rate, 3)} for k, rate in keys],
                 "prefixes": [
                     {"prefix": p, "puts": puts, "deletes": dels}

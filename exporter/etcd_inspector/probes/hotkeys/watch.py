@@ -15,6 +15,7 @@ from etcd_inspector.etcd.types import MemberStatus, WatchBatch
 from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.probes.hotkeys.counters import WriteCounters
 from etcd_inspector.probes.hotkeys.model import HotKeysOptions
+from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,18 @@ BACKOFF_MAX_SECONDS = 10.0
 CATCH_UP_SECONDS = 5.0
 
 
+# How often a stream checks the latest status round for its member (in memory, costs nothing):
+# a member the status probe sees without a leader or lagging is left within one round.
+LEAVE_CHECK_SECONDS = 1.0
+
+
 class WatchStalled(Exception):
     pass
+
+
+class MemberUnfit(WatchStalled):
+    """The status probe says the watched member has no leader or lags: its stream serves stale
+    data, or none, while a fit member could serve it."""
 
 
 class WatchEnded(Exception):
@@ -48,16 +59,20 @@ def watch_order(
     endpoints: Sequence[str],
     statuses: dict[str, MemberStatus | None],
     last_failed: str | None,
+    unfit: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Which members to try, best first: followers that answered, the leader, members that did
-    not answer, learners (they serve no watches); the member that just failed goes last."""
+    """Which members to try, best first: followers that answered, the leader, members with no
+    leader or lagging (`unfit`, Topology.serving_problem), members that did not answer,
+    learners (they serve no watches); the member that just failed goes last."""
 
-    def rank(endpoint: str) -> int:
+    def rank(endpoint: str) -> float:
         st = statuses.get(endpoint)
         if st is None:
             return 2
         if st.is_learner:
             return 3
+        if endpoint in unfit:
+            return 1.5
         return 1 if st.leader_id == st.member_id else 0
 
     order = sorted(endpoints, key=lambda e: (e == last_failed, rank(e)))
@@ -174,8 +189,33 @@ class RangeWatcher:
             answers = await asyncio.gather(*(_status_or_none(m) for m in members))
             statuses = {m.endpoint: st for m, st in zip(members, answers, strict=True)}
         by_endpoint = {m.endpoint: m for m in members}
-        order = watch_order([m.endpoint for m in members], statuses, self._last_failed)
+        unfit = frozenset(e for e in by_endpoint if self._serving_problem(e))
+        order = watch_order([m.endpoint for m in members], statuses, self._last_failed, unfit)
         return [by_endpoint[e] for e in order]
+
+    def _serving_problem(self, endpoint: str) -> str | None:
+        assert self.ctx is not None
+        topology = self.ctx.topology
+        if not topology.known:
+            return None
+        return topology.serving_problem(endpoint, DEFAULT_THRESHOLDS.revision_lag_max)
+
+    def _leave_if_unfit(self, client: Member) -> None:
+        """Raise MemberUnfit when the latest status round says the watched member has no leader
+        or lags while another member that answered is fit (never ping-pong when none is)."""
+        assert self.ctx is not None
+        problem = self._serving_problem(client.endpoint)
+        if problem is None:
+            return
+        topology = self.ctx.topology
+        others = [
+            m for m in topology.answered
+            if m.endpoint != client.endpoint and not m.is_learner
+            and self._serving_problem(m.endpoint) is None
+        ]  # fmt: skip
+        if others:
+            name = self.ctx.member_name(client.endpoint)
+            raise MemberUnfit(f"member {name} stopped serving: {problem}")
 
     async def run_forever(self) -> None:
         try:
@@ -263,25 +303,31 @@ class RangeWatcher:
             self.down_since = None
             self.last_error = None
             self.settled.set()
-            heard_at = time.monotonic()
+            heard_at = checked_at = time.monotonic()
+            wait = min(self.options.stall_seconds, LEAVE_CHECK_SECONDS)
             while True:
                 pending = asyncio.create_task(_next_batch(stream))
                 while True:
                     try:
                         # shield: a timeout must not cancel (and so end) the stream itself
-                        async with asyncio.timeout(self.options.stall_seconds):
+                        async with asyncio.timeout(wait):
                             batch = await asyncio.shield(pending)
                         break
                     except TimeoutError:
+                        self._leave_if_unfit(client)
+                        if time.monotonic() - checked_at < self.options.stall_seconds:
+                            continue
+                        checked_at = time.monotonic()
                         if await self._stalled(client, time.monotonic() - heard_at):
                             raise WatchStalled(
                                 f"no watch response for {time.monotonic() - heard_at:.0f}s "
                                 "while the revision moved on"
                             ) from None
                 pending = None
-                heard_at = time.monotonic()
+                heard_at = checked_at = time.monotonic()
                 self._delivered = True
                 self._apply(batch)
+                self._leave_if_unfit(client)
         finally:
             if pending is not None:
                 # Also a finished one: its exception must be retrieved. A batch it may hold is
