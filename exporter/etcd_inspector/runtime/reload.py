@@ -71,10 +71,20 @@ class RuntimeSet:
         self.config = config
         self.runtimes: list[ClusterRuntime] = []
         self._build = build or build_runtime
+        self._started = self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """Once every cluster of the start has had its first round; a cluster added or
+        restarted by a reload does not make the exporter unready again."""
+        if self._started and not self._ready:
+            self._ready = all(rt.scheduler.first_round.is_set() for rt in self.runtimes)
+        return self._ready
 
     def start(self) -> None:
         for cluster in self.config.clusters:
             self._start(cluster, self.config)
+        self._started = True
 
     def _start(self, cluster: ClusterConfig, config: Config) -> None:
         rt = self._build(cluster, config)

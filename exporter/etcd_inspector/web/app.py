@@ -72,7 +72,7 @@ async def handle_healthy(_request: web.Request) -> web.Response:
 
 async def handle_ready(request: web.Request) -> web.Response:
     # Ready once every cluster has had one status round: the first scrape then has names.
-    if all(rt.scheduler.first_round.is_set() for rt in request.app[RUNTIMES]):
+    if request.app[RUNTIME_SET].ready:
         return web.Response(text="Ready.\n")
     return web.Response(status=503, text="Not ready: first status probe still running.\n")
 
