@@ -25,6 +25,8 @@ import pytest
 import yaml
 
 from etcd_inspector import cli, mixin
+from etcd_inspector.config import parse_config
+from etcd_inspector.probes import REGISTRY
 from test_manifests_crd import schema_for, undeclared_fields
 
 try:
@@ -126,6 +128,7 @@ def test_chart_version_follows_the_package() -> None:
 def test_there_are_ci_values_for_the_main_combinations() -> None:
     assert {ci_id(p) for p in CI_VALUES} >= {
         "default", "kube-prometheus-stack", "web-config", "kubeadm", "external-etcd",
+        "config-file",
     }  # fmt: skip
 
 
@@ -186,6 +189,8 @@ BAD = {
     "service: {port: 99790}": "/service/port",
     "extraArgs: [--log.level, debug]": "/extraArgs/1",
     "replica: 2": "replica",  # a typo: unknown keys are refused
+    "config: {inspections: {}}": "inspections",  # not a section of the config file
+    "config: {clusters: []}": "/config/clusters",
 }
 
 
@@ -493,3 +498,50 @@ def test_snapshots_to_a_bucket_take_a_credentials_secret_and_no_claim() -> None:
         "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/backup"
     }
     assert job_pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- the config file
+
+
+def test_config_file_comes_from_a_configmap_and_a_change_rolls_the_pods(tmp_path: Path) -> None:
+    values = CHART / "ci" / "config-file-values.yaml"
+    objects = render(values)
+    (configmap,) = [o for o in objects if o["kind"] == "ConfigMap" and "config.yml" in o["data"]]
+    file = yaml.safe_load(configmap["data"]["config.yml"])
+    assert file == yaml.safe_load(values.read_text())["config"]
+    # What the exporter will read passes its own loader (unknown keys, durations, ...); the
+    # TLS directory exists only in the pod, so it is left out here.
+    local = {
+        **file,
+        "clusters": [{k: v for k, v in c.items() if k != "tls"} for c in file["clusters"]],
+    }
+    parsed = parse_config(local, REGISTRY, source="config.yml")
+    assert [c.name for c in parsed.clusters] == ["main", "events"]
+    pod = workload(objects)["spec"]["template"]
+    args = container(pod["spec"])["args"]
+    assert flag(args, "--config.file") == "/etc/etcd-inspector/config/config.yml"
+    assert not [a for a in args if a.startswith("--etcd.")], args  # the file names the clusters
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "config"]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    checksum = pod["metadata"]["annotations"]["checksum/config"]
+    assert len(checksum) == 64
+
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(values.read_text().replace("1m", "2m"))
+    other = workload(render(values, changed))["spec"]["template"]["metadata"]["annotations"]
+    assert other["checksum/config"] != checksum
+    # Without a config file: no ConfigMap, no annotation, the flags as before.
+    default = workload(render(CHART / "ci" / "default-values.yaml"))["spec"]["template"]
+    assert "annotations" not in default["metadata"]
+    assert flag(container(default["spec"])["args"], "--etcd.endpoints")
+
+
+def test_a_config_without_clusters_keeps_the_etcd_flags(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("config: {inspection: {interval: 30s}}\npodAnnotations: {team: db}\n")
+    pod = workload(render(values))["spec"]["template"]
+    args = container(pod["spec"])["args"]
+    assert flag(args, "--config.file") == "/etc/etcd-inspector/config/config.yml"
+    assert flag(args, "--etcd.endpoints")
+    assert pod["metadata"]["annotations"]["team"] == "db"
+    assert "checksum/config" in pod["metadata"]["annotations"]

@@ -89,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     limits = ServerLimits.from_config(config.web)
     try:
-        asyncio.run(serve(create_app(config), host, port, limits, web_file))
+        # SIGHUP and POST /-/reload read the files and flags again (runtime/reload.py).
+        app = create_app(config, load=lambda: load_config(args), handle_sighup=True)
+        asyncio.run(serve(app, host, port, limits, web_file))
     except OSError as err:  # the address is taken, not ours, or its host does not resolve
         print(f"etcd-inspector: cannot listen on {config.web.listen_address}: "
               f"{err.strerror or err}", file=sys.stderr)  # fmt: skip

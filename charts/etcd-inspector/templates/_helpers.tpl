@@ -53,6 +53,7 @@ app.kubernetes.io/part-of: etcd-inspector
 {{- define "etcd-inspector.tlsMount" -}}/etc/etcd-inspector/tls{{- end }}
 {{- define "etcd-inspector.passwordMount" -}}/etc/etcd-inspector/auth{{- end }}
 {{- define "etcd-inspector.webConfigMount" -}}/etc/etcd-inspector/web{{- end }}
+{{- define "etcd-inspector.configMount" -}}/etc/etcd-inspector/config{{- end }}
 
 {{/* The endpoints: the chart's mode decides, deployment mode requires them. */}}
 {{- define "etcd-inspector.endpoints" -}}
@@ -155,6 +156,11 @@ app.kubernetes.io/part-of: etcd-inspector
 
 {{/* The exporter's own volumes: its web config and the user's extras. */}}
 {{- define "etcd-inspector.webVolumes" -}}
+{{- if .Values.config }}
+- name: config
+  configMap:
+    name: {{ include "etcd-inspector.fullname" . }}-config
+{{- end }}
 {{- if .Values.webConfig.enabled }}
 - name: web-config
   secret:
@@ -167,6 +173,11 @@ app.kubernetes.io/part-of: etcd-inspector
 {{- end }}
 
 {{- define "etcd-inspector.webVolumeMounts" -}}
+{{- if .Values.config }}
+- name: config
+  mountPath: {{ include "etcd-inspector.configMount" . }}
+  readOnly: true
+{{- end }}
 {{- if .Values.webConfig.enabled }}
 - name: web-config
   mountPath: {{ include "etcd-inspector.webConfigMount" . }}

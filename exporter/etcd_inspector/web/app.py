@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +15,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from etcd_inspector.config import Config
 from etcd_inspector.render.inspection import ClusterInspection
 from etcd_inspector.render.jsondoc import to_json
-from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.runtime.reload import ConfigReloader, ReloadStatus, RuntimeSet
+from etcd_inspector.runtime.runtime import ClusterRuntime
 from etcd_inspector.web import status_page
 from etcd_inspector.web.scrape import ScrapeState, scrape
 
@@ -24,14 +26,18 @@ CONFIG = web.AppKey("config", Config)
 RUNTIMES: web.AppKey[list[ClusterRuntime]] = web.AppKey("runtimes")
 SELF_REGISTRY = web.AppKey("self_registry", CollectorRegistry)
 SCRAPE_STATE = web.AppKey("scrape_state", ScrapeState)
+RUNTIME_SET = web.AppKey("runtime_set", RuntimeSet)
+RELOADER = web.AppKey("reloader", ConfigReloader)
+HANDLE_SIGHUP = web.AppKey("handle_sighup", bool)
 # The status page and its JSON twin are "now": a cache would show a stale verdict.
 NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def _scrape(request: web.Request, only: tuple[str, str] | None = None) -> web.Response:
     app = request.app
-    runtimes = app[RUNTIMES]
-    config = app[CONFIG].scrape
+    running = app[RUNTIMES]
+    runtimes = list(running)  # a reload may change the list during the scrape
+    config = app[RUNTIME_SET].config.scrape
     body, headers = await scrape(
         request.headers, config, runtimes, app[SELF_REGISTRY], app[SCRAPE_STATE], only
     )
@@ -66,7 +72,7 @@ async def handle_healthy(_request: web.Request) -> web.Response:
 
 async def handle_ready(request: web.Request) -> web.Response:
     # Ready once every cluster has had one status round: the first scrape then has names.
-    if all(rt.scheduler.first_round.is_set() for rt in request.app[RUNTIMES]):
+    if request.app[RUNTIME_SET].ready:
         return web.Response(text="Ready.\n")
     return web.Response(status=503, text="Not ready: first status probe still running.\n")
 
@@ -88,21 +94,28 @@ async def handle_status_api(request: web.Request) -> web.Response:
     return web.json_response(live_status(request.app[RUNTIMES]), headers=NO_STORE)
 
 
+async def handle_reload(request: web.Request) -> web.Response:
+    """POST /-/reload, as Prometheus' --web.enable-lifecycle: 200, or 500 with the reason."""
+    result = await request.app[RELOADER].reload()
+    if result.ok:
+        return web.Response(text="Configuration reloaded.\n")
+    return web.Response(status=500, text=f"Configuration not reloaded: {result.error}\n")
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    runtimes = [build_runtime(cluster, config) for cluster in config.clusters]
-    app[RUNTIMES] = runtimes
-    for rt in runtimes:
-        rt.scheduler.start()
-    log.info("probes started", extra={"clusters": ",".join(rt.name for rt in runtimes)})
+    running = app[RUNTIME_SET]
+    running.start()
+    app[RUNTIMES] = running.runtimes  # the same list; reloads change it in place
+    log.info("probes started", extra={"clusters": ",".join(rt.name for rt in running.runtimes)})
+    hangup = app[HANDLE_SIGHUP]
+    if hangup:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app[RELOADER].trigger)
     yield
-    # Shutdown must stay prompt even with frozen members: every close is bounded.
-    for rt in runtimes:
-        try:
-            async with asyncio.timeout(10):
-                await rt.close()
-        except TimeoutError:
-            log.warning("cluster runtime did not close in time", extra={"cluster": rt.name})
+    if hangup:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    # A reload in progress finishes first; shutdown stays prompt: every close is bounded.
+    await app[RELOADER].close()
+    await running.close()
 
 
 def self_registry() -> CollectorRegistry:
@@ -113,10 +126,20 @@ def self_registry() -> CollectorRegistry:
     return registry
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(
+    config: Config, load: Callable[[], Config] | None = None, handle_sighup: bool = False
+) -> web.Application:
+    """`load` re-reads the configuration for SIGHUP (if `handle_sighup`) and POST /-/reload;
+    without it a reload keeps `config`."""
     app = web.Application()
     app[CONFIG] = config
+    running = RuntimeSet(config)
+    status = ReloadStatus()
+    app[RUNTIME_SET] = running
+    app[RELOADER] = ConfigReloader(running, load or (lambda: config), status)
+    app[HANDLE_SIGHUP] = handle_sighup
     app[SELF_REGISTRY] = self_registry()
+    app[SELF_REGISTRY].register(status)
     app[SCRAPE_STATE] = ScrapeState()
     app.router.add_get("/", handle_landing)
     app.router.add_get("/api/v1/status", handle_status_api)
@@ -124,5 +147,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/members/{member}/metrics", handle_member_metrics)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)
+    app.router.add_post("/-/reload", handle_reload)
     app.cleanup_ctx.append(_lifecycle)
     return app
