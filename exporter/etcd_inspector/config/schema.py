@@ -45,6 +45,7 @@ from .fields import (
     unique,
 )
 from .probes import ProbeConfig, ProbeSpecLike, RawProbes, resolve_probes, validate_probes
+from .sharding import Shard
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 LogFormat = Literal["logfmt", "json"]
@@ -275,6 +276,9 @@ class Config:
     log_format: LogFormat = "logfmt"
     # Clusters with a ``probes:`` section of their own -> their probes, resolved.
     cluster_probes: Mapping[str, Mapping[str, ProbeConfig]] = field(default_factory=dict)
+    # This replica's shard (flags only: every replica reads the same file); the clusters it
+    # watches are clusters_of_shard(clusters, shard.index, shard.total).
+    shard: Shard = field(default_factory=Shard)
 
     def probes_for(self, cluster: str) -> Mapping[str, ProbeConfig]:
         """The probes' settings for one cluster: ``probes`` with the cluster's overrides."""

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from etcd_inspector.config import Config
+from etcd_inspector.config.sharding import Shard, clusters_of_shard
 from etcd_inspector.render.inspection import ClusterInspection
 from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
@@ -90,11 +94,14 @@ async def handle_status_api(request: web.Request) -> web.Response:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    runtimes = [build_runtime(cluster, config) for cluster in config.clusters]
+    share = clusters_of_shard(config.clusters, config.shard.index, config.shard.total)
+    runtimes = [build_runtime(cluster, config) for cluster in share]
     app[RUNTIMES] = runtimes
     for rt in runtimes:
         rt.scheduler.start()
-    log.info("probes started", extra={"clusters": ",".join(rt.name for rt in runtimes)})
+    log.info("probes started", extra={"clusters": ",".join(rt.name for rt in runtimes),
+                                      "shard": config.shard.index,
+                                      "total_shards": config.shard.total})  # fmt: skip
     yield
     # Shutdown must stay prompt even with frozen members: every close is bounded.
     for rt in runtimes:
@@ -105,8 +112,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             log.warning("cluster runtime did not close in time", extra={"cluster": rt.name})
 
 
-def self_registry() -> CollectorRegistry:
+class ShardInfo(Collector):
+    """This replica's shard: which share of the configured clusters its /metrics has."""
+
+    def __init__(self, shard: Shard) -> None:
+        self._shard = shard
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            "etcd_inspector_shard_info",
+            "This replica's shard (--shard of --total-shards): it watches and exposes only "
+            "the configured clusters that hash to it; 0 of 1 when not sharded.",
+            labels=["shard", "total_shards"],
+        )
+        info.add_metric([str(self._shard.index), str(self._shard.total)], 1)
+        yield info
+
+
+def self_registry(shard: Shard | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(ShardInfo(shard or Shard()))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -116,7 +141,7 @@ def self_registry() -> CollectorRegistry:
 def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
-    app[SELF_REGISTRY] = self_registry()
+    app[SELF_REGISTRY] = self_registry(config.shard)
     app[SCRAPE_STATE] = ScrapeState()
     app.router.add_get("/", handle_landing)
     app.router.add_get("/api/v1/status", handle_status_api)
