@@ -204,7 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_connections",
         type=int,
         metavar="N",
-        help="Open connections at most; more are closed at once (default: 128).",
+        help="Open connections at most; at the cap the oldest one without a complete request "
+        "makes room (default: 128).",
+    )
+    web_group.add_argument(
+        "--web.max-connections-per-client",
+        dest="max_connections_per_client",
+        type=int,
+        metavar="N",
+        help="Open connections from one client address at most (default: 32).",
     )
     web_group.add_argument(
         "--web.read-header-timeout",

@@ -232,6 +232,7 @@ def flag_overrides(
         ("web", "telemetry_path", "telemetry_path"),
         ("web", "config_file", "web_config_file"),
         ("web", "max_connections", "max_connections"),
+        ("web", "max_connections_per_client", "max_connections_per_client"),
         ("web", "read_header_timeout", "read_header_timeout"),
         ("web", "idle_timeout", "idle_timeout"),
         ("log", "level", "log_level"),

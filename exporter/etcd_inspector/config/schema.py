@@ -253,6 +253,9 @@ class WebConfig(Section):
     # Bounds on the exporter's own HTTP connections (web/server.py). The idle timeout is
     # above the usual 1m scrape interval, so Prometheus keeps reusing its connection.
     max_connections: Annotated[int, Field(ge=1)] = 128
+    # One client address holds at most this many: a flood from one address cannot take every
+    # slot (its own oldest connection without a complete request makes room).
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 32
     read_header_timeout: PositiveDuration = 10.0
     idle_timeout: PositiveDuration = 120.0
 
