@@ -53,6 +53,7 @@ app.kubernetes.io/part-of: etcd-inspector
 {{- define "etcd-inspector.tlsMount" -}}/etc/etcd-inspector/tls{{- end }}
 {{- define "etcd-inspector.passwordMount" -}}/etc/etcd-inspector/auth{{- end }}
 {{- define "etcd-inspector.webConfigMount" -}}/etc/etcd-inspector/web{{- end }}
+{{- define "etcd-inspector.configMount" -}}/etc/etcd-inspector/config{{- end }}
 
 {{/* The endpoints: the chart's mode decides, deployment mode requires them. */}}
 {{- define "etcd-inspector.endpoints" -}}
@@ -161,6 +162,11 @@ app.kubernetes.io/part-of: etcd-inspector
     secretName: {{ required "webConfig.secretName: the Secret holding the web config file" .Values.webConfig.secretName }}
     defaultMode: 0440
 {{- end }}
+{{- if .Values.config }}
+- name: config
+  configMap:
+    name: {{ include "etcd-inspector.fullname" . }}-config
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -170,6 +176,11 @@ app.kubernetes.io/part-of: etcd-inspector
 {{- if .Values.webConfig.enabled }}
 - name: web-config
   mountPath: {{ include "etcd-inspector.webConfigMount" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.config }}
+- name: config
+  mountPath: {{ include "etcd-inspector.configMount" . }}
   readOnly: true
 {{- end }}
 {{- with .Values.extraVolumeMounts }}
