@@ -101,7 +101,7 @@ def flag(args: list[str], name: str) -> str:
 
 
 def workload(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (found,) = [o for o in objects if o["kind"] in ("Deployment", "DaemonSet")]
+    (found,) = [o for o in objects if o["kind"] in ("Deployment", "DaemonSet", "StatefulSet")]
     return found
 
 
@@ -129,6 +129,7 @@ def test_there_are_ci_values_for_the_main_combinations() -> None:
     assert {ci_id(p) for p in CI_VALUES} >= {
         "default", "kube-prometheus-stack", "web-config", "kubeadm", "external-etcd",
         "config-file",
+        "sharded-fleet",
     }  # fmt: skip
 
 
@@ -190,6 +191,7 @@ BAD = {
     "extraArgs: [--log.level, debug]": "/extraArgs/1",
     "replica: 2": "replica",  # a typo: unknown keys are refused
     "config: {inspections: {}}": "inspections",  # not a section of the config file
+    "shards: 0": "/shards",
     "config: {clusters: []}": "/config/clusters",
 }
 
@@ -545,3 +547,52 @@ def test_a_config_without_clusters_keeps_the_etcd_flags(tmp_path: Path) -> None:
     assert flag(args, "--etcd.endpoints")
     assert pod["metadata"]["annotations"]["team"] == "db"
     assert "checksum/config" in pod["metadata"]["annotations"]
+
+
+def test_a_sharded_fleet_is_a_statefulset_of_shards(tmp_path: Path) -> None:
+    """shards: 3 with a config of clusters: a StatefulSet whose pods take their shard from
+    their name; the ConfigMap is a configuration the exporter accepts, and the three ordinals'
+    shares cover every cluster once."""
+    from etcd_inspector.config import parse_config
+    from etcd_inspector.config.sharding import clusters_of_shard
+    from etcd_inspector.probes import REGISTRY
+
+    objects = render(CHART / "ci" / "sharded-fleet-values.yaml")
+    statefulset = workload(objects)
+    assert statefulset["kind"] == "StatefulSet"
+    assert statefulset["spec"]["replicas"] == 3
+    assert statefulset["spec"]["serviceName"] == the(objects, "Service")["metadata"]["name"]
+    pod_spec = statefulset["spec"]["template"]["spec"]
+    c = container(pod_spec)
+    assert flag(c["args"], "--total-shards") == "3"
+    assert "--shard.from-pod-name" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--etcd.")]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c[
+        "env"
+    ]
+    path = flag(c["args"], "--config.file")
+    (mount,) = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == mount["name"]]
+    configmap = the(objects, "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    raw = yaml.safe_load(configmap["data"][path.rsplit("/", 1)[1]])
+    for cluster in raw["clusters"]:  # the TLS directory exists only in the pod
+        cluster.pop("tls")
+    config = parse_config(raw, REGISTRY, source="configmap")
+    names = [cl.name for cl in config.clusters]
+    shares = [[cl.name for cl in clusters_of_shard(config.clusters, i, 3)] for i in range(3)]
+    assert sorted(n for share in shares for n in share) == sorted(names)
+    # Prometheus scrapes every replica: the Service selects the StatefulSet's pods.
+    service = the(objects, "Service")
+    assert (
+        service["spec"]["selector"].items()
+        <= statefulset["spec"]["selector"]["matchLabels"].items()
+    )
+
+
+def test_shards_need_a_config_of_clusters(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("shards: 2\n")
+    out = helm("template", RELEASE, str(CHART), "--values", str(values))
+    assert out.returncode != 0
+    assert "shards > 1: needs mode deployment and a config with clusters" in out.stderr, out.stderr

@@ -191,12 +191,20 @@ def test_client_certificates_required(shared_cluster: LocalCluster, tmp_path: Pa
 # --------------------------------------------------------------------------- limits
 
 MAX_CONNECTIONS = 100
+PER_CLIENT = 30
 FLOOD = 3000  # the incident: 3,000 idle connections held 3,019 descriptors
+# Bounds on the flood's loop: it stops at FLOOD connections or after this long.
+FLOOD_SECONDS = 5.0
 READ_HEADER_TIMEOUT = 2.0
 IDLE_TIMEOUT = 3.0
-# Longer than the flood takes (about 3 s here), so the first connections are still open
-# when the last ones are refused.
+# Longer than the flood takes (about 3 s here), so the flood is still held when fresh scrapes
+# are timed.
 FLOOD_READ_HEADER_TIMEOUT = 8.0
+# The scraper (Prometheus) shares 127.0.0.1 with a flooder; ten more flood addresses (11 x
+# PER_CLIENT > MAX_CONNECTIONS, so the global cap is reached as well); 127.0.0.2 is a fresh
+# scraper. All within 127.0.0.0/8, which Linux routes to lo.
+FLOOD_SOURCES = ["127.0.0.1", *(f"127.0.0.{i}" for i in range(3, 13))]
+FRESH_SOURCE = "127.0.0.2"
 
 
 def _open_fds(pid: int) -> int:
@@ -250,22 +258,39 @@ def _raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-def _connect(port: int) -> socket.socket | None:
-    """A connection, or None when the server refused it at once (closed or reset)."""
+def _connect(port: int, source: str = "127.0.0.1") -> socket.socket | None:
+    """A connection from `source`, or None when the server refused it at once."""
     try:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     except ConnectionError:
         return None
     return sock
 
 
-def test_slow_loris_flood_is_bounded_and_scrapes_go_on(
+def _fresh_scrape(port: int, source: str) -> tuple[int, float]:
+    """(status, seconds) of a scrape on a new connection from `source`, connect included."""
+    start = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, time.monotonic() - start
+    finally:
+        conn.close()
+
+
+def test_connection_flood_makes_room_for_scrapes(
     shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    """3,000 idle connections and half-sent headers against --web.max-connections=100.
+    """3,000 idle and half-sent connections from 11 loopback addresses against
+    --web.max-connections=100 and --web.max-connections-per-client=30: descriptors stay
+    bounded, a fresh scrape connection from another address (and from a flooding one) is
+    answered within 1 s while the flood is held, and the kept-alive scraper, though it shares
+    an address with a flooder and is mid-request while the flood goes on, is never closed.
 
-    The exporter keeps its default fd limit (1024 here or on a typical host): the cap, not
-    a raised limit, is what bounds it. The test process raises its own limit for the flood.
+    The exporter keeps its default fd limit: the cap, not a raised limit, is what bounds it.
+    The test process raises its own limit for the flood.
     """
     _raise_fd_limit(FLOOD + 500)
     with run_exporter(
@@ -273,6 +298,7 @@ def test_slow_loris_flood_is_bounded_and_scrapes_go_on(
         endpoints_flag(shared_cluster),
         "--inspection.interval=1s",
         f"--web.max-connections={MAX_CONNECTIONS}",
+        f"--web.max-connections-per-client={PER_CLIENT}",
         f"--web.read-header-timeout={FLOOD_READ_HEADER_TIMEOUT:g}s",
         f"--web.idle-timeout={FLOOD_READ_HEADER_TIMEOUT:g}s",
     ) as exporter:
@@ -282,49 +308,77 @@ def test_slow_loris_flood_is_bounded_and_scrapes_go_on(
         time.sleep(0.5)  # let the probes' own connections settle
         baseline = _open_fds(exporter.pid)
 
-        flood: list[socket.socket] = []
+        flood: list[tuple[str, socket.socket]] = []
+        fresh_seconds: list[float] = []
         refused_at_connect = 0
+
+        def one_more(i: int, source: str) -> None:
+            nonlocal refused_at_connect
+            sock = _connect(exporter.port, source)
+            if sock is None:
+                refused_at_connect += 1
+                return
+            flood.append((source, sock))
+            if i % 2 == 0:
+                # Half the flood starts a request and never finishes its headers.
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+
         start = time.monotonic()
         try:
-            for i in range(FLOOD):
-                sock = _connect(exporter.port)
-                if sock is None:
-                    refused_at_connect += 1
-                    continue
-                flood.append(sock)
-                if i % 2 == 0:
-                    # Half the flood starts a request and never finishes its headers.
-                    with contextlib.suppress(OSError):
-                        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            i = 0
+            while i < FLOOD and time.monotonic() - start < FLOOD_SECONDS:
+                one_more(i, FLOOD_SOURCES[i % len(FLOOD_SOURCES)])
+                i += 1
                 if i % 500 == 0:
-                    assert scraper.scrape() == 200
+                    # Mid-request on the kept-alive connection while its own address floods.
+                    scraper.conn.request("GET", "/metrics")
+                    for k in range(PER_CLIENT + 10):
+                        one_more(k, "127.0.0.1")
+                    resp = scraper.conn.getresponse()
+                    resp.read()
+                    assert resp.status == 200
+                    assert scraper.conn.sock is scraper.sock, "the scraper's connection was closed"
+                    status, seconds = _fresh_scrape(exporter.port, FRESH_SOURCE)
+                    assert status == 200
+                    fresh_seconds.append(seconds)
             flood_seconds = time.monotonic() - start
-            assert flood_seconds < FLOOD_READ_HEADER_TIMEOUT - 1.5
+            assert i == FLOOD, f"only {i} flood connections in {FLOOD_SECONDS}s"
 
-            # Past the cap, connections are closed at once: the cap is full (the scraper
-            # holds one connection), everything else was closed.
-            time.sleep(0.5)
-            still_open = [s for s in flood if not _closed_by_peer(s)]
-            assert len(still_open) == MAX_CONNECTIONS - 1
-            assert refused_at_connect + len(flood) - len(still_open) == FLOOD - len(still_open)
+            # The flood is held: fresh scrapes get through, from a new address and from a
+            # flooding one.
+            time.sleep(0.3)
+            for source in (FRESH_SOURCE, FRESH_SOURCE, FLOOD_SOURCES[1], "127.0.0.1"):
+                status, seconds = _fresh_scrape(exporter.port, source)
+                assert status == 200
+                fresh_seconds.append(seconds)
+            assert max(fresh_seconds) < 1.0, fresh_seconds
+            assert scraper.scrape() == 200
+
+            still_open = [(src, s) for src, s in flood if not _closed_by_peer(s)]
+            per_source = {src: 0 for src in FLOOD_SOURCES}
+            for src, _ in still_open:
+                per_source[src] += 1
+            # The scraper holds one slot; the rest is the flood, at most PER_CLIENT each
+            # (127.0.0.1 one less, for the scraper).
+            assert len(still_open) <= MAX_CONNECTIONS - 1
+            assert per_source["127.0.0.1"] <= PER_CLIENT - 1
+            assert max(per_source.values()) <= PER_CLIENT
             fds = _open_fds(exporter.pid)
-            assert baseline + len(still_open) <= fds <= baseline + MAX_CONNECTIONS + 5
-            # The established scrape connection keeps working meanwhile.
-            for _ in range(3):
-                assert scraper.scrape() == 200
+            assert fds <= baseline + MAX_CONNECTIONS + 5
 
-            # Idle and half-sent connections are closed by the read-header timeout.
+            # What was not evicted is closed by the read-header timeout.
             deadline = start + flood_seconds + FLOOD_READ_HEADER_TIMEOUT + 2.0
-            for sock in still_open:
+            for _, sock in still_open:
                 assert _wait_closed(sock, max(0.0, deadline - time.monotonic())), (
                     "a flood connection outlived --web.read-header-timeout"
                 )
             assert scraper.scrape() == 200
         finally:
-            for sock in flood:
+            for _, sock in flood:
                 sock.close()
 
-        # Capacity is back: a new connection gets an answer, the descriptors are released.
+        # Capacity is back: the descriptors are released.
         status, _, _ = exporter.get("/-/healthy")
         assert status == 200
         assert _open_fds(exporter.pid) <= baseline + 5
@@ -333,9 +387,19 @@ def test_slow_loris_flood_is_bounded_and_scrapes_go_on(
             s.labels["reason"]: s.value
             for s in scrape.samples("etcd_inspector_web_connections_closed_total")
         }
-        assert closed["limit"] == FLOOD - (MAX_CONNECTIONS - 1) - refused_at_connect
-        assert closed["header_timeout"] == MAX_CONNECTIONS - 1
+        # Nothing was refused: there was always an idle or half-sent connection to close.
+        assert refused_at_connect == 0
+        assert closed["limit"] == closed["client_limit"] == 0
+        assert closed["evicted"] == len(flood) - len(still_open)
+        assert closed["header_timeout"] == len(still_open)
         assert scraper.scrape() == 200
+        print(
+            f"flood {len(flood)} connections in {flood_seconds:.2f}s; fresh scrapes "
+            f"max {max(fresh_seconds) * 1000:.0f} ms, median "
+            f"{sorted(fresh_seconds)[len(fresh_seconds) // 2] * 1000:.0f} ms over "
+            f"{len(fresh_seconds)}; fds baseline {baseline}, held {fds}; "
+            f"evicted {closed['evicted']:.0f}, still open {len(still_open)}"
+        )
 
 
 def test_idle_and_slow_requests_are_closed(shared_cluster: LocalCluster, tmp_path: Path) -> None:

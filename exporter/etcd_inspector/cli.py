@@ -8,6 +8,7 @@ line on stderr naming the cause, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from etcd_inspector.exitcodes import (
     EXIT_OK,
     EXIT_OUTPUT,
 )
-from etcd_inspector.flags import add_etcd_flags, flag_overrides
+from etcd_inspector.flags import add_etcd_flags, add_shard_flags, flag_overrides, shard_from_args
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.report.thresholds import ThresholdsError, load_thresholds
 from etcd_inspector.web.address import parse_listen_address
@@ -50,6 +51,7 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
             "or --config.file=FILE with a clusters: list (see --help)"
         )
     config = parse_config(merged, REGISTRY, source=source)
+    config = dataclasses.replace(config, shard=shard_from_args(args))
     try:  # read once here so that a bad values file is one line at start
         load_thresholds(config.mixin_values)
     except ThresholdsError as err:
@@ -204,7 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_connections",
         type=int,
         metavar="N",
-        help="Open connections at most; more are closed at once (default: 128).",
+        help="Open connections at most; at the cap the oldest one without a complete request "
+        "makes room (default: 128).",
+    )
+    web_group.add_argument(
+        "--web.max-connections-per-client",
+        dest="max_connections_per_client",
+        type=int,
+        metavar="N",
+        help="Open connections from one client address at most (default: 32).",
     )
     web_group.add_argument(
         "--web.read-header-timeout",
@@ -220,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Close a kept-alive connection whose next request has not arrived within this "
         "(default: 2m).",
     )
+    add_shard_flags(run)
     run.add_argument(
         "--config.check",
         dest="config_check",

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
+from etcd_inspector.config.sharding import Shard, ShardError, ordinal_of
 from etcd_inspector.errors import UsageError
 from etcd_inspector.probes import REGISTRY
 
@@ -230,6 +232,7 @@ def flag_overrides(
         ("web", "telemetry_path", "telemetry_path"),
         ("web", "config_file", "web_config_file"),
         ("web", "max_connections", "max_connections"),
+        ("web", "max_connections_per_client", "max_connections_per_client"),
         ("web", "read_header_timeout", "read_header_timeout"),
         ("web", "idle_timeout", "idle_timeout"),
         ("log", "level", "log_level"),
@@ -247,3 +250,50 @@ def flag_overrides(
                 probes = raw.setdefault("inspection", {}).setdefault("probes", {})
                 probes.setdefault(spec.name, {})[flag.option] = value
     return raw
+
+
+def add_shard_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "sharding (kube-state-metrics' flags: n replicas share the configured clusters)"
+    )
+    g.add_argument(
+        "--shard",
+        dest="shard",
+        type=int,
+        metavar="I",
+        help="Watch only the clusters of shard I (0..N-1) (default: 0).",
+    )
+    g.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=int,
+        metavar="N",
+        help="Number of replicas sharing the clusters (default: 1, no sharding).",
+    )
+    g.add_argument(
+        "--shard.from-pod-name",
+        dest="shard_from_pod_name",
+        action="store_true",
+        help="Take the shard from the StatefulSet ordinal ending $POD_NAME "
+        "(else the host name), e.g. etcd-inspector-2 -> 2; needs --total-shards.",
+    )
+
+
+def shard_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Shard:
+    """This replica's shard from --shard/--total-shards/--shard.from-pod-name (subcommands
+    without them: unsharded). Raises UsageError with one line."""
+    env = os.environ if environ is None else environ
+    index: int | None = getattr(args, "shard", None)
+    total: int | None = getattr(args, "total_shards", None)
+    try:
+        if getattr(args, "shard_from_pod_name", False):
+            if index is not None:
+                raise UsageError("give --shard or --shard.from-pod-name, not both")
+            if total is None:
+                raise UsageError("--shard.from-pod-name needs --total-shards")
+            index = ordinal_of(env.get("POD_NAME") or socket.gethostname())
+        if index is not None and total is None:
+            raise UsageError("--shard needs --total-shards")
+        return Shard(index or 0, 1 if total is None else total)
+    except ShardError as err:
+        raise UsageError(str(err)) from err

@@ -45,6 +45,7 @@ from .fields import (
     unique,
 )
 from .probes import ProbeConfig, ProbeSpecLike, RawProbes, resolve_probes, validate_probes
+from .sharding import Shard
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 LogFormat = Literal["logfmt", "json"]
@@ -252,6 +253,9 @@ class WebConfig(Section):
     # Bounds on the exporter's own HTTP connections (web/server.py). The idle timeout is
     # above the usual 1m scrape interval, so Prometheus keeps reusing its connection.
     max_connections: Annotated[int, Field(ge=1)] = 128
+    # One client address holds at most this many: a flood from one address cannot take every
+    # slot (its own oldest connection without a complete request makes room).
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 32
     read_header_timeout: PositiveDuration = 10.0
     idle_timeout: PositiveDuration = 120.0
 
@@ -275,6 +279,9 @@ class Config:
     log_format: LogFormat = "logfmt"
     # Clusters with a ``probes:`` section of their own -> their probes, resolved.
     cluster_probes: Mapping[str, Mapping[str, ProbeConfig]] = field(default_factory=dict)
+    # This replica's shard (flags only: every replica reads the same file); the clusters it
+    # watches are clusters_of_shard(clusters, shard.index, shard.total).
+    shard: Shard = field(default_factory=Shard)
 
     def probes_for(self, cluster: str) -> Mapping[str, ProbeConfig]:
         """The probes' settings for one cluster: ``probes`` with the cluster's overrides."""

@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from etcd_inspector.config import ClusterConfig, Config, ConfigError
+from etcd_inspector.config.sharding import clusters_of_shard
 from etcd_inspector.errors import UsageError
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 
@@ -62,6 +63,11 @@ async def close_runtime(rt: ClusterRuntime) -> None:
         log.warning("cluster runtime did not close in time", extra={"cluster": rt.name})
 
 
+def _share(config: Config) -> tuple[ClusterConfig, ...]:
+    """The clusters this replica runs: its shard's (all of them when not sharded)."""
+    return clusters_of_shard(config.clusters, config.shard.index, config.shard.total)
+
+
 class RuntimeSet:
     """The running clusters. `runtimes` is one list, changed in place, that the web app reads."""
 
@@ -82,7 +88,7 @@ class RuntimeSet:
         return self._ready
 
     def start(self) -> None:
-        for cluster in self.config.clusters:
+        for cluster in _share(self.config):
             self._start(cluster, self.config)
         self._started = True
 
@@ -94,7 +100,7 @@ class RuntimeSet:
     async def apply_clusters(self, new: Config) -> ClusterChanges:
         """Make the running clusters those of `new` (see the module's docstring)."""
         old_config, old = self.config, {rt.name: rt for rt in self.runtimes}
-        wanted = {c.name: c for c in new.clusters}
+        wanted = {c.name: c for c in _share(new)}
         removed = [name for name in old if name not in wanted]
         restarted = [
             name

@@ -6,13 +6,17 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from etcd_inspector.config import Config
+from etcd_inspector.config.sharding import Shard
 from etcd_inspector.render.inspection import ClusterInspection
 from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.runtime.reload import ConfigReloader, ReloadStatus, RuntimeSet
@@ -106,7 +110,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     running = app[RUNTIME_SET]
     running.start()
     app[RUNTIMES] = running.runtimes  # the same list; reloads change it in place
-    log.info("probes started", extra={"clusters": ",".join(rt.name for rt in running.runtimes)})
+    shard = app[CONFIG].shard
+    names = ",".join(rt.name for rt in running.runtimes)
+    log.info(
+        "probes started",
+        extra={"clusters": names, "shard": shard.index, "total_shards": shard.total},
+    )
     hangup = app[HANDLE_SIGHUP]
     if hangup:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app[RELOADER].trigger)
@@ -118,8 +127,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await running.close()
 
 
-def self_registry() -> CollectorRegistry:
+class ShardInfo(Collector):
+    """This replica's shard: which share of the configured clusters its /metrics has."""
+
+    def __init__(self, shard: Shard) -> None:
+        self._shard = shard
+
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            "etcd_inspector_shard_info",
+            "This replica's shard (--shard of --total-shards): it watches and exposes only "
+            "the configured clusters that hash to it; 0 of 1 when not sharded.",
+            labels=["shard", "total_shards"],
+        )
+        info.add_metric([str(self._shard.index), str(self._shard.total)], 1)
+        yield info
+
+
+def self_registry(shard: Shard | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(ShardInfo(shard or Shard()))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -138,7 +165,7 @@ def create_app(
     app[RUNTIME_SET] = running
     app[RELOADER] = ConfigReloader(running, load or (lambda: config), status)
     app[HANDLE_SIGHUP] = handle_sighup
-    app[SELF_REGISTRY] = self_registry()
+    app[SELF_REGISTRY] = self_registry(config.shard)
     app[SELF_REGISTRY].register(status)
     app[SCRAPE_STATE] = ScrapeState()
     app.router.add_get("/", handle_landing)

@@ -3,9 +3,16 @@
 aiohttp's TCPSite accepts every connection and keeps it as long as the client likes (3,000 idle
 connections held 3,019 descriptors). This listener accepts connections itself so that it can:
 
-* cap the open connections (``max_connections``): past the cap a new connection is accepted
-  and closed at once, so the client learns promptly and scrapes on open connections go on;
-  connections still in their TLS handshake count too;
+* cap the open connections (``max_connections``), connections still in their TLS handshake
+  included; at the cap, make room rather than refuse: the oldest connection that has not yet
+  sent its first request's headers (an idle or half-sent one) is closed, taken from the client
+  address holding the most connections, so a flood cannot keep a scraper out. A connection that
+  has sent a complete request is never closed to make room (a kept-alive Prometheus connection,
+  mid-scrape or between scrapes); only when every open connection is one is the new one
+  closed at once;
+* cap the connections of one client address (``max_connections_per_client``): the client's own
+  oldest connection without a complete request makes room, so one address cannot take every
+  slot;
 * close a connection that has not completed its TLS handshake and sent its first request's
   headers within ``read_header_timeout`` of being accepted (slow-loris, silent sockets);
 * close a kept-alive connection whose next request's headers have not arrived within
@@ -44,7 +51,11 @@ from etcd_inspector.web.webconfig import WebConfigFile
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 128
+# The kernel's queue of connections not accepted yet (capped by net.core.somaxconn): deep
+# enough that a burst of connections does not drop a scraper's SYN while the loop catches up.
+BACKLOG = 1024
+# Connections accepted per wake-up of the accept loop.
+ACCEPT_BATCH = 64
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 # Warnings about refused connections: at most one per this many seconds.
 WARN_EVERY_SECONDS = 10.0
@@ -55,18 +66,22 @@ class ServerLimits:
     max_connections: int
     read_header_timeout: float
     idle_timeout: float
+    max_connections_per_client: int = 32
 
     @classmethod
     def from_config(cls, web_config: WebConfig) -> ServerLimits:
         return cls(
-            web_config.max_connections, web_config.read_header_timeout, web_config.idle_timeout
+            web_config.max_connections,
+            web_config.read_header_timeout,
+            web_config.idle_timeout,
+            web_config.max_connections_per_client,
         )
 
 
 class ConnectionStats(Collector):
     """The listener's counters, exposed with the exporter's own metrics."""
 
-    REASONS = ("limit", "header_timeout", "tls_handshake")
+    REASONS = ("limit", "client_limit", "evicted", "header_timeout", "tls_handshake")
 
     def __init__(self) -> None:
         self.count_open: Callable[[], int] = lambda: 0
@@ -80,9 +95,11 @@ class ConnectionStats(Collector):
         )
         counter = CounterMetricFamily(
             "etcd_inspector_web_connections_closed",
-            "Connections the exporter closed early: over --web.max-connections (limit), "
-            "headers not received within --web.read-header-timeout (header_timeout), "
-            "failed or timed out TLS handshake (tls_handshake).",
+            "Connections the exporter closed early: new ones refused at --web.max-connections "
+            "(limit) or --web.max-connections-per-client (client_limit) because every open one "
+            "had sent a request, ones without a complete request closed to make room for a new "
+            "one (evicted), headers not received within --web.read-header-timeout "
+            "(header_timeout), failed or timed out TLS handshake (tls_handshake).",
             labels=["reason"],
         )
         for reason, count in self.closed.items():
@@ -104,10 +121,12 @@ class _FirstRequestDeadline(asyncio.Protocol):
         self._stats = stats
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
-        self._transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.BaseTransport | None = None
+        # The first request's headers are in: from now on a real HTTP client, never evicted.
+        self.request_seen = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
+        self.transport = transport
         self._handler.connection_made(transport)
         self._timer = asyncio.get_running_loop().call_at(self._deadline, self._expired)
 
@@ -117,6 +136,7 @@ class _FirstRequestDeadline(asyncio.Protocol):
             if _end_of_headers(self._tail + data):
                 self._timer.cancel()
                 self._timer = None
+                self.request_seen = True
             self._tail = (self._tail + data)[-2:]
         self._handler.data_received(data)
 
@@ -138,8 +158,33 @@ class _FirstRequestDeadline(asyncio.Protocol):
     def _expired(self) -> None:
         self._timer = None
         self._stats.closed["header_timeout"] += 1
-        if self._transport is not None:
-            self._transport.close()
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection, from the accept until its socket is closed."""
+
+    sock: socket.socket
+    client: str
+    protocol: _FirstRequestDeadline
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() == -1
+
+    @property
+    def evictable(self) -> bool:
+        return not self.protocol.request_seen
+
+    def evict(self) -> None:
+        transport = self.protocol.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()  # nothing of a request to answer: free the descriptor now
+        elif self.task is not None:
+            self.task.cancel()  # still in its TLS handshake (or not started): see _connected
 
 
 def bind(host: str | None, port: int) -> list[socket.socket]:
@@ -186,8 +231,9 @@ class Listener:
         self._listening: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._handshakes: set[asyncio.Task[None]] = set()
-        # Every accepted socket until it is closed (fileno() -1): the transports close them.
-        self._open: set[socket.socket] = set()
+        # Every accepted connection until its socket is closed (the transports close them),
+        # oldest first.
+        self._open: dict[socket.socket, _Connection] = {}
         self._refused_since_warning = 0
         self._last_warning = 0.0
 
@@ -197,7 +243,8 @@ class Listener:
 
     @property
     def open_connections(self) -> int:
-        self._open = {s for s in self._open if s.fileno() != -1}
+        for sock in [sock for sock, conn in self._open.items() if conn.closed]:
+            del self._open[sock]
         return len(self._open)
 
     async def start(self) -> None:
@@ -220,7 +267,17 @@ class Listener:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                sock, _ = await loop.sock_accept(listening)
+                sock, address = await loop.sock_accept(listening)
+                self._admit(sock, str(address[0]))
+                # Then whatever else is queued, without a trip through the selector each: a
+                # flood must not overflow the backlog, where a scraper's SYN would be dropped
+                # (and retried only after a second).
+                for _ in range(ACCEPT_BATCH):
+                    sock, address = listening.accept()
+                    sock.setblocking(False)
+                    self._admit(sock, str(address[0]))
+            except BlockingIOError:
+                continue
             except OSError as e:
                 # Out of descriptors (or a connection reset before accept): back off briefly
                 # instead of spinning; open connections time out and free descriptors.
@@ -228,25 +285,58 @@ class Listener:
                     log.warning("cannot accept connections", extra={"err": e.strerror or str(e)})
                     await asyncio.sleep(0.1)
                 continue
-            self._admit(sock)
+            await asyncio.sleep(0)  # a full batch: let the connections' handshakes run
 
-    def _admit(self, sock: socket.socket) -> None:
-        if len(self._open) >= self.limits.max_connections:
-            self.open_connections  # noqa: B018 -- prunes closed sockets
-        if len(self._open) >= self.limits.max_connections:
+    def _make_room(self, client: str) -> str | None:
+        """Close a connection so that one from ``client`` fits; the refusal reason if none
+        may go."""
+        self.open_connections  # noqa: B018 -- prunes closed sockets
+        held: dict[str, int] = {}
+        for conn in self._open.values():
+            held[conn.client] = held.get(conn.client, 0) + 1
+        if held.get(client, 0) >= self.limits.max_connections_per_client:
+            victims = [c for c in self._open.values() if c.client == client and c.evictable]
+            reason = "client_limit"
+        elif len(self._open) >= self.limits.max_connections:
+            # max() keeps the first of equals: the oldest of the busiest client's.
+            candidates = [c for c in self._open.values() if c.evictable]
+            victims = [max(candidates, key=lambda c: held[c.client])] if candidates else []
+            reason = "limit"
+        else:
+            return None
+        if not victims:
+            return reason
+        victim = victims[0]
+        del self._open[victim.sock]
+        victim.evict()
+        self.stats.closed["evicted"] += 1
+        return None
+
+    def _admit(self, sock: socket.socket, client: str) -> None:
+        refused = self._make_room(client)
+        if refused is not None:
             sock.close()
-            self.stats.closed["limit"] += 1
-            self._warn_refused()
+            self.stats.closed[refused] += 1
+            self._warn_refused(refused)
             return
-        self._open.add(sock)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.read_header_timeout
         server = self._runner.server
         assert server is not None, "runner.setup() first"
         protocol = _FirstRequestDeadline(server(), deadline, self.stats)
-        task = loop.create_task(self._connect(sock, protocol))
+        conn = _Connection(sock, client, protocol)
+        self._open[sock] = conn
+        conn.task = task = loop.create_task(self._connect(sock, protocol))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
+        task.add_done_callback(lambda t: self._connected(t, conn))
+
+    @staticmethod
+    def _connected(task: asyncio.Task[None], conn: _Connection) -> None:
+        # Cancelled before a transport owned the socket (evicted before its first step, or
+        # mid-handshake, where asyncio has closed it already): close it here.
+        if task.cancelled() and conn.protocol.transport is None:
+            conn.sock.close()
 
     async def _connect(self, sock: socket.socket, protocol: _FirstRequestDeadline) -> None:
         loop = asyncio.get_running_loop()
@@ -263,13 +353,15 @@ class Listener:
             self.stats.closed["tls_handshake"] += 1
             log.debug("TLS handshake failed", extra={"err": str(e) or type(e).__name__})
 
-    def _warn_refused(self) -> None:
+    def _warn_refused(self, reason: str) -> None:
         self._refused_since_warning += 1
         now = time.monotonic()
         if now - self._last_warning >= WARN_EVERY_SECONDS:
             log.warning(
-                "connection limit reached, refusing new connections",
-                extra={"max_connections": self.limits.max_connections,
+                "connection limit reached and every open connection has sent a request, "
+                "refusing new connections",
+                extra={"reason": reason, "max_connections": self.limits.max_connections,
+                       "max_connections_per_client": self.limits.max_connections_per_client,
                        "refused": self._refused_since_warning},
             )  # fmt: skip
             self._last_warning = now
