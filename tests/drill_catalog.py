@@ -45,11 +45,7 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
     ("etcdHighNumberOfFailedGRPCRequests", "warning"): Drill("nospace", NOSPACE),
     ("etcdHighNumberOfFailedGRPCRequests", "critical"): Drill("nospace", NOSPACE),
     ("etcdGRPCRequestsSlow", "critical"): Drill("slowpeer", SLOW_PEER),
-    ("etcdHighNumberOfSlowApplies", "warning"): Reason(
-        "an apply slower than 100 ms needs a starved or blocked backend for minutes; neither "
-        "5 write IOPS nor a 2% CPU quota made etcd 3.4 count slow applies at 50 puts/s",
-        ETCD_TESTS,
-    ),
+    ("etcdHighNumberOfSlowApplies", "warning"): Drill("slowpeer", SLOW_PEER),
     ("etcdMemberCommunicationSlow", "warning"): Drill("slowpeer", SLOW_PEER),
     ("etcdHighNumberOfFailedProposals", "warning"): Reason(
         "proposals fail only while a leader loses quorum mid-proposal; a drill's elections "

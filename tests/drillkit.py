@@ -439,12 +439,14 @@ def drill_stack(
     quota_backend_bytes: int | None = None,
     exporter_config: str = "",
     writer_args: Sequence[str] = (),
+    etcd_args: Sequence[str] = (),
 ) -> Iterator[DrillStack]:
     """Start the whole stack for one drill group and wait until it is quiet (no alert firing)."""
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     fc = FaultCluster.build(
-        3, base_dir=workdir / "etcd", binary=binary, quota_backend_bytes=quota_backend_bytes
+        3, base_dir=workdir / "etcd", binary=binary, quota_backend_bytes=quota_backend_bytes,
+        extra_args=tuple(etcd_args),
     )
     receiver = WebhookReceiver()
     alertmanager = AlertmanagerServer(receiver.url, workdir / "alertmanager")
