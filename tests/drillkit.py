@@ -50,7 +50,7 @@ JOB = "etcd-inspector"
 DRILL_FOR = "10s"
 DRILL_WINDOW = "20s"
 # Subqueries ([15m:1m]): the window shortened the same way, a step of one evaluation.
-DRILL_SUBQUERY = "[2m:2s]"
+DRILL_SUBQUERY = "[40s:2s]"
 SCRAPE_INTERVAL = "1s"
 WRITES_PER_SECOND = 50
 FIRE_TIMEOUT = 90.0
