@@ -53,7 +53,7 @@ DRILL_WINDOW = "20s"
 DRILL_SUBQUERY = "[40s:2s]"
 SCRAPE_INTERVAL = "1s"
 WRITES_PER_SECOND = 50
-FIRE_TIMEOUT = 90.0
+FIRE_TIMEOUT = 120.0
 RESOLVE_TIMEOUT = 90.0
 
 # Windows longer than this are the product's growth windows (predict_linear over 4h, offset 1h):
@@ -279,6 +279,7 @@ class Outcome:
     group: str
     drill: str
     fired: dict[Expect, float] = field(default_factory=dict)
+    members: dict[Expect, list[str]] = field(default_factory=dict)  # members it fired for
     resolved: dict[Expect, float] = field(default_factory=dict)
     others: list[Delivery] = field(default_factory=list)  # what else fired meanwhile
 
@@ -306,6 +307,11 @@ class DrillStack:
                 hit = [d for d in deliveries if d.status == "firing" and e.matches(d)]
                 if hit:
                     outcome.fired[e] = round(hit[0].at - since, 1)
+            for e in expects:
+                outcome.members[e] = sorted({
+                    d.labels.get("member", "") for d in deliveries
+                    if d.status == "firing" and e.matches(d)
+                } - {""})  # fmt: skip
             missing = [e for e in expects if e not in outcome.fired]
             if not missing:
                 return
@@ -525,7 +531,16 @@ def record_outcome(outcome: Outcome) -> None:
             "kind": "alert", "group": outcome.group, "drill": outcome.drill,
             "alert": e.alert, "severity": e.severity,
             "fire_seconds": fired, "resolve_seconds": outcome.resolved.get(e),
+            "members": outcome.members.get(e, []),
         })  # fmt: skip
+    _append({
+        "kind": "drill", "group": outcome.group, "drill": outcome.drill,
+        "also_fired": sorted({
+            f"{d.name}/{d.labels.get('severity')}"
+            + (f" ({d.labels['member']})" if "member" in d.labels else "")
+            for d in outcome.others
+        }),
+    })  # fmt: skip
 
 
 def record_group(group: str, seconds: float) -> None:

@@ -29,7 +29,8 @@ member's labels, that no critical alert names a healthy member, that `inspect` a
 and that the alert is delivered resolved after the heal.
 
 Fire: seconds from the injection to Alertmanager's delivery (includes the shortened `for:`).
-Resolve: seconds from the heal to the resolved delivery. With the shipped `for:` values add the
+Resolve: seconds from the heal to the resolved delivery. Fired for: the `member` labels it was
+delivered with ("cluster": an alert without a member label). With the shipped `for:` values add the
 difference between them and {DRILL_FOR}.
 """
 
@@ -47,26 +48,35 @@ def _seconds(value: Any) -> str:
 def render(results: Iterable[Mapping[str, Any]]) -> str:
     times: dict[tuple[str, str], Mapping[str, Any]] = {}
     groups: dict[str, float] = {}
+    drills: dict[tuple[str, str], list[str]] = {}
     for r in results:
         if r.get("kind") == "alert":
             times[(r["alert"], r["severity"])] = r
+        elif r.get("kind") == "drill":
+            drills[(r["group"], r["drill"])] = r["also_fired"]
         elif r.get("kind") == "group":
             groups[r["group"]] = r["seconds"]
     lines = [HEADER, "## Alerts", "",
-             "| Alert | Severity | Drill (group: fault) or reason | Fire | Resolve |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "| Alert | Severity | Drill (group: fault) or reason | Fired for | Fire | Resolve |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for alert, severity in rendered_alerts():
         entry = CATALOG.get((alert, severity))
         if isinstance(entry, Drill):
             r = times.get((alert, severity), {})
             how = f"`{entry.group}`: {entry.fault}"
             fire, resolve = _seconds(r.get("fire_seconds")), _seconds(r.get("resolve_seconds"))
+            members = ", ".join(r.get("members", [])) or ("cluster" if r else "-")
         elif isinstance(entry, Reason):
             how = f"not drilled: {entry.why}; promtool: rules/tests/{entry.promtool}"
-            fire = resolve = "-"
+            fire = resolve = members = "-"
         else:
             how, fire, resolve = "MISSING: add it to tests/drill_catalog.py", "-", "-"
-        lines.append(f"| {alert} | {severity} | {how} | {fire} | {resolve} |")
+            members = "-"
+        lines.append(f"| {alert} | {severity} | {how} | {members} | {fire} | {resolve} |")
+    lines += ["", "## What else fired during each drill", "",
+              "| Group | Drill | Other alerts delivered (member) |", "|---|---|---|"]  # fmt: skip
+    for (group, drill), also in sorted(drills.items()):
+        lines.append(f"| {group} | {drill} | {', '.join(also) or 'nothing'} |")
     lines += ["", "## Groups", "", "| Group | Wall time (cluster start to stop) |", "|---|---|"]
     for group in sorted({e.group for e in CATALOG.values() if isinstance(e, Drill)}):
         lines.append(f"| {group} | {_seconds(groups.get(group))} |")
