@@ -45,7 +45,12 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
     ("etcdHighNumberOfFailedGRPCRequests", "warning"): Drill("nospace", NOSPACE),
     ("etcdHighNumberOfFailedGRPCRequests", "critical"): Drill("nospace", NOSPACE),
     ("etcdGRPCRequestsSlow", "critical"): Drill("slowpeer", SLOW_PEER),
-    ("etcdHighNumberOfSlowApplies", "warning"): Drill("slowpeer", SLOW_PEER),
+    ("etcdHighNumberOfSlowApplies", "warning"): Reason(
+        "not reliably within minutes: with 200 ms on the leader's peer links it fired on the "
+        "leader after 80 s in one run of two; 5 write IOPS and a 2% CPU quota never made etcd "
+        "3.4 count slow applies at 50 puts/s",
+        ETCD_TESTS,
+    ),
     ("etcdMemberCommunicationSlow", "warning"): Drill("slowpeer", SLOW_PEER),
     ("etcdHighNumberOfFailedProposals", "warning"): Reason(
         "proposals fail only while a leader loses quorum mid-proposal; a drill's elections "
@@ -122,11 +127,7 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
         "backups are the operator's files, not an etcd fault (tests/test_backup.py)",
         INSPECTOR_TESTS,
     ),
-    ("EtcdInspectorProbeFailing", "warning"): Reason(
-        "a probe's own failure (credentials, TLS), not an etcd fault "
-        "(tests/test_faults.py and tests/test_reliability.py cause it for real)",
-        INSPECTOR_TESTS,
-    ),
+    ("EtcdInspectorProbeFailing", "warning"): Drill("kill", KILL_TWO),
     ("EtcdInspectorProbeStale", "warning"): Reason(
         "no success for 1-6 h per probe: needs hours", INSPECTOR_TESTS
     ),
@@ -142,6 +143,13 @@ FINDINGS: dict[str, tuple[str, ...]] = {
     "slowpeer": (),
     "nospace": ("alarm", "quota"),
     "hotkey": ("big_value", "hot_key"),
+}
+# Critical alerts a group's fault raises on members it did not fault, by design of the alert:
+# effects, not causes (listed in docs/drills.md; each is a known gap, not a pass).
+EFFECT_CRITICALS: dict[str, tuple[str, ...]] = {
+    # Every member's Put waits for the leader's delayed appends, so every member's p99 crosses
+    # 150 ms: the alert names all three, the slow links belong to one.
+    "slowpeer": ("etcdGRPCRequestsSlow",),
 }
 # What a finding during a group's fault must never say about the faulted member.
 NEVER: dict[str, tuple[str, ...]] = {
