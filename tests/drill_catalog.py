@@ -62,7 +62,8 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
     ("etcdHighCommitDurations", "warning"): Drill("slowdisk", SLOW_DISK),
     ("etcdDatabaseQuotaLowSpace", "critical"): Drill("nospace", NOSPACE),
     ("etcdExcessiveDatabaseGrowth", "warning"): Reason(
-        "predict_linear over a 4 h window, 4 h ahead: needs hours of growth history",
+        "predict_linear over a 4 h window: the NOSPACE drill's fill does fire it within a minute "
+        "(see what else fired), but it resolves only once the 4 h window forgets the fill",
         ETCD_TESTS,
     ),
     ("etcdDatabaseHighFragmentationRatio", "warning"): Reason(

@@ -30,7 +30,8 @@ and that the alert is delivered resolved after the heal.
 
 Fire: seconds from the injection to Alertmanager's delivery (includes the shortened `for:`).
 Resolve: seconds from the heal to the resolved delivery. Fired for: the `member` labels it was
-delivered with ("cluster": an alert without a member label). With the shipped `for:` values add the
+delivered with ("cluster": an alert without a member label). "Before the heal (flapped)": the
+alert resolved while the fault was still on, a gap to look at. With the shipped `for:` values add the
 difference between them and {DRILL_FOR}.
 """
 
@@ -65,6 +66,8 @@ def render(results: Iterable[Mapping[str, Any]]) -> str:
             r = times.get((alert, severity), {})
             how = f"`{entry.group}`: {entry.fault}"
             fire, resolve = _seconds(r.get("fire_seconds")), _seconds(r.get("resolve_seconds"))
+            if r.get("flapped"):
+                resolve = "before the heal (flapped)"
             members = ", ".join(r.get("members", [])) or ("cluster" if r else "-")
         elif isinstance(entry, Reason):
             how = f"not drilled: {entry.why}; promtool: rules/tests/{entry.promtool}"
