@@ -31,8 +31,8 @@ and that the alert is delivered resolved after the heal.
 Fire: seconds from the injection to Alertmanager's delivery (includes the shortened `for:`).
 Resolve: seconds from the heal to the resolved delivery. Fired for: the `member` labels it was
 delivered with ("cluster": an alert without a member label). "Before the heal (flapped)": the
-alert resolved while the fault was still on, a gap to look at. With the shipped `for:` values add the
-difference between them and {DRILL_FOR}.
+alert resolved while the fault was still on, a gap to look at. With the shipped `for:` values
+add the difference between them and {DRILL_FOR}.
 """
 
 
