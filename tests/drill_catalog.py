@@ -52,11 +52,7 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
         ETCD_TESTS,
     ),
     ("etcdMemberCommunicationSlow", "warning"): Drill("slowpeer", SLOW_PEER),
-    ("etcdHighNumberOfFailedProposals", "warning"): Reason(
-        "proposals fail only while a leader loses quorum mid-proposal; a drill's elections "
-        "fail a handful, never 5/s sustained (the alert is for a cluster flapping for 15 min)",
-        ETCD_TESTS,
-    ),
+    ("etcdHighNumberOfFailedProposals", "warning"): Drill("partition", PARTITION),
     ("etcdHighFsyncDurations", "warning"): Drill("slowdisk", SLOW_DISK),
     ("etcdHighFsyncDurations", "critical"): Drill("slowdisk", SLOW_DISK),
     ("etcdHighCommitDurations", "warning"): Drill("slowdisk", SLOW_DISK),
@@ -80,11 +76,7 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
     ),
     ("EtcdInspectorMemberRevisionLag", "warning"): Drill("partition", PARTITION),
     ("EtcdInspectorMemberAppliedIndexLag", "warning"): Drill("partition", PARTITION),
-    ("EtcdInspectorLeaderDisagreement", "critical"): Reason(
-        "two leaders at once: etcd's check-quorum steps a cut-off leader down within an "
-        "election timeout (500 ms here), before any scrape can see both",
-        INSPECTOR_TESTS,
-    ),
+    ("EtcdInspectorLeaderDisagreement", "critical"): Drill("partition", PARTITION),
     ("EtcdInspectorClusterIDMismatch", "critical"): Reason(
         "a configuration fault (the exporter given members of two clusters), not a runtime fault "
         "(tests/test_inspections_end_to_end.py points it at two real clusters)",
@@ -96,8 +88,9 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
     ("EtcdInspectorBigValues", "info"): Drill("hotkey", HOT),
     ("EtcdInspectorHotKey", "warning"): Drill("hotkey", HOT),
     ("EtcdInspectorWatchBehind", "warning"): Reason(
-        "the watch falls 1000 revisions behind only under a backlog its consumer cannot drain "
-        "(tests/test_watch_behind.py builds it on a real cluster)",
+        "fires in the partition drill today only because the hot-key watch stays on the cut-off "
+        "member (issue 22 asks the watch to leave it), so it is not this drill's to assert; "
+        "tests/test_watch_behind.py builds a real backlog",
         INSPECTOR_TESTS,
     ),
     ("EtcdInspectorPrefixKeyGrowth", "warning"): Reason(
