@@ -51,13 +51,13 @@ DRILL_FOR = "10s"
 DRILL_WINDOW = "20s"
 # Series observed only every few seconds get a longer window, or the alert would flap with the
 # gaps: etcd's rafthttp prober records a peer round trip every ~5 s while a link is unhealthy.
-SPARSE_WINDOWS = {"etcd_network_peer_round_trip_time_seconds": "1m"}
+SPARSE_WINDOWS = {"etcd_network_peer_round_trip_time_seconds": "30s"}
 # Subqueries ([15m:1m]): the window shortened the same way, a step of one evaluation.
 DRILL_SUBQUERY = "[40s:2s]"
 SCRAPE_INTERVAL = "1s"
 WRITES_PER_SECOND = 50
 FIRE_TIMEOUT = 120.0
-RESOLVE_TIMEOUT = 90.0
+RESOLVE_TIMEOUT = 120.0
 
 # Windows longer than this are the product's growth windows (predict_linear over 4h, offset 1h):
 # they are left alone, and their alerts are listed with a reason in tests/drill_catalog.py.
