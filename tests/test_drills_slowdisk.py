@@ -29,5 +29,6 @@ def test_a_follower_on_a_slow_disk(etcd_binary: str, tmp_path: Path) -> None:
                 Expect("etcdHighCommitDurations", "warning", slow),
             ],
             {slow}, FINDINGS[GROUP], NEVER.get(GROUP, ()),
+            inspect_probes=("status", "performance"),
         )  # fmt: skip
     record_group(GROUP, time.monotonic() - started)

@@ -199,7 +199,9 @@ def compare(facts: Sequence[MemberFacts], revision: int, hash_enabled: bool = Tr
         hash_check_available=available,
         hash_unavailable_reason=unavailable_reason,
         hash_mismatch=mismatch,
-        leader_distinct=len({st.leader_id for st in statuses}),
+        # A member with no leader (0: partitioned, mid-election) disagrees with nobody: that is
+        # etcdNoLeader's case. The drills saw leader 0 counted as a second leader.
+        leader_distinct=len({st.leader_id for st in statuses if st.leader_id}),
         cluster_id_distinct=len(cluster_ids),
         member_list_distinct=len(member_sets) if member_sets else None,
         consistent=not reasons,
