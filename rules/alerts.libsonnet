@@ -313,6 +313,40 @@
             },
           },
           {
+            alert: 'EtcdInspectorLearnerBehind',
+            expr: |||
+              max without (%(exporter_instance_labels)s) (etcd_inspector_learner_lag_entries{%(exporter_selector)s}) > %(learner_lag_entries_max)s
+            ||| % x,
+            'for': '15m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'An etcd learner does not catch up with the leader.',
+              description: '%s: learner {{ $labels.member }} is {{ $value }} raft entries behind the leader; it cannot be promoted until it catches up.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorLearnerDatabaseLarge',
+            expr: |||
+              (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_db_size_bytes{%(exporter_selector)s})
+                and on (cluster, member)
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_is_learner{%(exporter_selector)s}) == 1
+              )
+              > on (cluster) group_left
+              %(learner_db_size_ratio_max)s * max by (cluster) (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_db_size_bytes{%(exporter_selector)s})
+                and on (cluster, member)
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_is_learner{%(exporter_selector)s}) == 0
+              )
+            ||| % x,
+            'for': '30m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "An etcd learner's database is much larger than the voters'.",
+              description: "%s: learner {{ $labels.member }}'s database is {{ $value | humanize1024 }}B, over %s times the largest voter's; a learner cannot be defragmented." % [inspectedCluster, x.learner_db_size_ratio_max],
+            },
+          },
+          {
             alert: 'EtcdInspectorLeaderDisagreement',
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_leader_distinct{%(exporter_selector)s}) > 1

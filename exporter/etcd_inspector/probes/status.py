@@ -229,6 +229,51 @@ async def topology_from(
     )
 
 
+def learner_lags(result: Topology) -> dict[str, int]:
+    """Each answering learner's catch-up distance, by member name: the leader's raft index
+    minus the learner's applied index (both from Status; none without an answering leader).
+    A learner that has caught up reads 0."""
+    leader = next((m.status for m in result.members if m.status and m.status.is_leader), None)
+    if leader is None:
+        return {}
+    return {
+        m.name: max(0, leader.raft_index - m.status.raft_applied_index)
+        for m in result.members
+        if m.status is not None and m.status.is_learner
+    }
+
+
+def learner_findings(result: Topology, rc: ReportContext) -> Iterable[Finding]:
+    """A learner far behind the leader (it cannot be promoted), and a learner whose database
+    is much larger than the voters' (it cannot be defragmented)."""
+    t, c = rc.thresholds, rc.cluster
+    for name, lag in sorted(learner_lags(result).items()):
+        if lag > t.learner_lag_entries_max:
+            yield Finding(
+                c, "learner_behind",
+                f"learner {name} is {lag} raft entries behind the leader (over "
+                f"{t.learner_lag_entries_max}): it cannot be promoted until it catches up; "
+                "check its disk and its link to the leader",
+                name, Severity.WARNING, value=lag, threshold=t.learner_lag_entries_max,
+            )  # fmt: skip
+    answered = [m for m in result.members if m.status is not None]
+    voters = [m.status.db_size for m in answered if m.status and not m.status.is_learner]
+    if not voters or max(voters) <= 0:
+        return
+    limit = t.learner_db_size_ratio_max * max(voters)
+    for m in answered:
+        st = m.status
+        if st is not None and st.is_learner and st.db_size > limit:
+            yield Finding(
+                c, "learner_db_large",
+                f"learner {m.name}'s database is {size(st.db_size)}, "
+                f"{st.db_size / max(voters):.1f}x the largest voter's ({size(max(voters))}, "
+                f"limit {t.learner_db_size_ratio_max:g}x): a learner cannot be defragmented; "
+                "promote it and defragment, or remove it and add it again",
+                m.name, Severity.WARNING, value=st.db_size, threshold=int(limit),
+            )  # fmt: skip
+
+
 class StatusProbe(Probe[NoOptions, Topology]):
     def __init__(self, options: NoOptions) -> None:
         super().__init__(options)
@@ -288,6 +333,15 @@ class StatusProbe(Probe[NoOptions, Topology]):
             learner.add_metric(lv, 1 if st.is_learner else 0)
             info.add_metric([*lv, f"{st.member_id:x}", st.version, m.endpoint], 1)
         yield from (db, in_use, term, index, applied, revision, leader, learner, info)
+        lag = GaugeMetricFamily(
+            "etcd_inspector_learner_lag_entries",
+            "Raft entries a learner trails the leader: the leader's raft index minus the "
+            f"learner's applied index, from Status (0 once caught up). {CACHED}",
+            labels=labels,
+        )
+        for name, entries in sorted(learner_lags(result).items()):
+            lag.add_metric([cluster, name], entries)
+        yield lag
         if result.alarms is not None:
             alarm = GaugeMetricFamily(
                 "etcd_inspector_member_alarm",
@@ -327,6 +381,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
                 yield Finding(
                     c, "no_leader", f"member {m.name} knows no leader", m.name, Severity.CRITICAL,
                 )  # fmt: skip
+        yield from learner_findings(result, rc)
         for member, alarm in result.alarms or ():
             yield Finding(
                 c, "alarm", f"alarm {alarm} is active on member {member}", member,
@@ -350,6 +405,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
 
 def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, Any]]:
     rows = []
+    lags = learner_lags(result) if result is not None else {}
     for endpoint in rc.endpoints:
         m = result.view(endpoint) if result is not None else None
         st = m.status if m else None
@@ -366,6 +422,8 @@ def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, A
                 "member_id": f"{st.member_id:x}" if st else None,
                 "leader": st.is_leader if st else None,
                 "learner": st.is_learner if st else None,
+                # the leader's raft index minus this learner's applied index (None: a voter)
+                "learner_lag_entries": lags.get(rc.member(endpoint)) if st else None,
                 "version": st.version if st else None,
                 "revision": st.revision if st else None,
                 "raft_term": st.raft_term if st else None,
@@ -408,7 +466,10 @@ def members_text(result: Topology | None, rc: ReportContext) -> list[str]:
         }.get(m["state"], "DOWN (" + str(m["error"]) + ")" if m["error"] else "DOWN")
         rows.append(
             [
-                m["name"], m["endpoint"], state, "*" if m["leader"] else "", m["version"],
+                m["name"], m["endpoint"], state,
+                "*" if m["leader"] else f"learner, {lag} behind"
+                if m["learner"] and (lag := m.get("learner_lag_entries")) is not None
+                else "learner" if m["learner"] else "", m["version"],
                 m["revision"],
                 size(m["db_size_bytes"]) if m["db_size_bytes"] is not None else None,
                 size(m["db_size_in_use_bytes"]) if m["db_size_in_use_bytes"] is not None else None,
@@ -429,6 +490,14 @@ STATE_LOOKS = {"up": Look.UP, "down": Look.DOWN, "auth_failed": Look.CAUTION, "s
 STATE_LABELS = {"up": "up", "down": "down", "auth_failed": "up: auth failed", "slow": "up: slow"}
 
 
+def learner_cell(m: dict[str, Any]) -> Cell:
+    if not m.get("learner"):
+        return text("")
+    lag = m.get("learner_lag_entries")
+    note = None if lag is None else "caught up" if lag == 0 else f"{lag} entries behind"
+    return text("learner", Look.CAUTION if lag else Look.PLAIN, note=note, tag="learner")
+
+
 def members_view(v: ViewInput) -> list[ViewPart]:
     """The members table of the status page (other probes add per-member columns before
     `alarms`), and "N of M members up · leader X" beside the cluster's name."""
@@ -444,7 +513,7 @@ def members_view(v: ViewInput) -> list[ViewPart]:
             text(m["name"], Look.STRONG), text(m["endpoint"], Look.CODE),
             Cell(STATE_LABELS.get(state, state), look=STATE_LOOKS.get(state, Look.UNKNOWN),
                  note=m.get("reason")),
-            text("leader" if m.get("leader") else ""), text("learner" if m.get("learner") else ""),
+            text("leader" if m.get("leader") else ""), learner_cell(m),
             text(m.get("version")), text(m.get("revision")),
             Cell(m.get("db_size_bytes"), Format.BYTES),
             Cell(tuple(on), look=Look.ALERT) if on
@@ -475,6 +544,15 @@ SPEC = ProbeSpec(
         Check("auth_failed", "EtcdInspectorProbeFailing"),
         Check("no_leader", "etcdNoLeader"),
         Check("alarm", "EtcdInspectorAlarmActive", thresholds=("alarms_critical",)),
+        Check(
+            "learner_behind", "EtcdInspectorLearnerBehind", thresholds=("learner_lag_entries_max",)
+        ),
+        Check(
+            "learner_db_large",
+            "EtcdInspectorLearnerDatabaseLarge",
+            Format.BYTES,
+            thresholds=("learner_db_size_ratio_max",),
+        ),
     ),
     stale_seconds=600,
 )
