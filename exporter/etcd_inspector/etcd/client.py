@@ -369,7 +369,7 @@ class MemberClient:
         return HashKV(hash=r.hash, compact_revision=r.compact_revision, revision=r.header.revision)
 
     async def watch(
-        self, key: bytes, range_end: bytes, start_revision: int
+        self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool = False
     ) -> AsyncIterator[WatchBatch]:
         """Stream write events from `start_revision` on. The stream itself has no deadline
         (it is meant to run for hours); keepalive pings break it when the member freezes.
@@ -385,6 +385,9 @@ class MemberClient:
                 # A backlog of big values comes as parts of at most --max-request-bytes each,
                 # not as one message that no receive limit could bound (etcd >= 3.4).
                 fragment=True,
+                # The previous value of every event (etcd reads it from the backend and sends
+                # it along): only to tell a no-op rewrite, the hot-key probe's noop_writes.
+                prev_kv=prev_kv,
             )
         )
 
@@ -416,6 +419,10 @@ class MemberClient:
                         key=ev.kv.key,
                         is_delete=ev.type == rpc.Event.DELETE,
                         mod_revision=ev.kv.mod_revision,
+                        unchanged=prev_kv
+                        and ev.type == rpc.Event.PUT
+                        and ev.HasField("prev_kv")
+                        and ev.prev_kv.value == ev.kv.value,
                     )
                     for ev in raw
                 )

@@ -81,6 +81,8 @@ class WatchEvent:
     key: bytes
     is_delete: bool
     mod_revision: int
+    # A put that left the value as it was (known only when the watch asked for prev_kv).
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
