@@ -143,6 +143,12 @@ def test_a_real_learner_catches_up_and_shows_as_a_learner(etcd_binary: str, tmp_
         rows = {r["name"]: r for r in members_json(topo, rc)}
         assert rows["l1"]["learner"] is True and rows["l1"]["learner_lag_entries"] == 0
         assert rows["m1"]["learner"] is False and rows["m1"]["leader"] is True
+        # a real 3.4/3.5 Status has no 3.6 fields: nothing of them is exported
+        assert all(r["storage_version"] is None for r in rows.values())
+        names = {f.name for f in StatusProbe(None).metrics("c", topo)}  # type: ignore[arg-type]
+        assert "etcd_inspector_learner_lag_entries" in names
+        assert not names & {"etcd_inspector_member_storage_version_info",
+                            "etcd_inspector_downgrade_enabled"}  # fmt: skip
         # etcdctl agrees: the last column of `member list` is IS LEARNER
         (row,) = [r for r in etcdctl(cluster, "member", "list").splitlines() if ", l1," in r]
         assert row.rsplit(", ", 1)[1] == "true", row

@@ -24,6 +24,7 @@ from aetcd import rpc
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.auth import AuthGate, Credentials
 from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, classify
+from etcd_inspector.etcd.status36 import status36
 from etcd_inspector.etcd.types import (
     Alarm,
     HashKV,
@@ -142,6 +143,31 @@ def parse_alarms(errors: Sequence[str]) -> tuple[Alarm, ...]:
 
 
 _ALARM_TEXT = re.compile(r"memberID:(\d+)\s+alarm:([A-Z_]+)")
+
+
+def member_status(endpoint: str, r: Any) -> MemberStatus:
+    """A StatusResponse as MemberStatus, with etcd 3.6's fields where the member sent them."""
+    extra = status36(r.SerializeToString())
+    return MemberStatus(
+        endpoint=endpoint,
+        member_id=r.header.member_id,
+        cluster_id=r.header.cluster_id,
+        leader_id=r.leader,
+        raft_term=r.raftTerm,
+        raft_index=r.raftIndex,
+        # etcd < 3.4 does not send it; 0 then means "unknown"
+        raft_applied_index=r.raftAppliedIndex,
+        revision=r.header.revision,
+        db_size=r.dbSize,
+        db_size_in_use=r.dbSizeInUse,
+        version=r.version,
+        is_learner=r.isLearner,
+        errors=tuple(r.errors),
+        alarms=parse_alarms(r.errors),
+        storage_version=extra.storage_version,
+        downgrade_enabled=extra.downgrade_enabled,
+        downgrade_target_version=extra.downgrade_target_version,
+    )
 
 
 class MemberClient:
@@ -289,23 +315,7 @@ class MemberClient:
 
     async def status(self, timeout: float | None = None) -> MemberStatus:
         r = await self._unary("Status", "_maint", rpc.StatusRequest(), timeout)
-        return MemberStatus(
-            endpoint=self.endpoint,
-            member_id=r.header.member_id,
-            cluster_id=r.header.cluster_id,
-            leader_id=r.leader,
-            raft_term=r.raftTerm,
-            raft_index=r.raftIndex,
-            # etcd < 3.4 does not send it; 0 then means "unknown"
-            raft_applied_index=r.raftAppliedIndex,
-            revision=r.header.revision,
-            db_size=r.dbSize,
-            db_size_in_use=r.dbSizeInUse,
-            version=r.version,
-            is_learner=r.isLearner,
-            errors=tuple(r.errors),
-            alarms=parse_alarms(r.errors),
-        )
+        return member_status(self.endpoint, r)
 
     async def member_list(self, timeout: float | None = None) -> MemberList:
         # linearizable=False (the default, and the only choice on 3.4) lets a member answer

@@ -24,6 +24,11 @@ class MemberStatus:
     errors: tuple[str, ...]
     # Active alarms of the whole cluster, as this member knows them (parsed from `errors`).
     alarms: tuple[Alarm, ...] = ()
+    # etcd >= 3.6 only (None before): the db file's version, and whether a downgrade is
+    # enabled (etcd/status36.py).
+    storage_version: str | None = None
+    downgrade_enabled: bool | None = None
+    downgrade_target_version: str | None = None
 
     @property
     def is_leader(self) -> bool:

@@ -243,6 +243,35 @@ def learner_lags(result: Topology) -> dict[str, int]:
     }
 
 
+def v36_metrics(cluster: str, result: Topology) -> Iterable[Metric]:
+    """etcd 3.6's Status fields, which no etcd metric carries: each member's storage version,
+    and whether a downgrade is enabled (1 when any member that says reports one). Nothing on
+    3.4/3.5, whose Status has neither."""
+    answered = [m for m in result.members if m.status is not None]
+    storage = [(m.name, m.status.storage_version) for m in answered
+               if m.status and m.status.storage_version]  # fmt: skip
+    if storage:
+        info = GaugeMetricFamily(
+            "etcd_inspector_member_storage_version_info",
+            f"The version of the member's db file (etcd >= 3.6 Status), value 1. {CACHED}",
+            labels=["cluster", "member", "version"],
+        )
+        for name, version in storage:
+            info.add_metric([cluster, name, version], 1)
+        yield info
+    said = [m.status.downgrade_enabled for m in answered
+            if m.status and m.status.downgrade_enabled is not None]  # fmt: skip
+    if said:
+        downgrade = GaugeMetricFamily(
+            "etcd_inspector_downgrade_enabled",
+            "1 while a cluster downgrade is enabled (etcdctl downgrade enable; etcd >= 3.6 "
+            f"Status). {CACHED}",
+            labels=["cluster"],
+        )
+        downgrade.add_metric([cluster], 1 if any(said) else 0)
+        yield downgrade
+
+
 def learner_findings(result: Topology, rc: ReportContext) -> Iterable[Finding]:
     """A learner far behind the leader (it cannot be promoted), and a learner whose database
     is much larger than the voters' (it cannot be defragmented)."""
@@ -342,6 +371,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
         for name, entries in sorted(learner_lags(result).items()):
             lag.add_metric([cluster, name], entries)
         yield lag
+        yield from v36_metrics(cluster, result)
         if result.alarms is not None:
             alarm = GaugeMetricFamily(
                 "etcd_inspector_member_alarm",
@@ -392,6 +422,8 @@ class StatusProbe(Probe[NoOptions, Topology]):
         return {
             "members": members_json(result, rc),
             "leader": result.leader if result is not None else None,
+            # etcd >= 3.6 Status: {enabled, target_version}; None before 3.6
+            "downgrade": downgrade_json(result),
             "alarms": (
                 [{"member": m, "alarm": a} for m, a in result.alarms]
                 if result is not None and result.alarms is not None
@@ -401,6 +433,16 @@ class StatusProbe(Probe[NoOptions, Topology]):
 
     def report_text(self, result: Topology | None, rc: ReportContext) -> list[str]:
         return members_text(result, rc)
+
+
+def downgrade_json(result: Topology | None) -> dict[str, Any] | None:
+    said = [m.status for m in (result.members if result else ())
+            if m.status is not None and m.status.downgrade_enabled is not None]  # fmt: skip
+    if not said:
+        return None
+    enabled = [st for st in said if st.downgrade_enabled]
+    target = next((st.downgrade_target_version for st in enabled), None)
+    return {"enabled": bool(enabled), "target_version": target}
 
 
 def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, Any]]:
@@ -425,6 +467,7 @@ def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, A
                 # the leader's raft index minus this learner's applied index (None: a voter)
                 "learner_lag_entries": lags.get(rc.member(endpoint)) if st else None,
                 "version": st.version if st else None,
+                "storage_version": st.storage_version if st else None,  # etcd >= 3.6
                 "revision": st.revision if st else None,
                 "raft_term": st.raft_term if st else None,
                 "raft_index": st.raft_index if st else None,
