@@ -13,6 +13,10 @@
     else '{{ or $labels.%s $labels.instance }}' % c.etcd_member_label,
   local etcdCluster = 'etcd cluster "%s"' % clusterName,
   local inspectedCluster = 'etcd cluster "{{ $labels.cluster }}"',
+  // The labels that tell one member's series from another's (for `or on (...)` fallbacks).
+  local memberOn = std.join(', ', std.set(
+    [std.stripChars(l, ' ') for l in std.split(c.etcd_instance_labels, ',')] + [c.clusterLabel, 'job']
+  )),
 
   // A Prometheus duration ("15m", "4h") or a number of seconds in words, for descriptions.
   local words(d) =
@@ -118,15 +122,21 @@
         ] + [
           {
             alert: 'etcdGRPCRequestsSlow',
+            // etcd 3.7's always-on etcd_server_request_duration_seconds{type,success} where a
+            // member has it; else (3.4-3.6) grpc_server_handling_seconds, --metrics=extensive.
             expr: |||
-              histogram_quantile(0.99, sum without (grpc_type) (rate(grpc_server_handling_seconds_bucket{%(etcd_selector)s, grpc_method!="Defragment", grpc_type="unary"}[5m])))
+              (
+                histogram_quantile(0.99, sum without (success) (rate(etcd_server_request_duration_seconds_bucket{%(etcd_selector)s}[5m])))
+                or on (%(member_on)s)
+                histogram_quantile(0.99, sum without (grpc_type) (rate(grpc_server_handling_seconds_bucket{%(etcd_selector)s, grpc_method!="Defragment", grpc_type="unary"}[5m])))
+              )
               > %(grpc_slow_p99_seconds)s
-            ||| % x,
+            ||| % (x { member_on: memberOn }),
             'for': '10m',
             labels: { severity: 'critical' },
             annotations: {
               summary: 'etcd grpc requests are slow.',
-              description: '%s: 99th percentile of gRPC requests is {{ $value | humanizeDuration }} on etcd instance %s for {{ $labels.grpc_method }} method. This alert needs etcd started with --metrics=extensive (grpc_server_handling_seconds); etcdHighNumberOfSlowApplies works without it.' % [etcdCluster, memberName],
+              description: '%s: 99th percentile of gRPC requests is {{ $value | humanizeDuration }} on etcd instance %s for {{ or $labels.type $labels.grpc_method }} method. Before etcd 3.7 this alert needs etcd started with --metrics=extensive (grpc_server_handling_seconds; 3.7 has etcd_server_request_duration_seconds always); etcdHighNumberOfSlowApplies works without it.' % [etcdCluster, memberName],
             },
           },
           {
