@@ -9,6 +9,7 @@ downgradeInfo, storageVersion once known). Real 3.4/3.5 members send neither: no
 
 from __future__ import annotations
 
+import pytest
 from aetcd import rpc
 
 from etcd_inspector.cluster.topology import MemberView, Topology
@@ -16,7 +17,7 @@ from etcd_inspector.etcd.client import member_status
 from etcd_inspector.etcd.status36 import status36
 from etcd_inspector.probes.base import ReportContext
 from etcd_inspector.probes.status import StatusProbe, members_json
-from exposition import render
+from exposition import assert_promtool_clean, render
 
 
 def _varint(n: int) -> bytes:
@@ -75,6 +76,7 @@ def test_the_36_fields_are_read_from_the_answer_and_absent_before() -> None:
     assert (st35.storage_version, st35.downgrade_enabled) == (None, None)
 
 
+@pytest.mark.promtool
 def test_storage_version_and_downgrade_are_exported_from_36_members() -> None:
     topo = topology(
         v36_answer(1, storage="3.6.0", downgrade=(True, "3.5.0")),
@@ -86,6 +88,7 @@ def test_storage_version_and_downgrade_are_exported_from_36_members() -> None:
     assert f"{info} 1.0" in text
     assert text.count("etcd_inspector_member_storage_version_info{") == 3
     assert 'etcd_inspector_downgrade_enabled{cluster="prod"} 1.0' in text
+    assert_promtool_clean(text)
     rc = ReportContext("prod", ("e1", "e2", "e3"), {"e1": "m1", "e2": "m2", "e3": "m3"})
     doc = StatusProbe(None).report_json(topo, rc)  # type: ignore[arg-type]
     assert doc["downgrade"] == {"enabled": True, "target_version": "3.5.0"}

@@ -243,6 +243,18 @@ def learner_lags(result: Topology) -> dict[str, int]:
     }
 
 
+def learner_lag_family(cluster: str, lags: dict[str, int]) -> GaugeMetricFamily:
+    lag = GaugeMetricFamily(
+        "etcd_inspector_learner_lag_entries",
+        "Raft entries a learner trails the leader: the leader's raft index minus the "
+        f"learner's applied index, from Status (0 once caught up). {CACHED}",
+        labels=["cluster", "member"],
+    )
+    for name, entries in sorted(lags.items()):
+        lag.add_metric([cluster, name], entries)
+    return lag
+
+
 def v36_metrics(cluster: str, result: Topology) -> Iterable[Metric]:
     """etcd 3.6's Status fields, which no etcd metric carries: each member's storage version,
     and whether a downgrade is enabled (1 when any member that says reports one). Nothing on
@@ -362,15 +374,9 @@ class StatusProbe(Probe[NoOptions, Topology]):
             learner.add_metric(lv, 1 if st.is_learner else 0)
             info.add_metric([*lv, f"{st.member_id:x}", st.version, m.endpoint], 1)
         yield from (db, in_use, term, index, applied, revision, leader, learner, info)
-        lag = GaugeMetricFamily(
-            "etcd_inspector_learner_lag_entries",
-            "Raft entries a learner trails the leader: the leader's raft index minus the "
-            f"learner's applied index, from Status (0 once caught up). {CACHED}",
-            labels=labels,
-        )
-        for name, entries in sorted(learner_lags(result).items()):
-            lag.add_metric([cluster, name], entries)
-        yield lag
+        lags = learner_lags(result)
+        if lags:
+            yield learner_lag_family(cluster, lags)
         yield from v36_metrics(cluster, result)
         if result.alarms is not None:
             alarm = GaugeMetricFamily(
@@ -422,13 +428,13 @@ class StatusProbe(Probe[NoOptions, Topology]):
         return {
             "members": members_json(result, rc),
             "leader": result.leader if result is not None else None,
-            # etcd >= 3.6 Status: {enabled, target_version}; None before 3.6
-            "downgrade": downgrade_json(result),
             "alarms": (
                 [{"member": m, "alarm": a} for m, a in result.alarms]
                 if result is not None and result.alarms is not None
                 else None
             ),
+            # etcd >= 3.6 Status: {enabled, target_version}; None before 3.6
+            "downgrade": downgrade_json(result),
         }
 
     def report_text(self, result: Topology | None, rc: ReportContext) -> list[str]:
