@@ -107,6 +107,13 @@
     revision_lag_max: 1000,
     // EtcdInspectorMemberAppliedIndexLag: raft entries a member's applied index may trail.
     applied_index_lag_max: 1000,
+    // EtcdInspectorLearnerBehind: raft entries a learner may trail the leader's index
+    // (etcd_inspector_learner_lag_entries); etcd refuses to promote a learner until it is
+    // within 90% of the leader's log, so one that stays behind cannot be promoted.
+    learner_lag_entries_max: 10000,
+    // EtcdInspectorLearnerDatabaseLarge: a learner's database over this many times the largest
+    // voter's (a learner cannot be defragmented: etcd refuses Defragment on it).
+    learner_db_size_ratio_max: 1.5,
     // EtcdInspectorAlarmActive: etcd alarms that page (etcd_inspector_member_alarm's alarm label).
     alarms_critical: 'NOSPACE|CORRUPT',
     // EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.

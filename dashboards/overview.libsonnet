@@ -45,6 +45,16 @@ local p = import 'lib/panels.libsonnet';
           p.target(q('sum(grpc_server_started_total{%(s)s, grpc_service="etcdserverpb.Watch", grpc_type="bidi_stream"}) - sum(grpc_server_handled_total{%(s)s, grpc_service="etcdserverpb.Watch", grpc_type="bidi_stream"})'), 'Watch streams'),
           p.target(q('sum(grpc_server_started_total{%(s)s, grpc_service="etcdserverpb.Lease", grpc_type="bidi_stream"}) - sum(grpc_server_handled_total{%(s)s, grpc_service="etcdserverpb.Lease", grpc_type="bidi_stream"})'), 'Lease streams'),
         ]),
+        // etcd 3.7's always-on request durations by type; before 3.7 the gRPC handling time
+        // (--metrics=extensive); without either, the backend commit time, so it is never empty.
+        p.timeseries('Request latency p99', [p.target(q(|||
+          histogram_quantile(0.99, sum by (%(m)s, type, le) (rate(etcd_server_request_duration_seconds_bucket{%(s)s}[$__rate_interval])))
+          or on (%(m)s)
+          label_replace(histogram_quantile(0.99, sum by (%(m)s, grpc_method, le) (rate(grpc_server_handling_seconds_bucket{%(s)s, grpc_type="unary", grpc_method!="Defragment"}[$__rate_interval]))), "type", "$1", "grpc_method", "(.*)")
+          or on (%(m)s)
+          label_replace(histogram_quantile(0.99, sum by (%(m)s, le) (rate(etcd_disk_backend_commit_duration_seconds_bucket{%(s)s}[$__rate_interval]))), "type", "backend commit", "", "")
+        |||), byMember + ' {{type}}')], unit='s',
+                     description='p99 per request type: etcd_server_request_duration_seconds (etcd 3.7, always on) where a member has it, else grpc_server_handling_seconds per method (etcd started with --metrics=extensive), else the backend commit time (3.4-3.6 without it: a floor of every write).'),
         p.timeseries('Client traffic in', [p.target(q('sum by (%(m)s) (rate(etcd_network_client_grpc_received_bytes_total{%(s)s}[$__rate_interval]))'), byMember)], unit='Bps'),
         p.timeseries('Client traffic out', [p.target(q('sum by (%(m)s) (rate(etcd_network_client_grpc_sent_bytes_total{%(s)s}[$__rate_interval]))'), byMember)], unit='Bps'),
         p.timeseries('Peer traffic in', [p.target(q('sum by (%(m)s) (rate(etcd_network_peer_received_bytes_total{%(s)s}[$__rate_interval]))'), byMember)], unit='Bps'),
@@ -77,6 +87,8 @@ local p = import 'lib/panels.libsonnet';
         p.row('Process'),
         p.timeseries('Memory', [p.target(q('max by (%(m)s) (process_resident_memory_bytes{%(s)s})'), byMember + ' resident memory')], unit='bytes'),
         p.timeseries('CPU', [p.target(q('max by (%(m)s) (rate(process_cpu_seconds_total{%(s)s}[$__rate_interval]))'), byMember)], unit='percentunit'),
+        p.table('Feature gates (etcd >= 3.6)', [p.target(q('max by (%(m)s, name, stage) (etcd_server_feature_enabled{%(s)s})'), instant=true)],
+                description='etcd_server_feature_enabled: 1 where the feature is on (etcd 3.6 and later; empty on 3.4/3.5, which have no feature gates).'),
         p.timeseries('Slow applies', [p.target(q('sum by (%(m)s) (rate(etcd_server_slow_apply_total{%(s)s}[$__rate_interval]))'), byMember)], unit='reqps',
                      description='Applies slower than 100ms; the request-latency signal that needs no --metrics=extensive.'),
       ],

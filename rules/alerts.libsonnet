@@ -13,6 +13,10 @@
     else '{{ or $labels.%s $labels.instance }}' % c.etcd_member_label,
   local etcdCluster = 'etcd cluster "%s"' % clusterName,
   local inspectedCluster = 'etcd cluster "{{ $labels.cluster }}"',
+  // The labels that tell one member's series from another's (for `or on (...)` fallbacks).
+  local memberOn = std.join(', ', std.set(
+    [std.stripChars(l, ' ') for l in std.split(c.etcd_instance_labels, ',')] + [c.clusterLabel, 'job']
+  )),
 
   // A Prometheus duration ("15m", "4h") or a number of seconds in words, for descriptions.
   local words(d) =
@@ -118,10 +122,16 @@
         ] + [
           {
             alert: 'etcdGRPCRequestsSlow',
+            // etcd 3.7's always-on etcd_server_request_duration_seconds{type,success} where a
+            // member has it; else (3.4-3.6) grpc_server_handling_seconds, --metrics=extensive.
             expr: |||
-              histogram_quantile(0.99, sum without (grpc_type) (rate(grpc_server_handling_seconds_bucket{%(etcd_selector)s, grpc_method!="Defragment", grpc_type="unary"}[5m])))
+              (
+                histogram_quantile(0.99, sum without (success) (rate(etcd_server_request_duration_seconds_bucket{%(etcd_selector)s}[5m])))
+                or on (%(member_on)s)
+                histogram_quantile(0.99, sum without (grpc_type) (rate(grpc_server_handling_seconds_bucket{%(etcd_selector)s, grpc_method!="Defragment", grpc_type="unary"}[5m])))
+              )
               > %(grpc_slow_p99_seconds)s
-            ||| % x,
+            ||| % (x { member_on: memberOn }),
             'for': '10m',
             // A warning, not etcd's upstream critical: it names an effect. A leader's slow peer
             // links make every member's writes slow, so it fired for all three members (the
@@ -129,7 +139,7 @@
             labels: { severity: 'warning' },
             annotations: {
               summary: 'etcd grpc requests are slow.',
-              description: '%s: 99th percentile of gRPC requests is {{ $value | humanizeDuration }} on etcd instance %s for {{ $labels.grpc_method }} method. This is an effect: look for the cause in etcdHighFsyncDurations, etcdHighCommitDurations or etcdMemberCommunicationSlow (and `etcd-inspector inspect`). This alert needs etcd started with --metrics=extensive (grpc_server_handling_seconds); etcdHighNumberOfSlowApplies works without it.' % [etcdCluster, memberName],
+              description: '%s: 99th percentile of gRPC requests is {{ $value | humanizeDuration }} on etcd instance %s for {{ or $labels.type $labels.grpc_method }} method. This is an effect: look for the cause in etcdHighFsyncDurations, etcdHighCommitDurations or etcdMemberCommunicationSlow (and `etcd-inspector inspect`). Before etcd 3.7 this alert needs etcd started with --metrics=extensive (grpc_server_handling_seconds; 3.7 has etcd_server_request_duration_seconds always); etcdHighNumberOfSlowApplies works without it.' % [etcdCluster, memberName],
             },
           },
           {
@@ -313,6 +323,40 @@
             annotations: {
               summary: 'An etcd member applies raft entries behind the others.',
               description: '%s: member {{ $labels.member }} has applied {{ $value }} fewer raft entries than the most advanced member; it is slow (disk, CPU) or cut off from the leader.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorLearnerBehind',
+            expr: |||
+              max without (%(exporter_instance_labels)s) (etcd_inspector_learner_lag_entries{%(exporter_selector)s}) > %(learner_lag_entries_max)s
+            ||| % x,
+            'for': '15m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'An etcd learner does not catch up with the leader.',
+              description: '%s: learner {{ $labels.member }} is {{ $value }} raft entries behind the leader; it cannot be promoted until it catches up.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorLearnerDatabaseLarge',
+            expr: |||
+              (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_db_size_bytes{%(exporter_selector)s})
+                and on (cluster, member)
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_is_learner{%(exporter_selector)s}) == 1
+              )
+              > on (cluster) group_left
+              %(learner_db_size_ratio_max)s * max by (cluster) (
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_db_size_bytes{%(exporter_selector)s})
+                and on (cluster, member)
+                max without (%(exporter_instance_labels)s) (etcd_inspector_member_is_learner{%(exporter_selector)s}) == 0
+              )
+            ||| % x,
+            'for': '30m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "An etcd learner's database is much larger than the voters'.",
+              description: "%s: learner {{ $labels.member }}'s database is {{ $value | humanize1024 }}B, over %s times the largest voter's; a learner cannot be defragmented." % [inspectedCluster, x.learner_db_size_ratio_max],
             },
           },
           {

@@ -236,7 +236,7 @@ class MemoryMember:
     # ----------------------------------------------------------------------- Watch
 
     async def watch(
-        self, key: bytes, range_end: bytes, start_revision: int
+        self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool = False
     ) -> AsyncIterator[WatchBatch]:
         """The history from `start_revision` (0: from now), one batch per revision, then an
         empty batch when it is all sent (as etcd's progress notify); ends there. A test that
@@ -246,9 +246,12 @@ class MemoryMember:
             raise WatchCompacted(self.endpoint, self.store.compact_revision)
         yield WatchBatch(events=(), revision=self.store.revision)  # the create response
         start = start_revision or self.store.revision + 1
+        last: dict[bytes, bytes | None] = {}
         for rev, k, kv in self.store.history:
+            before, last[k] = last.get(k), None if kv is None else kv.value
             if rev >= start and in_range(k, key, range_end):
-                yield WatchBatch(events=(WatchEvent(k, kv is None, rev),), revision=rev)
+                same = prev_kv and kv is not None and before == kv.value
+                yield WatchBatch(events=(WatchEvent(k, kv is None, rev, same),), revision=rev)
 
     async def close(self) -> None:
         self.calls.append(("close", 0))

@@ -37,7 +37,8 @@ from etcd_inspector.probes.performance.model import (
     slow_peer_culprits,
     term_campaign,
 )
-from etcd_inspector.probes.status import StatusProbe, member_state, slow_not_down
+from etcd_inspector.probes.status import StatusProbe, slow_not_down
+from etcd_inspector.probes.status_report import member_state
 from etcd_inspector.report.thresholds import DEFAULT, with_overrides
 
 INF = math.inf

@@ -277,7 +277,8 @@ def test_json_document_shape_and_values():
     assert doc["watch_seconds"] == 5.0
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
-        "name", "inspected", "error", "probes", "members", "leader", "alarms", "performance",
+        "name", "inspected", "error", "probes", "members", "leader", "alarms", "downgrade",
+        "performance",
         "consistency", "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
@@ -291,7 +292,8 @@ def test_json_document_shape_and_values():
     assert m1 == {
         "name": "m1", "endpoint": ENDPOINTS[0], "up": True, "state": "up", "error": None,
         "reason": None, "member_id": "1",
-        "leader": True, "learner": False, "version": "3.5.1", "revision": 500, "raft_term": 3,
+        "leader": True, "learner": False, "learner_lag_entries": None, "version": "3.5.1",
+        "storage_version": None, "revision": 500, "raft_term": 3,
         "raft_index": 900, "db_size_bytes": 4 * 2**20, "db_size_in_use_bytes": 3 * 2**20,
         "errors": [],
     }  # fmt: skip

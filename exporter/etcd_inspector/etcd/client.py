@@ -24,6 +24,7 @@ from aetcd import rpc
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.auth import AuthGate, Credentials
 from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, classify
+from etcd_inspector.etcd.status36 import status36
 from etcd_inspector.etcd.types import (
     Alarm,
     HashKV,
@@ -142,6 +143,31 @@ def parse_alarms(errors: Sequence[str]) -> tuple[Alarm, ...]:
 
 
 _ALARM_TEXT = re.compile(r"memberID:(\d+)\s+alarm:([A-Z_]+)")
+
+
+def member_status(endpoint: str, r: Any) -> MemberStatus:
+    """A StatusResponse as MemberStatus, with etcd 3.6's fields where the member sent them."""
+    extra = status36(r.SerializeToString())
+    return MemberStatus(
+        endpoint=endpoint,
+        member_id=r.header.member_id,
+        cluster_id=r.header.cluster_id,
+        leader_id=r.leader,
+        raft_term=r.raftTerm,
+        raft_index=r.raftIndex,
+        # etcd < 3.4 does not send it; 0 then means "unknown"
+        raft_applied_index=r.raftAppliedIndex,
+        revision=r.header.revision,
+        db_size=r.dbSize,
+        db_size_in_use=r.dbSizeInUse,
+        version=r.version,
+        is_learner=r.isLearner,
+        errors=tuple(r.errors),
+        alarms=parse_alarms(r.errors),
+        storage_version=extra.storage_version,
+        downgrade_enabled=extra.downgrade_enabled,
+        downgrade_target_version=extra.downgrade_target_version,
+    )
 
 
 class MemberClient:
@@ -289,23 +315,7 @@ class MemberClient:
 
     async def status(self, timeout: float | None = None) -> MemberStatus:
         r = await self._unary("Status", "_maint", rpc.StatusRequest(), timeout)
-        return MemberStatus(
-            endpoint=self.endpoint,
-            member_id=r.header.member_id,
-            cluster_id=r.header.cluster_id,
-            leader_id=r.leader,
-            raft_term=r.raftTerm,
-            raft_index=r.raftIndex,
-            # etcd < 3.4 does not send it; 0 then means "unknown"
-            raft_applied_index=r.raftAppliedIndex,
-            revision=r.header.revision,
-            db_size=r.dbSize,
-            db_size_in_use=r.dbSizeInUse,
-            version=r.version,
-            is_learner=r.isLearner,
-            errors=tuple(r.errors),
-            alarms=parse_alarms(r.errors),
-        )
+        return member_status(self.endpoint, r)
 
     async def member_list(self, timeout: float | None = None) -> MemberList:
         # linearizable=False (the default, and the only choice on 3.4) lets a member answer
@@ -369,7 +379,7 @@ class MemberClient:
         return HashKV(hash=r.hash, compact_revision=r.compact_revision, revision=r.header.revision)
 
     async def watch(
-        self, key: bytes, range_end: bytes, start_revision: int
+        self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool = False
     ) -> AsyncIterator[WatchBatch]:
         """Stream write events from `start_revision` on. The stream itself has no deadline
         (it is meant to run for hours); keepalive pings break it when the member freezes.
@@ -385,6 +395,9 @@ class MemberClient:
                 # A backlog of big values comes as parts of at most --max-request-bytes each,
                 # not as one message that no receive limit could bound (etcd >= 3.4).
                 fragment=True,
+                # The previous value of every event (etcd reads it from the backend and sends
+                # it along): only to tell a no-op rewrite, the hot-key probe's noop_writes.
+                prev_kv=prev_kv,
             )
         )
 
@@ -416,6 +429,10 @@ class MemberClient:
                         key=ev.kv.key,
                         is_delete=ev.type == rpc.Event.DELETE,
                         mod_revision=ev.kv.mod_revision,
+                        unchanged=prev_kv
+                        and ev.type == rpc.Event.PUT
+                        and ev.HasField("prev_kv")
+                        and ev.prev_kv.value == ev.kv.value,
                     )
                     for ev in raw
                 )

@@ -77,9 +77,13 @@ class KV(Endpoint, Protocol):
 
 
 class Watch(Endpoint, Protocol):
-    def watch(self, key: bytes, range_end: bytes, start_revision: int) -> AsyncIterator[WatchBatch]:
+    def watch(
+        self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool = False
+    ) -> AsyncIterator[WatchBatch]:
         """Write events from `start_revision` on, one batch per revision-ordered response;
-        raises WatchCompacted when `start_revision` is gone, EtcdError when the stream breaks."""
+        raises WatchCompacted when `start_revision` is gone, EtcdError when the stream breaks.
+        With `prev_kv`, etcd also sends each put's previous value, and a put that left it
+        unchanged is marked (WatchEvent.unchanged)."""
         ...
 
 

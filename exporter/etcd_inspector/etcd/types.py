@@ -24,6 +24,11 @@ class MemberStatus:
     errors: tuple[str, ...]
     # Active alarms of the whole cluster, as this member knows them (parsed from `errors`).
     alarms: tuple[Alarm, ...] = ()
+    # etcd >= 3.6 only (None before): the db file's version, and whether a downgrade is
+    # enabled (etcd/status36.py).
+    storage_version: str | None = None
+    downgrade_enabled: bool | None = None
+    downgrade_target_version: str | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -81,6 +86,8 @@ class WatchEvent:
     key: bytes
     is_delete: bool
     mod_revision: int
+    # A put that left the value as it was (known only when the watch asked for prev_kv).
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)

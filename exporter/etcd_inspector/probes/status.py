@@ -40,18 +40,18 @@ from etcd_inspector.probes.base import (
     ProbeSpec,
     ReportContext,
 )
+from etcd_inspector.probes.status_report import (
+    downgrade_json,
+    learner_lags,
+    member_reason,
+    members_json,
+    members_text,
+    members_view,
+)
 from etcd_inspector.report.findings import Finding, Severity
-from etcd_inspector.report.format import size, table
+from etcd_inspector.report.format import size
 from etcd_inspector.report.view import (
-    Cell,
     Format,
-    Look,
-    PageSection,
-    Summary,
-    Table,
-    ViewInput,
-    ViewPart,
-    text,
 )
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,78 @@ async def topology_from(
     )
 
 
+def learner_lag_family(cluster: str, lags: dict[str, int]) -> GaugeMetricFamily:
+    lag = GaugeMetricFamily(
+        "etcd_inspector_learner_lag_entries",
+        "Raft entries a learner trails the leader: the leader's raft index minus the "
+        f"learner's applied index, from Status (0 once caught up). {CACHED}",
+        labels=["cluster", "member"],
+    )
+    for name, entries in sorted(lags.items()):
+        lag.add_metric([cluster, name], entries)
+    return lag
+
+
+def v36_metrics(cluster: str, result: Topology) -> Iterable[Metric]:
+    """etcd 3.6's Status fields, which no etcd metric carries: each member's storage version,
+    and whether a downgrade is enabled (1 when any member that says reports one). Nothing on
+    3.4/3.5, whose Status has neither."""
+    answered = [m for m in result.members if m.status is not None]
+    storage = [(m.name, m.status.storage_version) for m in answered
+               if m.status and m.status.storage_version]  # fmt: skip
+    if storage:
+        info = GaugeMetricFamily(
+            "etcd_inspector_member_storage_version_info",
+            f"The version of the member's db file (etcd >= 3.6 Status), value 1. {CACHED}",
+            labels=["cluster", "member", "version"],
+        )
+        for name, version in storage:
+            info.add_metric([cluster, name, version], 1)
+        yield info
+    said = [m.status.downgrade_enabled for m in answered
+            if m.status and m.status.downgrade_enabled is not None]  # fmt: skip
+    if said:
+        downgrade = GaugeMetricFamily(
+            "etcd_inspector_downgrade_enabled",
+            "1 while a cluster downgrade is enabled (etcdctl downgrade enable; etcd >= 3.6 "
+            f"Status). {CACHED}",
+            labels=["cluster"],
+        )
+        downgrade.add_metric([cluster], 1 if any(said) else 0)
+        yield downgrade
+
+
+def learner_findings(result: Topology, rc: ReportContext) -> Iterable[Finding]:
+    """A learner far behind the leader (it cannot be promoted), and a learner whose database
+    is much larger than the voters' (it cannot be defragmented)."""
+    t, c = rc.thresholds, rc.cluster
+    for name, lag in sorted(learner_lags(result).items()):
+        if lag > t.learner_lag_entries_max:
+            yield Finding(
+                c, "learner_behind",
+                f"learner {name} is {lag} raft entries behind the leader (over "
+                f"{t.learner_lag_entries_max}): it cannot be promoted until it catches up; "
+                "check its disk and its link to the leader",
+                name, Severity.WARNING, value=lag, threshold=t.learner_lag_entries_max,
+            )  # fmt: skip
+    answered = [m for m in result.members if m.status is not None]
+    voters = [m.status.db_size for m in answered if m.status and not m.status.is_learner]
+    if not voters or max(voters) <= 0:
+        return
+    limit = t.learner_db_size_ratio_max * max(voters)
+    for m in answered:
+        st = m.status
+        if st is not None and st.is_learner and st.db_size > limit:
+            yield Finding(
+                c, "learner_db_large",
+                f"learner {m.name}'s database is {size(st.db_size)}, "
+                f"{st.db_size / max(voters):.1f}x the largest voter's ({size(max(voters))}, "
+                f"limit {t.learner_db_size_ratio_max:g}x): a learner cannot be defragmented; "
+                "promote it and defragment, or remove it and add it again",
+                m.name, Severity.WARNING, value=st.db_size, threshold=int(limit),
+            )  # fmt: skip
+
+
 class StatusProbe(Probe[NoOptions, Topology]):
     def __init__(self, options: NoOptions) -> None:
         super().__init__(options)
@@ -288,6 +360,10 @@ class StatusProbe(Probe[NoOptions, Topology]):
             learner.add_metric(lv, 1 if st.is_learner else 0)
             info.add_metric([*lv, f"{st.member_id:x}", st.version, m.endpoint], 1)
         yield from (db, in_use, term, index, applied, revision, leader, learner, info)
+        lags = learner_lags(result)
+        if lags:
+            yield learner_lag_family(cluster, lags)
+        yield from v36_metrics(cluster, result)
         if result.alarms is not None:
             alarm = GaugeMetricFamily(
                 "etcd_inspector_member_alarm",
@@ -327,6 +403,7 @@ class StatusProbe(Probe[NoOptions, Topology]):
                 yield Finding(
                     c, "no_leader", f"member {m.name} knows no leader", m.name, Severity.CRITICAL,
                 )  # fmt: skip
+        yield from learner_findings(result, rc)
         for member, alarm in result.alarms or ():
             yield Finding(
                 c, "alarm", f"alarm {alarm} is active on member {member}", member,
@@ -342,121 +419,12 @@ class StatusProbe(Probe[NoOptions, Topology]):
                 if result is not None and result.alarms is not None
                 else None
             ),
+            # etcd >= 3.6 Status: {enabled, target_version}; None before 3.6
+            "downgrade": downgrade_json(result),
         }
 
     def report_text(self, result: Topology | None, rc: ReportContext) -> list[str]:
         return members_text(result, rc)
-
-
-def members_json(result: Topology | None, rc: ReportContext) -> list[dict[str, Any]]:
-    rows = []
-    for endpoint in rc.endpoints:
-        m = result.view(endpoint) if result is not None else None
-        st = m.status if m else None
-        rows.append(
-            {
-                "name": rc.member(endpoint),
-                "endpoint": endpoint,
-                # A member that refused our credentials answered: it is up; so is a slow one.
-                "up": st is not None
-                or bool(m and m.error and (m.error.is_auth or m.error == ErrorKind.SLOW)),
-                "state": member_state(m),
-                "error": m.error if m else None,
-                "reason": member_reason(m) if m and st is None else None,
-                "member_id": f"{st.member_id:x}" if st else None,
-                "leader": st.is_leader if st else None,
-                "learner": st.is_learner if st else None,
-                "version": st.version if st else None,
-                "revision": st.revision if st else None,
-                "raft_term": st.raft_term if st else None,
-                "raft_index": st.raft_index if st else None,
-                "db_size_bytes": st.db_size if st else None,
-                "db_size_in_use_bytes": st.db_size_in_use if st else None,
-                "errors": list(st.errors) if st else [],
-            }
-        )
-    return rows
-
-
-def member_state(m: MemberView | None) -> str:
-    """up | down | auth_failed (answered, refused our credentials) | slow (Status timed out,
-    /metrics answered) | unknown (never asked)."""
-    if m is None or (m.status is None and m.error is None):
-        return "unknown"
-    if m.status is not None:
-        return "up"
-    if m.error == ErrorKind.SLOW:
-        return "slow"
-    return "auth_failed" if m.error is not None and m.error.is_auth else "down"
-
-
-def member_reason(m: MemberView | None) -> str:
-    """Why a member did not answer, in one line: the kind in words, then the detail."""
-    if m is None or m.error is None:
-        return "not asked yet" if m is None or m.status is None else ""
-    return f"{m.error.reason}: {m.detail}" if m.detail else m.error.reason
-
-
-def members_text(result: Topology | None, rc: ReportContext) -> list[str]:
-    rows = []
-    for m in members_json(result, rc):
-        state = {
-            "up": "up",
-            "auth_failed": "up, AUTHENTICATION FAILED",
-            "slow": "up, SLOW (Status timed out)",
-            "unknown": "unknown",
-        }.get(m["state"], "DOWN (" + str(m["error"]) + ")" if m["error"] else "DOWN")
-        rows.append(
-            [
-                m["name"], m["endpoint"], state, "*" if m["leader"] else "", m["version"],
-                m["revision"],
-                size(m["db_size_bytes"]) if m["db_size_bytes"] is not None else None,
-                size(m["db_size_in_use_bytes"]) if m["db_size_in_use_bytes"] is not None else None,
-            ]
-        )  # fmt: skip
-    headers = ["NAME", "ENDPOINT", "STATE", "LEADER", "VERSION", "REVISION", "DB SIZE", "IN USE"]
-    lines = ["Members", *table(headers, rows)]
-    if result is not None:
-        if result.alarms is None:
-            lines.append("  alarms: could not be read")
-        else:
-            active = ", ".join(f"{a} on {m}" for m, a in result.alarms) or "none"
-            lines.append(f"  alarms: {active}")
-    return lines
-
-
-STATE_LOOKS = {"up": Look.UP, "down": Look.DOWN, "auth_failed": Look.CAUTION, "slow": Look.CAUTION}
-STATE_LABELS = {"up": "up", "down": "down", "auth_failed": "up: auth failed", "slow": "up: slow"}
-
-
-def members_view(v: ViewInput) -> list[ViewPart]:
-    """The members table of the status page (other probes add per-member columns before
-    `alarms`), and "N of M members up · leader X" beside the cluster's name."""
-    members, alarms = v.doc.get("members") or [], v.doc.get("alarms")
-    active: dict[str, list[str]] = {}
-    for a in alarms or []:
-        active.setdefault(a["member"], []).append(a["alarm"])
-    rows = []
-    for m in members:
-        state = m.get("state") or ("up" if m.get("up") else "down")
-        on = active.get(m["name"])
-        rows.append((
-            text(m["name"], Look.STRONG), text(m["endpoint"], Look.CODE),
-            Cell(STATE_LABELS.get(state, state), look=STATE_LOOKS.get(state, Look.UNKNOWN),
-                 note=m.get("reason")),
-            text("leader" if m.get("leader") else ""), text("learner" if m.get("learner") else ""),
-            text(m.get("version")), text(m.get("revision")),
-            Cell(m.get("db_size_bytes"), Format.BYTES),
-            Cell(tuple(on), look=Look.ALERT) if on
-            else text("none" if alarms is not None else "unknown"),
-        ))  # fmt: skip
-    headers = ("member", "endpoint", "state", "leader", "learner", "version", "revision",
-               "DB size", "alarms")  # fmt: skip
-    up = sum(1 for m in members if m.get("state") in ("up", "slow"))
-    return [
-        Summary(f"{up} of {len(members)} members up · leader {v.doc.get('leader') or '-'}"),
-        PageSection("Members", (Table("members", headers, tuple(rows), insert_columns_at=8),)),
-    ]
 
 
 SPEC = ProbeSpec(
@@ -475,6 +443,15 @@ SPEC = ProbeSpec(
         Check("auth_failed", "EtcdInspectorProbeFailing"),
         Check("no_leader", "etcdNoLeader"),
         Check("alarm", "EtcdInspectorAlarmActive", thresholds=("alarms_critical",)),
+        Check(
+            "learner_behind", "EtcdInspectorLearnerBehind", thresholds=("learner_lag_entries_max",)
+        ),
+        Check(
+            "learner_db_large",
+            "EtcdInspectorLearnerDatabaseLarge",
+            Format.BYTES,
+            thresholds=("learner_db_size_ratio_max",),
+        ),
     ),
     stale_seconds=600,
 )

@@ -88,6 +88,11 @@ class Thresholds:
     # EtcdInspectorMemberRevisionLag / ...AppliedIndexLag: how far a member may trail.
     revision_lag_max: int = 1000
     applied_index_lag_max: int = 1000
+    # EtcdInspectorLearnerBehind: raft entries a learner may trail the leader's index.
+    learner_lag_entries_max: int = 10000
+    # EtcdInspectorLearnerDatabaseLarge: a learner's database over this many times the
+    # largest voter's (a learner cannot be defragmented).
+    learner_db_size_ratio_max: float = 1.5
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Thresholds:
@@ -110,6 +115,8 @@ class Thresholds:
             leader_changes_window_seconds=_seconds(values["leader_changes_window"]),
             revision_lag_max=int(values["revision_lag_max"]),
             applied_index_lag_max=int(values["applied_index_lag_max"]),
+            learner_lag_entries_max=int(values["learner_lag_entries_max"]),
+            learner_db_size_ratio_max=float(values["learner_db_size_ratio_max"]),
         )
 
 

@@ -25,6 +25,11 @@ class HotKeysOptions(Section):
     max_prefixes: int = 200
     # No response for this long while the cluster's revision moved on: restart the watch.
     stall_seconds: Duration = 60.0
+    # Ask the watch for each write's previous value (prev_kv) and count the rewrites that left
+    # the value unchanged (etcd_inspector_noop_writes_per_second). Off by default: etcd then
+    # reads the previous value of every event from its backend and sends it along (README:
+    # "No-op writes" for the measured cost).
+    noop_writes: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> HotKeysOptions:
@@ -89,6 +94,11 @@ class HotKeysResult:
     key_writes: tuple[tuple[str, int], ...] = ()
     # The exporter's decayed rate of all writes together (the hot keys' time constant).
     events_per_second: float | None = None
+    # With the noop_writes option (else None): the keys most rewritten with an unchanged value,
+    # by decayed rate, and counted since the start (as hot_keys and key_writes), and the total.
+    noop_writes: tuple[HotKey, ...] | None = None
+    noop_key_writes: tuple[tuple[str, int], ...] = ()
+    noop_writes_total: int | None = None
 
 
 class WatchUnavailable(ProbeError):

@@ -179,6 +179,9 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
             sketch_entries=len(c.sketch),
             key_writes=c.key_writes(ctx.key_labels, ctx.sensitive_prefixes),
             events_per_second=c.sketch.total_rate(now),
+            noop_writes=c.noop_writes(now, ctx.key_labels, ctx.sensitive_prefixes),
+            noop_key_writes=c.noop_key_writes(ctx.key_labels, ctx.sensitive_prefixes),
+            noop_writes_total=c.noop_total if self.options.noop_writes else None,
         )
 
     def _watcher_deaths(self) -> int:
@@ -233,6 +236,17 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
         )
         restarts.add_metric([cluster], result.restarts_total)
         yield from (writes, hot, events, missed, restarts)
+        if result.noop_writes is not None:
+            noop = GaugeMetricFamily(
+                "etcd_inspector_noop_writes_per_second",
+                "Recent rate of rewrites that left a key's value unchanged, for the top keys "
+                "(the hot-key probe's noop_writes option; keys labelled as the hot keys are). "
+                + CACHED,
+                labels=["cluster", "key"],
+            )
+            for hk in result.noop_writes:
+                noop.add_metric([cluster, hk.key], hk.writes_per_second)
+            yield noop
         if result.revision is not None:
             revision = GaugeMetricFamily(
                 "etcd_inspector_watch_revision",
@@ -298,6 +312,8 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
                 # The members the watch streams from (it leaves one without a leader or lagging).
                 "watched_members": [rc.member(e) for e in r.watched_endpoints],
                 "keys": [{"key": k, "writes_per_second": round(rate, 3)} for k, rate in keys],
+                # Rewrites with an unchanged value (None: the noop_writes option is off).
+                "noop_writes": noop_json(r, window),
                 "prefixes": [
                     {"prefix": p, "puts": puts, "deletes": dels}
                     for p, puts, dels in prefix_write_totals(r)
@@ -328,10 +344,29 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
             )
         rows = [[f"{k['writes_per_second']:.1f}", k["key"]] for k in h["keys"]]
         lines += table(["WRITES/S", "KEY"], rows) if rows else ["  (no key over the minimum rate)"]
+        noop = h["noop_writes"]
+        if noop is not None:
+            rows = [[f"{k['writes_per_second']:.2f}", k["key"]] for k in noop["keys"]]
+            lines += ["", f"No-op rewrites (value unchanged): {noop['total']}"]
+            lines += table(["REWRITES/S", "KEY"], rows) if rows else ["  (none)"]
         rows = [[p["prefix"], p["puts"], p["deletes"]] for p in h["prefixes"][: self.options.top_n]]
         if rows:
             lines += ["", *table(["PREFIX", "PUTS", "DELETES"], rows)]
         return lines
+
+
+def noop_json(r: HotKeysResult, window: float | None) -> dict[str, Any] | None:
+    """The no-op rewrites: decayed rates in the exporter, counted / window in `inspect`."""
+    if r.noop_writes is None:
+        return None
+    if window is None:
+        keys = [(hk.key, hk.writes_per_second) for hk in r.noop_writes]
+    else:
+        keys = [(k, n / window) for k, n in r.noop_key_writes]
+    return {
+        "total": r.noop_writes_total,
+        "keys": [{"key": k, "writes_per_second": round(rate, 3)} for k, rate in keys],
+    }
 
 
 def prefix_write_totals(result: HotKeysResult) -> list[tuple[str, int, int]]:

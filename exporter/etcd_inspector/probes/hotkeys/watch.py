@@ -287,7 +287,11 @@ class RangeWatcher:
 
     async def _stream(self, client: Member) -> None:
         start_revision = self.resume_revision()
-        stream = client.watch(self.key, self.range_end, start_revision)
+        stream = (
+            client.watch(self.key, self.range_end, start_revision, prev_kv=True)
+            if self.options.noop_writes
+            else client.watch(self.key, self.range_end, start_revision)
+        )
         pending: asyncio.Task[WatchBatch] | None = None
         try:
             # etcd answers a create request at once; a member that does not is not serving.
