@@ -231,9 +231,9 @@ def test_mixin_values_set_the_thresholds_findings_compare_with(
     shared_cluster: LocalCluster, tmp_path: Path
 ):
     """The values file the alerts are rendered with (generate --values) gives `inspect` the
-    same thresholds: any use of the quota is over a 0.000001 warning ratio."""
+    same thresholds: any use of the quota is over a 0.000001 warning tier."""
     values = tmp_path / "values.yaml"
-    values.write_text("quota_used_ratio_warning: 0.000001\n")
+    values.write_text("quota_used_ratio_tiers: [{severity: warning, ratio: 0.000001}]\n")
     proc = run_inspect(shared_cluster, "--mixin.values", str(values), "--probes", "quota",
                        "--output", "json")  # fmt: skip
     doc = json.loads(proc.stdout)

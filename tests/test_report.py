@@ -278,7 +278,7 @@ def test_json_document_shape_and_values():
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
         "name", "inspected", "error", "probes", "members", "leader", "alarms", "consistency",
-        "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
+        "quota", "leases", "keyspace", "hot_keys", "certificates", "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
     assert list(cluster["probes"]) == [

@@ -11,6 +11,7 @@ from etcd_inspector.probes.bigvalue import SPEC as BIGVALUE
 from etcd_inspector.probes.certs import SPEC as CERTS
 from etcd_inspector.probes.consistency import SPEC as CONSISTENCY
 from etcd_inspector.probes.hotkeys import SPEC as HOTKEYS
+from etcd_inspector.probes.leases import SPEC as LEASES
 from etcd_inspector.probes.quota import SPEC as QUOTA
 from etcd_inspector.probes.status import SPEC as STATUS
 
@@ -20,6 +21,7 @@ REGISTRY: dict[str, ProbeSpec] = {
         STATUS,
         CONSISTENCY,
         QUOTA,
+        LEASES,
         BIGVALUE,
         HOTKEYS,
         CERTS,

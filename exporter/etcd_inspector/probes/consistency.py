@@ -103,6 +103,17 @@ class ConsistencyResult:
     members: tuple[MemberFacts, ...]
     verdict: Verdict
 
+    @property
+    def revisions_since_compaction(self) -> int | None:
+        """The newest current revision minus the newest compacted revision, from the HashKV
+        answers this run already has (no extra call); None without any."""
+        compacted = [f.hash_compact_revision for f in self.members if f.hash_compact_revision is not None]
+        current = [f.status.revision for f in self.members if f.status is not None]
+        if not compacted or not current:
+            return None
+        # etcd answers -1 before its first compaction: every revision since 1 is retained.
+        return max(current) - max(0, max(compacted))
+
 
 # --------------------------------------------------------------------------- pure logic
 
@@ -378,6 +389,12 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             int(v.consistent),
         )
         yield gauge(
+            "revisions_since_compaction",
+            "Current revision minus the compacted revision (from HashKV's compact_revision): "
+            "the history etcd keeps until the next compaction; absent without a HashKV answer.",
+            result.revisions_since_compaction,
+        )
+        yield gauge(
             "consistency_revision",
             "The revision at which the members' key counts and hashes were compared.",
             result.revision,
@@ -386,6 +403,15 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: ConsistencyResult, rc: ReportContext) -> Iterable[Finding]:
+        since = result.revisions_since_compaction
+        limit = rc.thresholds.revisions_since_compaction_max
+        if since is not None and since > limit:
+            yield Finding(
+                rc.cluster, "compaction_stalled",
+                f"{since} revisions since the last compaction (limit {limit}): history grows "
+                "until etcd compacts (--auto-compaction-retention, or the API server's compaction)",
+                severity=Severity.WARNING, value=since, threshold=limit,
+            )  # fmt: skip
         if result.verdict.consistent:
             return
         for reason in result.verdict.reasons:
@@ -449,6 +475,7 @@ def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
         "hashes_agree": None if v.hash_mismatch is None else not v.hash_mismatch,
         "hash_unavailable_reason": v.hash_unavailable_reason,
         "revision_diff": v.revision_diff,
+        "revisions_since_compaction": result.revisions_since_compaction,
         "members": [
             {
                 "name": f.member,
@@ -489,6 +516,12 @@ SPEC = ProbeSpec(
     title="Consistency",
     reads_keyspace=True,
     view=consistency_view,
-    checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"),),
+    checks=(
+        Check("inconsistent", "EtcdInspectorDataInconsistent"),
+        Check(
+            "compaction_stalled", "EtcdInspectorCompactionStalled",
+            thresholds=("revisions_since_compaction_max",),
+        ),
+    ),
     stale_seconds=1800,
 )
