@@ -282,7 +282,7 @@ def test_json_document_shape_and_values():
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
     assert list(cluster["probes"]) == [
-        "status", "consistency", "quota", "bigvalue", "hotkeys", "certs", "backup",
+        "status", "consistency", "quota", "leases", "bigvalue", "hotkeys", "certs", "backup",
     ]  # fmt: skip
     assert cluster["leader"] == "m1"
     assert cluster["alarms"] == []

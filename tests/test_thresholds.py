@@ -104,7 +104,8 @@ def test_a_values_override_moves_the_alert_and_the_finding_together(tmp_path: Pa
             "severity must be one of info, warning, critical, got 'page'",
         ),
         (
-            "quota_used_ratio_tiers: [{severity: info, ratio: 0.9}, {severity: critical, ratio: 0.8}]\n",
+            "quota_used_ratio_tiers: [{severity: info, ratio: 0.9},"
+            " {severity: critical, ratio: 0.8}]\n",
             "ratios must rise from tier to tier",
         ),
         ("- 1\n", "expected a mapping"),

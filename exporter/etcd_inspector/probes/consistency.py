@@ -107,7 +107,9 @@ class ConsistencyResult:
     def revisions_since_compaction(self) -> int | None:
         """The newest current revision minus the newest compacted revision, from the HashKV
         answers this run already has (no extra call); None without any."""
-        compacted = [f.hash_compact_revision for f in self.members if f.hash_compact_revision is not None]
+        compacted = [
+            f.hash_compact_revision for f in self.members if f.hash_compact_revision is not None
+        ]
         current = [f.status.revision for f in self.members if f.status is not None]
         if not compacted or not current:
             return None

@@ -72,7 +72,9 @@ def quota_tiers(value: Any) -> tuple[QuotaTier, ...]:
     tiers = []
     for item in value:
         if not isinstance(item, dict) or set(item) != {"severity", "ratio"}:
-            raise ThresholdsError(f"{name}: each tier is {{severity: ..., ratio: ...}}, got {item!r}")
+            raise ThresholdsError(
+                f"{name}: each tier is {{severity: ..., ratio: ...}}, got {item!r}"
+            )
         severity, ratio = item["severity"], item["ratio"]
         if severity not in _SEVERITIES:
             raise ThresholdsError(f"{name}: severity must be one of {', '.join(_SEVERITIES)}, "
