@@ -14,7 +14,12 @@ from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import NoOptions, ProbeContext, ReportContext
-from etcd_inspector.probes.consistency import ConsistencyOptions, ConsistencyProbe
+from etcd_inspector.probes.compaction import since
+from etcd_inspector.probes.consistency import (
+    ConsistencyOptions,
+    ConsistencyProbe,
+    ConsistencyResult,
+)
 from etcd_inspector.probes.leases import LeasesProbe, LeasesResult
 from etcd_inspector.report import thresholds
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
@@ -81,17 +86,17 @@ async def test_revisions_since_compaction_come_from_the_hashkv_answers() -> None
         store.put(f"/k/{i % 3}".encode(), b"v")
     probe = ConsistencyProbe(ConsistencyOptions())
     before = await probe.run(context(cluster))
-    assert before.revisions_since_compaction == store.revision  # nothing compacted yet
+    assert since(before.members) == store.revision  # nothing compacted yet
     store.compact(store.revision - 5)
     after = await probe.run(context(cluster))
-    assert after.revisions_since_compaction == 5
+    assert since(after.members) == 5
     assert samples(probe, after, "etcd_inspector_revisions_since_compaction") == [5.0]
     assert list(probe.findings(after, report_context(revisions_since_compaction_max=5))) == []
     (f,) = probe.findings(after, report_context(revisions_since_compaction_max=4))
     assert (f.check, f.value, f.threshold) == ("compaction_stalled", 5, 4)
     # Without HashKV (hash_check off) there is nothing to tell it from: absent, no finding.
     off = await ConsistencyProbe(ConsistencyOptions(hash_check=False)).run(context(cluster))
-    assert off.revisions_since_compaction is None
+    assert since(off.members) is None
     assert samples(probe, off, "etcd_inspector_revisions_since_compaction") == []
 
 
@@ -147,19 +152,22 @@ async def test_revisions_since_compaction_rise_with_writes_and_drop_after_compac
     runtime = make_runtime(etcd_cluster)
     try:
         first = await run(runtime, "consistency")
+        assert isinstance(first, ConsistencyResult)
         for i in range(40):
             etcdctl(etcd_cluster, "put", f"/churn/{i % 4}", f"v{i}")
         second = await run(runtime, "consistency")
-        a = first.revisions_since_compaction  # type: ignore[attr-defined]
-        b = second.revisions_since_compaction  # type: ignore[attr-defined]
+        assert isinstance(second, ConsistencyResult)
+        a = since(first.members)
+        b = since(second.members)
         assert a is not None and b is not None and b >= a + 40, (a, b)
 
         status = json.loads(etcdctl(etcd_cluster, "endpoint", "status", "-w=json"))
         revision = max(int(e["Status"]["header"]["revision"]) for e in status)
         etcdctl(etcd_cluster, "compact", str(revision - 3), "--physical")
         third = await run(runtime, "consistency")
-        c = third.revisions_since_compaction  # type: ignore[attr-defined]
-        assert c == third.members[0].status.revision - (revision - 3) == 3  # type: ignore[attr-defined]
+        assert isinstance(third, ConsistencyResult) and third.members[0].status is not None
+        c = since(third.members)
+        assert c == third.members[0].status.revision - (revision - 3) == 3
         assert samples(
             runtime.probes["consistency"].probe, third, "etcd_inspector_revisions_since_compaction"
         ) == [3.0]

@@ -28,6 +28,7 @@ from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.etcd.interfaces import Maintenance, Member
+from etcd_inspector.probes import compaction
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
@@ -102,19 +103,6 @@ class ConsistencyResult:
     revision: int  # the pinned revision R
     members: tuple[MemberFacts, ...]
     verdict: Verdict
-
-    @property
-    def revisions_since_compaction(self) -> int | None:
-        """The newest current revision minus the newest compacted revision, from the HashKV
-        answers this run already has (no extra call); None without any."""
-        compacted = [
-            f.hash_compact_revision for f in self.members if f.hash_compact_revision is not None
-        ]
-        current = [f.status.revision for f in self.members if f.status is not None]
-        if not compacted or not current:
-            return None
-        # etcd answers -1 before its first compaction: every revision since 1 is retained.
-        return max(current) - max(0, max(compacted))
 
 
 # --------------------------------------------------------------------------- pure logic
@@ -390,12 +378,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             "1 when cluster IDs, key counts and hashes agree at the pinned revision, else 0.",
             int(v.consistent),
         )
-        yield gauge(
-            "revisions_since_compaction",
-            "Current revision minus the compacted revision (from HashKV's compact_revision): "
-            "the history etcd keeps until the next compaction; absent without a HashKV answer.",
-            result.revisions_since_compaction,
-        )
+        yield gauge("revisions_since_compaction", compaction.HELP, compaction.since(result.members))
         yield gauge(
             "consistency_revision",
             "The revision at which the members' key counts and hashes were compared.",
@@ -405,15 +388,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: ConsistencyResult, rc: ReportContext) -> Iterable[Finding]:
-        since = result.revisions_since_compaction
-        limit = rc.thresholds.revisions_since_compaction_max
-        if since is not None and since > limit:
-            yield Finding(
-                rc.cluster, "compaction_stalled",
-                f"{since} revisions since the last compaction (limit {limit}): history grows "
-                "until etcd compacts (--auto-compaction-retention, or the API server's compaction)",
-                severity=Severity.WARNING, value=since, threshold=limit,
-            )  # fmt: skip
+        yield from compaction.findings(compaction.since(result.members), rc)
         if result.verdict.consistent:
             return
         for reason in result.verdict.reasons:
@@ -477,7 +452,7 @@ def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
         "hashes_agree": None if v.hash_mismatch is None else not v.hash_mismatch,
         "hash_unavailable_reason": v.hash_unavailable_reason,
         "revision_diff": v.revision_diff,
-        "revisions_since_compaction": result.revisions_since_compaction,
+        "revisions_since_compaction": compaction.since(result.members),
         "members": [
             {
                 "name": f.member,
@@ -518,12 +493,6 @@ SPEC = ProbeSpec(
     title="Consistency",
     reads_keyspace=True,
     view=consistency_view,
-    checks=(
-        Check("inconsistent", "EtcdInspectorDataInconsistent"),
-        Check(
-            "compaction_stalled", "EtcdInspectorCompactionStalled",
-            thresholds=("revisions_since_compaction_max",),
-        ),
-    ),
+    checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"), compaction.CHECK),
     stale_seconds=1800,
 )
