@@ -117,7 +117,7 @@ async def test_json_names_the_big_value_and_the_most_modified_key(etcd_cluster: 
     (finding,) = doc["findings"]
     assert finding["check"] == "big_value"
     assert "/big/blob" in finding["message"]
-    assert all(m["used_ratio"] < 0.8 for m in cluster["quota"]["members"])
+    assert all(m["used_ratio"] < 0.65 for m in cluster["quota"]["members"])
     assert "scanning" not in proc.stderr  # stderr is not a terminal: no progress line
     # inspect only reads: any write would have moved the revision on.
     assert revision(etcd_cluster) == before
@@ -134,7 +134,8 @@ def test_clean_cluster_text_report_exits_0(etcd_cluster: LocalCluster):
     text = proc.stdout
     for section in (
         "Members", "Consistency (at revision", "key counts agree: yes; hashes agree: yes; "
-        "cluster IDs agree: yes", "Quota (limit 80% used)", "Keyspace scan (at revision",
+        "cluster IDs agree: yes", "Quota (limit 65% used; tiers 65% info, 75% warning, 85% critical)",
+        "Leases: 0 active (limit 10000)", "Keyspace scan (at revision",
         "Largest values", "Most-modified keys", "Biggest prefixes", "Hot keys: not watched",
         "Findings", "none: all clear", "Result: all clear (exit 0)",
     ):  # fmt: skip
