@@ -134,7 +134,8 @@ def test_clean_cluster_text_report_exits_0(etcd_cluster: LocalCluster):
     text = proc.stdout
     for section in (
         "Members", "Consistency (at revision", "key counts agree: yes; hashes agree: yes; "
-        "cluster IDs agree: yes", "Quota (limit 65% used; tiers 65% info, 75% warning, 85% critical)",
+        "cluster IDs agree: yes",
+        "Quota (limit 65% used; tiers 65% info, 75% warning, 85% critical)",
         "Leases: 0 active (limit 10000)", "Keyspace scan (at revision",
         "Largest values", "Most-modified keys", "Biggest prefixes", "Hot keys: not watched",
         "Findings", "none: all clear", "Result: all clear (exit 0)",
