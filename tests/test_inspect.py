@@ -206,7 +206,7 @@ def test_unknown_probe_in_probes_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "etcd-inspector: --probes: unknown probe 'bigvalu' (did you mean 'bigvalue'?); "
-        "known probes: status, consistency, quota, bigvalue, hotkeys, certs, backup"
+        "known probes: status, consistency, quota, leases, bigvalue, hotkeys, certs, backup"
     ]
     assert proc.stdout == ""
 
