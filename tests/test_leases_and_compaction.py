@@ -109,7 +109,7 @@ def make_runtime(cluster: LocalCluster) -> ClusterRuntime:
         "inspection": {"probes": {"consistency": {"timeout": "20s"}}},
     }
     config = parse_config(raw, REGISTRY)
-    return build_runtime(config.clusters[0], config, only={"status", "consistency", "leases"})
+    return build_runtime(config.clusters[0], config, only={"status", "consistency", "leases", "bigvalue"})
 
 
 async def run(runtime: ClusterRuntime, name: str) -> object:
@@ -133,10 +133,17 @@ async def test_leases_granted_by_etcdctl_are_counted_exactly(etcd_cluster: Local
         assert isinstance(result, LeasesResult)
         assert result.leases == etcdctl_lease_count(etcd_cluster) == 0
         ids = [etcdctl(etcd_cluster, "lease", "grant", "600").split()[1] for _ in range(25)]
-        etcdctl(etcd_cluster, "put", "--lease", ids[0], "/leased/a", "1")
+        for key in ("/leased/a", "/leased/b", "/leased/c"):
+            etcdctl(etcd_cluster, "put", "--lease", ids[0], key, "1")
+        etcdctl(etcd_cluster, "put", "/plain/d", "1")
         result = await run(runtime, "leases")
         assert isinstance(result, LeasesResult)
         assert result.leases == etcdctl_lease_count(etcd_cluster) == 25
+        # Keys attached to leases: counted by the keyspace scan from each key's lease field.
+        scan = await run(runtime, "bigvalue")
+        ttl = etcdctl(etcd_cluster, "lease", "timetolive", "--keys", ids[0])
+        assert all(k in ttl for k in ("/leased/a", "/leased/b", "/leased/c"))
+        assert samples(runtime.probes["bigvalue"].probe, scan, "etcd_inspector_lease_keys") == [3.0]
         etcdctl(etcd_cluster, "lease", "revoke", ids[1])
         result = await run(runtime, "leases")
         assert isinstance(result, LeasesResult)
