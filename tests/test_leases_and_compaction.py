@@ -109,7 +109,8 @@ def make_runtime(cluster: LocalCluster) -> ClusterRuntime:
         "inspection": {"probes": {"consistency": {"timeout": "20s"}}},
     }
     config = parse_config(raw, REGISTRY)
-    return build_runtime(config.clusters[0], config, only={"status", "consistency", "leases", "bigvalue"})
+    probes = {"status", "consistency", "leases", "bigvalue"}
+    return build_runtime(config.clusters[0], config, only=probes)
 
 
 async def run(runtime: ClusterRuntime, name: str) -> object:
