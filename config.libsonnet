@@ -116,8 +116,14 @@
     learner_db_size_ratio_max: 1.5,
     // EtcdInspectorAlarmActive: etcd alarms that page (etcd_inspector_member_alarm's alarm label).
     alarms_critical: 'NOSPACE|CORRUPT',
-    // EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.
-    quota_used_ratio_warning: 0.8,
+    // EtcdInspectorQuotaHeadroomLow: tiers of the share (0..1) of the backend quota in use, in
+    // rising order, one alert each with its severity (info, warning, critical); `inspect` makes
+    // the finding of the highest tier crossed. openshift's cluster-etcd-operator's 65/75/85%.
+    quota_used_ratio_tiers: [
+      { severity: 'info', ratio: 0.65 },
+      { severity: 'warning', ratio: 0.75 },
+      { severity: 'critical', ratio: 0.85 },
+    ],
     // EtcdInspectorQuotaExhaustionProjected: projected seconds until the quota is reached.
     quota_exhaustion_horizon_seconds: 24 * 60 * 60,
     // EtcdInspectorBigValues: values over the exporter's big-value size tolerated ...
@@ -142,6 +148,14 @@
     // equal to the certs probe's warning_days / critical_days, which make the same findings.
     certificate_expiry_warning_days: 21,
     certificate_expiry_critical_days: 7,
+    // EtcdInspectorCompactionStalled: revisions etcd keeps since its last compaction
+    // (etcd_inspector_revisions_since_compaction, from the consistency probe's HashKV). With
+    // no auto-compaction every write is kept until the quota fills; 1M revisions is days of
+    // a busy Kubernetes cluster whose API server compacts every 5 minutes.
+    revisions_since_compaction_max: 1000000,
+    // EtcdInspectorLeasesHigh: active leases in a cluster (etcd_inspector_leases). Leaked
+    // leases (a client granting one per write and never revoking it) fill the database.
+    leases_max: 10000,
     // EtcdInspectorBackupTooOld: age of the newest snapshot in a backup location, in seconds.
     // Keep it equal to the exporter's clusters[].backup.max_age (--backup.max-age, default 1h)
     // so that `inspect` and the alert agree; it must exceed the snapshot schedule's period.
@@ -162,6 +176,7 @@
       bigvalue: 6 * 3600,
       certs: 3600,
       backup: 3600,
+      leases: 1800,
     },
 
     // ---- Deployment (servicemonitors/) ------------------------------------------------------

@@ -394,18 +394,24 @@
               description: '%s: member {{ $labels.member }} has the {{ $labels.alarm }} alarm raised. NOSPACE: the cluster refuses writes until space is freed (compact, defrag) and the alarm is disarmed. CORRUPT: a member diverged and must be replaced.' % inspectedCluster,
             },
           },
+        ] + [
+          // One rule per tier of quota_used_ratio_tiers, each with its tier's severity; they
+          // fire together above the top tier (Alertmanager's usual inhibition of a warning by
+          // the critical alert of the same labels keeps one notification).
           {
             alert: 'EtcdInspectorQuotaHeadroomLow',
             expr: |||
-              max without (%(exporter_instance_labels)s) (etcd_inspector_quota_used_ratio{%(exporter_selector)s}) > %(quota_used_ratio_warning)s
-            ||| % x,
+              max without (%(exporter_instance_labels)s) (etcd_inspector_quota_used_ratio{%(exporter_selector)s}) > %(ratio)s
+            ||| % (x { ratio: tier.ratio }),
             'for': '15m',
-            labels: { severity: 'warning' },
+            labels: { severity: tier.severity },
             annotations: {
               summary: 'An etcd member is running out of backend quota.',
-              description: '%s: member {{ $labels.member }} uses {{ $value | humanizePercentage }} of its backend quota; at 100%% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.' % inspectedCluster,
+              description: '%s: member {{ $labels.member }} uses {{ $value | humanizePercentage }} of its backend quota (%s tier: over %d%%); at 100%% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.' % [inspectedCluster, tier.severity, std.floor(tier.ratio * 100 + 0.5)],
             },
-          },
+          }
+          for tier in c.quota_used_ratio_tiers
+        ] + [
           {
             alert: 'EtcdInspectorQuotaExhaustionProjected',
             expr: |||
@@ -416,6 +422,30 @@
             annotations: {
               summary: 'An etcd member is projected to reach its backend quota soon.',
               description: '%s: member {{ $labels.member }} reaches its backend quota in about {{ $value | humanizeDuration }} at the current growth rate.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorCompactionStalled',
+            expr: |||
+              max without (%(exporter_instance_labels)s) (etcd_inspector_revisions_since_compaction{%(exporter_selector)s}) > %(revisions_since_compaction_max)s
+            ||| % x,
+            'for': '30m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'etcd keeps a long history: compaction is not running.',
+              description: '%s: {{ $value | humanize }} revisions since the last compaction. Every write is kept until etcd compacts, so the database grows towards its quota; enable --auto-compaction-retention or compact (`etcdctl compact`), then defragment.' % inspectedCluster,
+            },
+          },
+          {
+            alert: 'EtcdInspectorLeasesHigh',
+            expr: |||
+              max without (%(exporter_instance_labels)s) (etcd_inspector_leases{%(exporter_selector)s}) > %(leases_max)s
+            ||| % x,
+            'for': '30m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'An etcd cluster holds an unusually large number of leases.',
+              description: '%s: {{ $value | humanize }} active leases. Leaked leases (granted per write and never revoked) keep their keys alive and fill the database; find the client granting them (`etcdctl lease list`, `etcdctl lease timetolive --keys ID`).' % inspectedCluster,
             },
           },
           {

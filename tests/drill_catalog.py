@@ -87,7 +87,30 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
         INSPECTOR_TESTS,
     ),
     ("EtcdInspectorAlarmActive", "critical"): Drill("nospace", NOSPACE),
+    ("EtcdInspectorQuotaHeadroomLow", "info"): Drill("nospace", NOSPACE),
     ("EtcdInspectorQuotaHeadroomLow", "warning"): Drill("nospace", NOSPACE),
+    ("EtcdInspectorQuotaHeadroomLow", "critical"): Drill("nospace", NOSPACE),
+    ("EtcdInspectorLearnerBehind", "warning"): Reason(
+        "a learner 10,000 entries behind: at the drills' 50 puts/s that is minutes of writes "
+        "with the learner cut off, and a learner catches up within a second once it is back "
+        "(tests/test_learners.py adds a real learner)",
+        INSPECTOR_TESTS,
+    ),
+    ("EtcdInspectorLearnerDatabaseLarge", "warning"): Reason(
+        "a learner's database 1.5x the voters' needs the voters defragmented after a big "
+        "delete while the learner is not: hundreds of MiB of writes, beyond the budget",
+        INSPECTOR_TESTS,
+    ),
+    ("EtcdInspectorCompactionStalled", "warning"): Reason(
+        "1,000,000 revisions since the last compaction: hours of writes at a realistic rate "
+        "(tests/test_leases_and_compaction.py measures the metric rise and fall)",
+        INSPECTOR_TESTS,
+    ),
+    ("EtcdInspectorLeasesHigh", "warning"): Reason(
+        "10,000 leases held for 30 minutes: a leak over hours, not a fault "
+        "(the leases probe's real-cluster test counts leases exactly)",
+        INSPECTOR_TESTS,
+    ),
     ("EtcdInspectorQuotaExhaustionProjected", "warning"): Drill("nospace", NOSPACE),
     ("EtcdInspectorBigValues", "info"): Drill("hotkey", HOT),
     ("EtcdInspectorHotKey", "warning"): Drill("hotkey", HOT),

@@ -56,6 +56,8 @@ class MemoryStore:
         self.compact_revision = 0
         # (revision, key, the key's value after the write, or None for a delete)
         self.history: list[tuple[int, bytes, KeyValue | None]] = []
+        # Active lease IDs (granting one costs no revision, as in etcd).
+        self.leases: set[int] = set()
 
     def put(self, key: bytes, value: bytes) -> int:
         before = self.at(self.revision).get(key)
@@ -252,6 +254,10 @@ class MemoryMember:
             if rev >= start and in_range(k, key, range_end):
                 same = prev_kv and kv is not None and before == kv.value
                 yield WatchBatch(events=(WatchEvent(k, kv is None, rev, same),), revision=rev)
+
+    async def lease_ids(self, timeout: float | None = None) -> tuple[int, ...]:
+        self._check("lease_ids")
+        return tuple(sorted(self.store.leases))
 
     async def close(self) -> None:
         self.calls.append(("close", 0))

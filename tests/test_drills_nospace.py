@@ -71,7 +71,10 @@ def test_the_backend_quota_exhausted(etcd_binary: str, tmp_path: Path) -> None:
             [
                 Expect("EtcdInspectorAlarmActive", "critical"),
                 Expect("etcdDatabaseQuotaLowSpace", "critical"),
+                # Every tier at once: the fill runs past the top one (85%).
+                Expect("EtcdInspectorQuotaHeadroomLow", "info"),
                 Expect("EtcdInspectorQuotaHeadroomLow", "warning"),
+                Expect("EtcdInspectorQuotaHeadroomLow", "critical"),
                 Expect("EtcdInspectorQuotaExhaustionProjected", "warning"),
                 # Every put answers ResourceExhausted while the alarm is on.
                 Expect("etcdHighNumberOfFailedGRPCRequests", "warning"),

@@ -117,7 +117,7 @@ async def test_json_names_the_big_value_and_the_most_modified_key(etcd_cluster: 
     (finding,) = doc["findings"]
     assert finding["check"] == "big_value"
     assert "/big/blob" in finding["message"]
-    assert all(m["used_ratio"] < 0.8 for m in cluster["quota"]["members"])
+    assert all(m["used_ratio"] < 0.65 for m in cluster["quota"]["members"])
     assert "scanning" not in proc.stderr  # stderr is not a terminal: no progress line
     # inspect only reads: any write would have moved the revision on.
     assert revision(etcd_cluster) == before
@@ -134,7 +134,9 @@ def test_clean_cluster_text_report_exits_0(etcd_cluster: LocalCluster):
     text = proc.stdout
     for section in (
         "Members", "Consistency (at revision", "key counts agree: yes; hashes agree: yes; "
-        "cluster IDs agree: yes", "Quota (limit 80% used)", "Keyspace scan (at revision",
+        "cluster IDs agree: yes",
+        "Quota (limit 65% used; tiers 65% info, 75% warning, 85% critical)",
+        "Leases: 0 active (limit 10000)", "Keyspace scan (at revision",
         "Largest values", "Most-modified keys", "Biggest prefixes", "Hot keys: not watched",
         "Findings", "none: all clear", "Result: all clear (exit 0)",
     ):  # fmt: skip
@@ -204,8 +206,8 @@ def test_unknown_probe_in_probes_is_one_line_and_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "etcd-inspector: --probes: unknown probe 'bigvalu' (did you mean 'bigvalue'?); "
-        "known probes: status, performance, consistency, quota, bigvalue, hotkeys, certs, "
-        "backup"
+        "known probes: status, performance, consistency, quota, leases, bigvalue, hotkeys, "
+        "certs, backup"
     ]
     assert proc.stdout == ""
 
@@ -232,9 +234,9 @@ def test_mixin_values_set_the_thresholds_findings_compare_with(
     shared_cluster: LocalCluster, tmp_path: Path
 ):
     """The values file the alerts are rendered with (generate --values) gives `inspect` the
-    same thresholds: any use of the quota is over a 0.000001 warning ratio."""
+    same thresholds: any use of the quota is over a 0.000001 warning tier."""
     values = tmp_path / "values.yaml"
-    values.write_text("quota_used_ratio_warning: 0.000001\n")
+    values.write_text("quota_used_ratio_tiers: [{severity: warning, ratio: 0.000001}]\n")
     proc = run_inspect(shared_cluster, "--mixin.values", str(values), "--probes", "quota",
                        "--output", "json")  # fmt: skip
     doc = json.loads(proc.stdout)

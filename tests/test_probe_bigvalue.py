@@ -218,8 +218,9 @@ def expected_counts(sizes: Iterable[int]) -> list[int]:
 class FakeKV:
     """Only for the pure accounting tests; every scan test reads a real etcd."""
 
-    def __init__(self, key: bytes, size: int, version: int = 1) -> None:
+    def __init__(self, key: bytes, size: int, version: int = 1, lease: int = 0) -> None:
         self.key, self.value, self.version = key, b"v" * size, version
+        self.lease = lease
 
 
 # --------------------------------------------------------------------------- pure

@@ -110,7 +110,8 @@ def test_the_context_names_the_cluster_and_nothing_else_of_its_config() -> None:
          "clusters[0].probes.bigvalue: unknown key 'intreval' (did you mean 'interval'?)"),
         ({"bigvalues": {}},
          "clusters[0].probes: unknown probe 'bigvalues' (did you mean 'bigvalue'?); known "
-         "probes: backup, bigvalue, certs, consistency, hotkeys, performance, quota, status"),
+         "probes: backup, bigvalue, certs, consistency, hotkeys, leases, performance, quota, "
+         "status"),
         ({"backup": {"max_age": 60}},
          "clusters[0].probes.backup.max_age: '60' has no unit; write e.g. '60s'"),
     ],

@@ -65,14 +65,19 @@ async def test_quota_member_over_the_limit_is_one_warning_in_findings_json_and_t
 
     (finding,) = probe.findings(result, rc)
     assert (finding.check, finding.member, finding.subject) == ("quota", m3, m3)
-    assert finding.severity == Severity.WARNING
+    assert finding.severity == Severity.CRITICAL  # over the highest of the three tiers
     assert finding.message == (
-        f"member {m3} uses 90% of its quota (90.0 MiB of 100.0 MiB; limit 80%)"
+        f"member {m3} uses 90% of its quota (90.0 MiB of 100.0 MiB; critical tier: limit 85%)"
     )
-    assert (finding.value, finding.threshold) == (0.9, 0.8)
+    assert (finding.value, finding.threshold) == (0.9, 0.85)
 
     doc = probe.report_json(result, rc)["quota"]
-    assert doc["used_ratio_limit"] == 0.8
+    assert doc["used_ratio_limit"] == 0.65
+    assert doc["used_ratio_tiers"] == [
+        {"severity": "info", "ratio": 0.65},
+        {"severity": "warning", "ratio": 0.75},
+        {"severity": "critical", "ratio": 0.85},
+    ]
     assert [(m["name"], m["used_ratio"], m["headroom_bytes"], m["quota_source"])
             for m in doc["members"]] == [
         (name(members[0]), 0.4, 60 * MiB, "option"),
@@ -80,7 +85,7 @@ async def test_quota_member_over_the_limit_is_one_warning_in_findings_json_and_t
         (m3, 0.9, 10 * MiB, "option"),
     ]  # fmt: skip
     text = probe.report_text(result, rc)
-    assert text[0] == "Quota (limit 80% used)"
+    assert text[0] == "Quota (limit 65% used; tiers 65% info, 75% warning, 85% critical)"
     assert text[1].split() == ["MEMBER", "DB", "SIZE", "QUOTA", "USED", "HEADROOM", "FULL", "IN"]
     assert text[-1].split() == [m3, "90.0", "MiB", "100.0", "MiB", "(option)", "90.0%", "10.0",
                                 "MiB", "-"]  # fmt: skip

@@ -94,7 +94,7 @@ def mixin_config_names() -> set[str]:
 
 def test_every_mixin_config_name_in_the_findings_table_is_in_config_libsonnet():
     names = mixin_config_names()
-    assert {"quota_used_ratio_warning", "certificate_expiry_warning_days"} <= names
+    assert {"quota_used_ratio_tiers", "certificate_expiry_warning_days"} <= names
     table = README.split("| kind | when | threshold (config.libsonnet) | alert |", 1)[1]
     rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| `")]
     cited = {n for row in rows for n in re.findall(r"`([a-z][a-z0-9_]*)`", row.split("|")[3])}

@@ -278,13 +278,13 @@ def test_json_document_shape_and_values():
     (cluster,) = doc["clusters"]
     assert list(cluster) == [
         "name", "inspected", "error", "probes", "members", "leader", "alarms", "downgrade",
-        "performance",
-        "consistency", "quota", "keyspace", "hot_keys", "certificates", "backup", "findings",
+        "performance", "consistency", "quota", "leases", "keyspace", "hot_keys", "certificates",
+        "backup", "findings",
     ]  # fmt: skip
     assert cluster["name"] == "prod" and cluster["inspected"] and cluster["error"] is None
     assert list(cluster["probes"]) == [
-        "status", "performance", "consistency", "quota", "bigvalue", "hotkeys", "certs",
-        "backup",
+        "status", "performance", "consistency", "quota", "leases", "bigvalue", "hotkeys",
+        "certs", "backup",
     ]  # fmt: skip
     assert cluster["leader"] == "m1"
     assert cluster["alarms"] == []

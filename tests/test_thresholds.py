@@ -50,7 +50,9 @@ def test_the_packaged_defaults_are_config_libsonnets(defaults: dict) -> None:
     config.libsonnet; `python -m etcd_inspector.mixin` rewrites it."""
     assert thresholds.packaged_defaults() == defaults
     t = thresholds.DEFAULT
-    assert t.quota_used_ratio_warning == defaults["quota_used_ratio_warning"]
+    assert [(q.severity, q.ratio) for q in t.quota_used_ratio_tiers] == [
+        (q["severity"], q["ratio"]) for q in defaults["quota_used_ratio_tiers"]
+    ] == [("info", 0.65), ("warning", 0.75), ("critical", 0.85)]
     assert t.hot_key_writes_per_second == defaults["hot_key_writes_per_second"]
     assert t.big_values_max == defaults["big_values_max"]
     assert t.prefix_key_growth_max == defaults["prefix_key_growth_max"]
@@ -62,7 +64,7 @@ def test_the_packaged_defaults_are_config_libsonnets(defaults: dict) -> None:
 
 
 def test_the_probes_defaults_are_the_alerts_thresholds(defaults: dict) -> None:
-    assert QUOTA_USED_RATIO_LIMIT == defaults["quota_used_ratio_warning"]
+    assert QUOTA_USED_RATIO_LIMIT == defaults["quota_used_ratio_tiers"][0]["ratio"]
     assert BigValueOptions().threshold_bytes == defaults["big_value_threshold_bytes"]
     # unset: the mixin's values (with --mixin.values), read when the findings are made
     assert CertsOptions().warning_days is None and CertsOptions().critical_days is None
@@ -72,7 +74,7 @@ def test_a_values_override_moves_the_alert_and_the_finding_together(tmp_path: Pa
     """One values file, as `generate --values` and `inspect --mixin.values` take it: the
     rendered alert compares with 0.5 and a member at 60% of its quota is a finding too."""
     values = tmp_path / "values.yaml"
-    values.write_text("quota_used_ratio_warning: 0.5\n")
+    values.write_text("quota_used_ratio_tiers: [{severity: warning, ratio: 0.5}]\n")
     rendered = yaml.safe_load(mixin.render(mixin.load_values(values))["prometheus-rules.yaml"])
     (alert,) = [
         r for g in rendered["groups"] for r in g["rules"]
@@ -81,7 +83,7 @@ def test_a_values_override_moves_the_alert_and_the_finding_together(tmp_path: Pa
     assert float(alert["expr"].strip().rsplit(">", 1)[1]) == 0.5
 
     at_60_percent = quota_result(db_size=int(0.6 * 2**30), quota=2**30)
-    assert findings(inspection(quota=at_60_percent)) == []  # the default 0.8
+    assert findings(inspection(quota=at_60_percent)) == []  # the default tiers: 0.65 and up
     insp = dataclasses.replace(
         inspection(quota=at_60_percent), thresholds=thresholds.load_thresholds(str(values))
     )
@@ -96,7 +98,16 @@ def test_a_values_override_moves_the_alert_and_the_finding_together(tmp_path: Pa
     ("text", "message"),
     [
         ("quota_used_ratio_warnin: 0.5\n", "unknown value name: quota_used_ratio_warnin"),
-        ("quota_used_ratio_warning: high\n", "quota_used_ratio_warning must be a number"),
+        ("quota_used_ratio_tiers: high\n", "quota_used_ratio_tiers must be a list"),
+        (
+            "quota_used_ratio_tiers: [{severity: page, ratio: 0.5}]\n",
+            "severity must be one of info, warning, critical, got 'page'",
+        ),
+        (
+            "quota_used_ratio_tiers: [{severity: info, ratio: 0.9},"
+            " {severity: critical, ratio: 0.8}]\n",
+            "ratios must rise from tier to tier",
+        ),
         ("- 1\n", "expected a mapping"),
     ],
 )
@@ -165,7 +176,8 @@ def test_every_probe_declares_its_status_page_view() -> None:
 @pytest.mark.parametrize(
     ("alert", "name"),
     [
-        ("EtcdInspectorQuotaHeadroomLow", "quota_used_ratio_warning"),
+        ("EtcdInspectorCompactionStalled", "revisions_since_compaction_max"),
+        ("EtcdInspectorLeasesHigh", "leases_max"),
         ("EtcdInspectorBigValues", "big_values_max"),
         ("EtcdInspectorHotKey", "hot_key_writes_per_second"),
         ("EtcdInspectorPrefixKeyGrowth", "prefix_key_growth_max"),

@@ -265,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: every probe the configuration enables).",
     )
     insp.add_argument(
+        "--baseline",
+        dest="baseline",
+        metavar="BEFORE.json",
+        default=None,
+        help="Compare with a report saved by `inspect --output json` (before a change) and "
+        "list what changed; then exit 1 only when something got worse.",
+    )
+    insp.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",

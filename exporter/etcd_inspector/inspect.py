@@ -18,6 +18,9 @@ Output: the text report or one JSON document on stdout (schema: render/jsondoc.p
 and errors on stderr. While a probe publishes progress (the keyspace scan) and stderr is a
 terminal, one line on stderr is rewritten in place with it.
 Exit codes (render.inspection.exit_code): 0 all clear, 1 findings, 2 could not inspect.
+With --baseline BEFORE.json (render/baseline.py) the report ends with what changed since that
+saved JSON report, and the exit code says whether anything got worse: 0 no, 1 yes, 2 could not
+inspect (or an unreadable baseline).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from typing import TextIO
 from etcd_inspector.config import Config, parse_duration
 from etcd_inspector.config.errors import did_you_mean
 from etcd_inspector.errors import UsageError
-from etcd_inspector.exitcodes import EXIT_ERROR
+from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import InspectMode
+from etcd_inspector.render.baseline import BaselineError, compare, comparison_text, load_baseline
 from etcd_inspector.render.inspection import ClusterInspection, exit_code
 from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.render.text import render_text
@@ -262,17 +266,34 @@ def run_inspect(args: argparse.Namespace, config: Config) -> int:
         except UsageError as err:
             print(f"etcd-inspector: {err}", file=sys.stderr)
             return EXIT_ERROR
+    baseline_file: str | None = getattr(args, "baseline", None)
+    baseline = None
+    if baseline_file is not None:
+        try:
+            baseline = load_baseline(baseline_file)
+        except BaselineError as err:
+            print(f"etcd-inspector: {err}", file=sys.stderr)
+            return EXIT_ERROR
     setup_logging(_log_level(args, config), config.log_format)
     show = getattr(args, "progress", True) and sys.stderr.isatty()
     line = ProgressLine(sys.stderr) if show else None
     started = time.time()
     inspections = asyncio.run(inspect_all(config, watch_seconds, line, named))
     code = exit_code(inspections)
+    doc = to_json(inspections, started_at=started, finished_at=time.time())
+    if baseline is not None and baseline_file is not None:
+        comparison = compare(baseline, doc)
+        if code != EXIT_ERROR:
+            # The question is what the change changed: findings that were there before are not.
+            code = EXIT_FINDINGS if comparison.worse else EXIT_OK
+        doc["exit_code"] = code
+        doc["baseline"] = comparison.as_json(baseline_file)
     if args.output == "json":
-        doc = to_json(inspections, started_at=started, finished_at=time.time())
         sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     else:
         sys.stdout.write(render_text(inspections, started_at=started))
+        if baseline is not None and baseline_file is not None:
+            sys.stdout.write("\n".join(["", *comparison_text(comparison, baseline_file)]) + "\n")
     sys.stdout.flush()
     for insp in inspections:
         if not insp.inspected:

@@ -3,7 +3,7 @@
 aetcd is used for its generated protobuf stubs only: its high-level client has no TLS, no
 revision/count_only on Range and no HashKV (see docs/decisions.md). We build our own grpc.aio
 channels so every call carries a deadline, and we only ever call read RPCs: Range, Watch,
-Status, Alarm(GET), HashKV, MemberList. Nothing here can write to etcd.
+Status, Alarm(GET), HashKV, MemberList, LeaseLeases. Nothing here can write to etcd.
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ class MemberClient:
         self._maint: rpc.MaintenanceStub | None = None
         self._cluster: rpc.ClusterStub | None = None
         self._watch: rpc.WatchStub | None = None
+        self._lease: rpc.LeaseStub | None = None
 
     def _ensure_channel(self) -> None:
         target, secure = grpc_target(self.endpoint)
@@ -233,6 +234,7 @@ class MemberClient:
         self._maint = rpc.MaintenanceStub(self._channel)
         self._cluster = rpc.ClusterStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
 
     async def _metadata(self, timeout: float) -> tuple[tuple[str, str], ...] | None:
         """The auth token to send, logging in first if there is none. Raises EtcdError."""
@@ -377,6 +379,11 @@ class MemberClient:
     async def hash_kv(self, revision: int, timeout: float | None = None) -> HashKV:
         r = await self._unary("HashKV", "_maint", rpc.HashKVRequest(revision=revision), timeout)
         return HashKV(hash=r.hash, compact_revision=r.compact_revision, revision=r.header.revision)
+
+    async def lease_ids(self, timeout: float | None = None) -> tuple[int, ...]:
+        """The IDs of the active leases (LeaseLeases: read from the lessor, no raft round)."""
+        r = await self._unary("LeaseLeases", "_lease", rpc.LeaseLeasesRequest(), timeout)
+        return tuple(lease.ID for lease in r.leases)
 
     async def watch(
         self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool = False

@@ -107,7 +107,13 @@ class Cluster(Endpoint, Protocol):
         ...
 
 
-class Member(KV, Watch, Maintenance, Cluster, Protocol):
+class Lease(Endpoint, Protocol):
+    async def lease_ids(self, timeout: float | None = None) -> tuple[int, ...]:
+        """The IDs of the cluster's active leases, as this member's lessor holds them."""
+        ...
+
+
+class Member(KV, Watch, Maintenance, Cluster, Lease, Protocol):
     """Everything one member answers: what ProbeContext.members holds."""
 
     async def close(self) -> None: ...

@@ -11,6 +11,7 @@ from etcd_inspector.probes.bigvalue import SPEC as BIGVALUE
 from etcd_inspector.probes.certs import SPEC as CERTS
 from etcd_inspector.probes.consistency import SPEC as CONSISTENCY
 from etcd_inspector.probes.hotkeys import SPEC as HOTKEYS
+from etcd_inspector.probes.leases import SPEC as LEASES
 from etcd_inspector.probes.performance import SPEC as PERFORMANCE
 from etcd_inspector.probes.quota import SPEC as QUOTA
 from etcd_inspector.probes.status import SPEC as STATUS
@@ -22,6 +23,7 @@ REGISTRY: dict[str, ProbeSpec] = {
         PERFORMANCE,
         CONSISTENCY,
         QUOTA,
+        LEASES,
         BIGVALUE,
         HOTKEYS,
         CERTS,

@@ -28,6 +28,7 @@ from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.client import MemberStatus, call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.etcd.interfaces import Maintenance, Member
+from etcd_inspector.probes import compaction
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import table
@@ -379,6 +380,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             "1 when cluster IDs, key counts and hashes agree at the pinned revision, else 0.",
             int(v.consistent),
         )
+        yield gauge("revisions_since_compaction", compaction.HELP, compaction.since(result.members))
         yield gauge(
             "consistency_revision",
             "The revision at which the members' key counts and hashes were compared.",
@@ -388,6 +390,7 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: ConsistencyResult, rc: ReportContext) -> Iterable[Finding]:
+        yield from compaction.findings(compaction.since(result.members), rc)
         if result.verdict.consistent:
             return
         for reason in result.verdict.reasons:
@@ -451,6 +454,7 @@ def consistency_json(result: ConsistencyResult) -> dict[str, Any]:
         "hashes_agree": None if v.hash_mismatch is None else not v.hash_mismatch,
         "hash_unavailable_reason": v.hash_unavailable_reason,
         "revision_diff": v.revision_diff,
+        "revisions_since_compaction": compaction.since(result.members),
         "members": [
             {
                 "name": f.member,
@@ -491,6 +495,6 @@ SPEC = ProbeSpec(
     title="Consistency",
     reads_keyspace=True,
     view=consistency_view,
-    checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"),),
+    checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"), compaction.CHECK),
     stale_seconds=1800,
 )

@@ -35,9 +35,9 @@ from etcd_inspector.report.view import Cell, Column, Format, Look, ViewInput, Vi
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 
-# etcd refuses writes at 100%; 80% leaves time to compact and defragment. The default of the
-# mixin's quota_used_ratio_warning; findings use rc.thresholds (the operator's values).
-QUOTA_USED_RATIO_LIMIT = DEFAULT_THRESHOLDS.quota_used_ratio_warning
+# etcd refuses writes at 100%. The lowest of the mixin's default quota_used_ratio_tiers (the
+# info tier); findings use rc.thresholds (the operator's values) and its tiers' severities.
+QUOTA_USED_RATIO_LIMIT = DEFAULT_THRESHOLDS.quota_used_ratio_limit
 
 # Below this the fit is mostly noise.
 MIN_PROJECTION_SAMPLES = 3
@@ -289,26 +289,31 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
     # ----------------------------------------------------------------------- report
 
     def findings(self, result: QuotaResult, rc: ReportContext) -> Iterable[Finding]:
-        limit = rc.thresholds.quota_used_ratio_warning
         for mq in result.members:
             ratio = mq.db_size / mq.quota_bytes if mq.quota_bytes else 0.0
-            if ratio > limit:
+            tier = rc.thresholds.quota_tier(ratio)
+            if tier is not None:
                 yield Finding(
                     rc.cluster,
                     "quota",
                     f"member {mq.member} uses {ratio:.0%} of its quota "
-                    f"({size(mq.db_size)} of {size(mq.quota_bytes)}; limit "
-                    f"{limit:.0%})",
+                    f"({size(mq.db_size)} of {size(mq.quota_bytes)}; {tier.severity} tier: "
+                    f"limit {tier.ratio:.0%})",
                     mq.member,
-                    Severity.WARNING,
+                    Severity(tier.severity),
                     subject=mq.member,
                     value=round(ratio, 4),
-                    threshold=limit,
+                    threshold=tier.ratio,
                 )
 
     def report_json(self, result: QuotaResult | None, rc: ReportContext) -> dict[str, Any]:
-        limit = rc.thresholds.quota_used_ratio_warning
-        return {"quota": quota_json(result, limit) if result is not None else None}
+        if result is None:
+            return {"quota": None}
+        doc = quota_json(result, rc.thresholds.quota_used_ratio_limit)
+        doc["used_ratio_tiers"] = [
+            {"severity": t.severity, "ratio": t.ratio} for t in rc.thresholds.quota_used_ratio_tiers
+        ]
+        return {"quota": doc}
 
     def report_text(self, result: QuotaResult | None, rc: ReportContext) -> list[str]:
         if result is None:
@@ -322,10 +327,13 @@ class QuotaProbe(Probe[QuotaOptions, QuotaResult]):
                 size(m["headroom_bytes"]),
                 duration(m["exhaustion_seconds"]) if m["exhaustion_seconds"] is not None else "-",
             ]
-            for m in quota_json(result, rc.thresholds.quota_used_ratio_warning)["members"]
+            for m in quota_json(result, rc.thresholds.quota_used_ratio_limit)["members"]
         ]
+        tiers = ", ".join(
+            f"{t.ratio:.0%} {t.severity}" for t in rc.thresholds.quota_used_ratio_tiers
+        )
         return [
-            f"Quota (limit {rc.thresholds.quota_used_ratio_warning:.0%} used)",
+            f"Quota (limit {rc.thresholds.quota_used_ratio_limit:.0%} used; tiers {tiers})",
             *table(["MEMBER", "DB SIZE", "QUOTA", "USED", "HEADROOM", "FULL IN"], rows),
         ]
 
@@ -380,7 +388,7 @@ SPEC = ProbeSpec(
             "quota",
             "EtcdInspectorQuotaHeadroomLow",
             Format.RATIO,
-            thresholds=("quota_used_ratio_warning",),
+            thresholds=("quota_used_ratio_tiers",),
         ),
     ),
     stale_seconds=1800,

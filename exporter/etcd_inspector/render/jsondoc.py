@@ -21,11 +21,13 @@ away. Sizes are bytes, durations seconds, times RFC 3339 UTC:
       "members": [...], "leader": str | null, "alarms": [...] | null        (status)
       "consistency": {...} | null                                          (consistency)
       "quota": {...} | null                                                (quota)
+      "leases": {"count": int, "limit": int} | null                        (leases)
       "keyspace": {...} | null                                             (bigvalue)
       "hot_keys": {...} | null                                             (hotkeys)
       "findings": [Finding, ...]
-    }]
-  }
+    }],
+    "baseline": {...}                     # only with --baseline: render/baseline.py, and then
+  }                                       # "exit_code" says whether anything got worse
   Finding = {"cluster": str, "check": str, "member": str | null, "message": str,
              "severity": "critical" | "warning" | "info", "subject": str | null,
              "value": float | null, "threshold": float | null,   # the alert's threshold

@@ -53,12 +53,46 @@ def _seconds(duration: str) -> float:
     return float(sum(int(n) * _UNITS[u] for n, u in parts))
 
 
+_SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class QuotaTier:
+    """One tier of EtcdInspectorQuotaHeadroomLow: over `ratio` of the quota, `severity`."""
+
+    severity: str  # info | warning | critical (report/findings.py Severity)
+    ratio: float
+
+
+def quota_tiers(value: Any) -> tuple[QuotaTier, ...]:
+    """config.libsonnet's quota_used_ratio_tiers, checked: rising ratios in (0, 1]."""
+    name = "quota_used_ratio_tiers"
+    if not isinstance(value, list) or not value:
+        raise ThresholdsError(f"{name} must be a non-empty list of {{severity, ratio}}")
+    tiers = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"severity", "ratio"}:
+            raise ThresholdsError(
+                f"{name}: each tier is {{severity: ..., ratio: ...}}, got {item!r}"
+            )
+        severity, ratio = item["severity"], item["ratio"]
+        if severity not in _SEVERITIES:
+            raise ThresholdsError(f"{name}: severity must be one of {', '.join(_SEVERITIES)}, "
+                                  f"got {severity!r}")  # fmt: skip
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
+            raise ThresholdsError(f"{name}: ratio must be a number in (0, 1], got {ratio!r}")
+        tiers.append(QuotaTier(severity, float(ratio)))
+    if [t.ratio for t in tiers] != sorted({t.ratio for t in tiers}):
+        raise ThresholdsError(f"{name}: ratios must rise from tier to tier")
+    return tuple(tiers)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The mixin values findings compare with (each the alert's of the same name)."""
 
-    # EtcdInspectorQuotaHeadroomLow: share (0..1) of the backend quota in use.
-    quota_used_ratio_warning: float
+    # EtcdInspectorQuotaHeadroomLow: tiers of the share (0..1) of the backend quota in use.
+    quota_used_ratio_tiers: tuple[QuotaTier, ...]
     # EtcdInspectorBigValues: values over the big-value size tolerated.
     big_values_max: int
     # The bigvalue probe's default size threshold (its `threshold_bytes` option).
@@ -93,11 +127,24 @@ class Thresholds:
     # EtcdInspectorLearnerDatabaseLarge: a learner's database over this many times the
     # largest voter's (a learner cannot be defragmented).
     learner_db_size_ratio_max: float = 1.5
+    # EtcdInspectorCompactionStalled: revisions kept since the last compaction.
+    revisions_since_compaction_max: int = 1_000_000
+    # EtcdInspectorLeasesHigh: active leases in a cluster.
+    leases_max: int = 10_000
+
+    @property
+    def quota_used_ratio_limit(self) -> float:
+        """The lowest tier: where a member's quota use starts to be a finding."""
+        return self.quota_used_ratio_tiers[0].ratio
+
+    def quota_tier(self, ratio: float) -> QuotaTier | None:
+        """The highest tier `ratio` is over, or None."""
+        return next((t for t in reversed(self.quota_used_ratio_tiers) if ratio > t.ratio), None)
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> Thresholds:
         return cls(
-            quota_used_ratio_warning=float(values["quota_used_ratio_warning"]),
+            quota_used_ratio_tiers=quota_tiers(values["quota_used_ratio_tiers"]),
             big_values_max=int(values["big_values_max"]),
             big_value_threshold_bytes=int(values["big_value_threshold_bytes"]),
             hot_key_writes_per_second=float(values["hot_key_writes_per_second"]),
@@ -117,6 +164,8 @@ class Thresholds:
             applied_index_lag_max=int(values["applied_index_lag_max"]),
             learner_lag_entries_max=int(values["learner_lag_entries_max"]),
             learner_db_size_ratio_max=float(values["learner_db_size_ratio_max"]),
+            revisions_since_compaction_max=int(values["revisions_since_compaction_max"]),
+            leases_max=int(values["leases_max"]),
         )
 
 

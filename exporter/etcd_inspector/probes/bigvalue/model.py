@@ -97,6 +97,7 @@ class BigValueResult:
     # prefix absent then counts from 0): (prefix, keys gained, seconds between the two scans).
     # Empty on a probe's first scan (`inspect`): there is nothing to compare with.
     prefix_growth: tuple[PrefixGrowth, ...] = ()
+    leased_keys: int = 0  # keys attached to a lease (etcd_inspector_lease_keys)
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             duration_seconds=time.monotonic() - started,
             restarts=restarts,
             prefix_growth=self._prefix_growth(time.time(), usage),
+            leased_keys=tally.leased_keys,
             requests=cost.requests,
             empty_requests=cost.empty,
             keys_counted=cost.counted,
@@ -269,6 +270,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             return fam
 
         yield gauge("big_values", "Values larger than the big-value threshold.", result.big_values)
+        yield gauge("lease_keys", "Keys attached to a lease (kv.lease).", result.leased_keys)
         yield gauge(
             "big_values_bytes",
             "Total size of the values larger than the big-value threshold.",

@@ -71,6 +71,7 @@ class ScanTally:
         self.total_bytes = 0
         self.big_values = 0
         self.big_values_bytes = 0
+        self.leased_keys = 0  # keys attached to a lease (kv.lease != 0): free with the scan
         self.top_values: TopN[bytes] = TopN(options.top_n)
         self.top_versions: TopN[bytes] = TopN(options.top_n)
         self.prefixes = PrefixTally(options.max_prefixes)
@@ -90,7 +91,7 @@ class ScanTally:
         version_floor = max(top_versions.floor, 1)
         group, closed = self._group, self._group_closed
         group_keys, group_bytes = self._group_keys, self._group_bytes
-        total = key_bytes = big = big_bytes = 0
+        total = key_bytes = big = big_bytes = leased = 0
         for kv in kvs:
             key = kv.key
             size = len(kv.value)
@@ -100,6 +101,8 @@ class ScanTally:
             if size > threshold:
                 big += 1
                 big_bytes += size
+            if kv.lease:
+                leased += 1
             if size > value_floor:
                 top_values.push(size, key)
                 value_floor = top_values.floor
@@ -121,6 +124,7 @@ class ScanTally:
         self.total_bytes += total
         self.big_values += big
         self.big_values_bytes += big_bytes
+        self.leased_keys += leased
         return total + key_bytes
 
     def finish(self) -> None:
