@@ -262,6 +262,19 @@
     backup_keep_max_age: '7d',
     // ... and the size the claim requests (a snapshot is about the size of etcd's database).
     backup_pvc_size: '10Gi',
+    // ... or, instead of the claim (none is made), a bucket: s3://BUCKET/PREFIX ('' = the claim).
+    backup_bucket: '',
+    // An S3-compatible endpoint (MinIO, Ceph RGW, ...; --s3.endpoint-url); '' = AWS S3.
+    backup_s3_endpoint_url: '',
+    // AWS_REGION of the bucket; '' = the SDK's default (us-east-1 for a custom endpoint).
+    backup_s3_region: '',
+    // A Secret with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN
+    // optional), given to the snapshot as those variables; '' = the pod's own identity (IRSA or
+    // EKS Pod Identity through the ServiceAccount etcd-inspector-snapshot, made with a bucket).
+    backup_s3_credentials_secret: '',
+    // Annotations of that ServiceAccount, e.g. IRSA's
+    // { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::111122223333:role/etcd-backups' }.
+    backup_service_account_annotations: {},
     // Exporters Prometheus scrapes in the static (VM) scrape config.
     static_exporter_targets: ['etcd-inspector.example.internal:9979'],
 

@@ -6,6 +6,7 @@
 //   kubeadmStaticPod         a static pod beside kubeadm's etcd on each control-plane node
 //                            (scraped through kubeadmPodMonitor)
 //   backupCronJob            `etcd-inspector snapshot` on a schedule, into a PersistentVolumeClaim
+//                            or, with backup_bucket set, into an S3 bucket
 // The image's entrypoint is `etcd-inspector`, so every container's args start with `run`.
 {
   local c = $._config,
@@ -13,6 +14,22 @@
   // Where a Secret with the etcd client certificate is mounted (Deployment and sidecar).
   local tlsDir = '/etc/etcd-inspector/tls',
   local tlsVolume = 'etcd-inspector-tls',
+
+  // The snapshot CronJob's destination: a bucket (backup_bucket) or, by default, a claim.
+  local bucket = c.backup_bucket != '',
+  local s3Env = (
+    if c.backup_s3_region != '' then [{ name: 'AWS_REGION', value: c.backup_s3_region }] else []
+  ) + (
+    if c.backup_s3_credentials_secret != '' then [
+      {
+        name: key,
+        valueFrom: { secretKeyRef: { name: c.backup_s3_credentials_secret, key: key } + (
+          if key == 'AWS_SESSION_TOKEN' then { optional: true } else {}
+        ) },
+      }
+      for key in ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']
+    ] else []
+  ),
 
   local tlsArgs(dir, cert, key) = [
     '--etcd.ca-file=%s/ca.crt' % dir,
@@ -166,8 +183,22 @@
     // and prunes old snapshots. With etcd auth on, the certificate's user needs the root role
     // (Maintenance.Snapshot). For the backup probe, mount the claim into the exporter too and
     // add --backup.location (a claim on two nodes needs ReadWriteMany).
-    backupCronJob: [
-      {
+    // With backup_bucket set, no claim: the snapshot is uploaded to the bucket (as the chart's
+    // snapshot.bucket), with the keys of a Secret as AWS_* variables or the identity of the
+    // ServiceAccount etcd-inspector-snapshot (IRSA annotation, EKS Pod Identity association);
+    // the backup probe then takes --backup.location=s3://... with the same credentials.
+    backupCronJob: (
+      if bucket then [{
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: {
+          name: 'etcd-inspector-snapshot',
+          namespace: c.exporter_namespace,
+          labels: deploymentLabels,
+        } + (if c.backup_service_account_annotations != {} then { annotations: c.backup_service_account_annotations } else {}),
+        // The snapshot never talks to the Kubernetes API; IRSA's webhook projects its own token.
+        automountServiceAccountToken: false,
+      }] else [{
         apiVersion: 'v1',
         kind: 'PersistentVolumeClaim',
         metadata: { name: c.backup_pvc, namespace: c.exporter_namespace, labels: deploymentLabels },
@@ -175,7 +206,8 @@
           accessModes: ['ReadWriteOnce'],
           resources: { requests: { storage: c.backup_pvc_size } },
         },
-      },
+      }]
+    ) + [
       {
         apiVersion: 'batch/v1',
         kind: 'CronJob',
@@ -191,7 +223,7 @@
               backoffLimit: 2,
               template: {
                 metadata: { labels: deploymentLabels },
-                spec: {
+                spec: (if bucket then { serviceAccountName: 'etcd-inspector-snapshot' } else {}) + {
                   restartPolicy: 'OnFailure',
                   automountServiceAccountToken: false,
                   securityContext: nonRoot {
@@ -207,22 +239,24 @@
                       'snapshot',
                       '--etcd.endpoints=%s' % std.join(',', c.exporter_etcd_endpoints),
                       '--etcd.cluster-name=%s' % c.etcd_cluster_name,
-                    ] + tlsArgs(tlsDir, 'tls.crt', 'tls.key') + [
-                      '--out=/backups',
+                    ] + tlsArgs(tlsDir, 'tls.crt', 'tls.key') + (
+                      if bucket then ['--out=%s' % c.backup_bucket] + (
+                        if c.backup_s3_endpoint_url != '' then ['--s3.endpoint-url=%s' % c.backup_s3_endpoint_url] else []
+                      ) else ['--out=/backups']
+                    ) + [
                       '--keep=%d' % c.backup_keep,
                       '--max-age=%s' % c.backup_keep_max_age,
                     ],
                     resources: c.exporter_resources,
                     securityContext: securityContext(nonRoot),
-                    volumeMounts: [tlsMount, { name: 'backups', mountPath: '/backups' }],
-                  }],
+                    volumeMounts: [tlsMount] + (if bucket then [] else [{ name: 'backups', mountPath: '/backups' }]),
+                  } + (if s3Env != [] then { env: s3Env } else {})],
                   volumes: [
                     {
                       name: tlsVolume,
                       secret: { secretName: c.exporter_tls_secret, defaultMode: std.parseOctal('0440') },
                     },
-                    { name: 'backups', persistentVolumeClaim: { claimName: c.backup_pvc } },
-                  ],
+                  ] + (if bucket then [] else [{ name: 'backups', persistentVolumeClaim: { claimName: c.backup_pvc } }]),
                 },
               },
             },

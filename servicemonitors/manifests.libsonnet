@@ -82,12 +82,19 @@
 
     // Comment lines written at the top of each generated file.
     comments:: {
-      'backup-cronjob.yaml': |||
+      'backup-cronjob.yaml': (if c.backup_bucket == '' then |||
         Scheduled etcd snapshots: a CronJob (%(backup_schedule)s) runs `etcd-inspector snapshot`
         into the PersistentVolumeClaim %(backup_pvc)s in namespace %(exporter_namespace)s, with
         the client certificate of the Secret %(exporter_tls_secret)s, keeping the newest
         %(backup_keep)d snapshots. With etcd auth on, Maintenance.Snapshot needs the root role.
-      ||| % c,
+      ||| else |||
+        Scheduled etcd snapshots: a CronJob (%(backup_schedule)s) runs `etcd-inspector snapshot`
+        into %(backup_bucket)s from namespace %(exporter_namespace)s, with the client certificate
+        of the Secret %(exporter_tls_secret)s, keeping the newest %(backup_keep)d snapshots.
+        S3 credentials: the Secret backup_s3_credentials_secret, or the identity of the
+        ServiceAccount etcd-inspector-snapshot (IRSA, EKS Pod Identity). With etcd auth on,
+        Maintenance.Snapshot needs the root role.
+      |||) % c,
       'scrape-config.yaml': |||
         Prometheus configuration for etcd-inspector on VMs (static targets). Start the exporter
         next to etcd with the members' client endpoints and etcd's client certificates:

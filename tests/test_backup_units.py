@@ -36,7 +36,7 @@ from etcd_inspector.backup.objects import (
     redacted,
     snapshot_objects,
 )
-from etcd_inspector.backup.s3 import S3Error, classify
+from etcd_inspector.backup.s3 import MultipartUpload, S3Error, classify
 from etcd_inspector.backup.taking import TailHasher, member_order, to_prune
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.config import ConfigError, parse_config
@@ -362,3 +362,46 @@ def test_each_bucket_failure_has_its_own_exit_code(kind: Failure, started: bool,
 def test_a_bad_bucket_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["snapshot", "--etcd.endpoints=http://127.0.0.1:1", "--out=s3://A/x"]) == 2
     assert capsys.readouterr().err == "etcd-inspector: --out s3://A/x: 'A' is not a bucket name\n"
+
+
+class _RecordingParts:
+    """What MultipartUpload hands the client, part by part (the S3 server is tested in
+    test_backup_s3.py; here the cut into parts)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, bytes] = {}
+
+    def create_multipart_upload(self, **_: Any) -> dict[str, str]:
+        return {"UploadId": "u1"}
+
+    def upload_part(self, **kw: Any) -> dict[str, str]:
+        assert isinstance(kw["Body"], bytearray)  # the buffer itself, not a joined copy
+        self.parts[kw["PartNumber"]] = bytes(kw["Body"])
+        return {"ETag": str(kw["PartNumber"])}
+
+    def complete_multipart_upload(self, **_: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("chunks", "sizes"),
+    [
+        ([b"abc"] * 7, [10, 10, 1]),
+        ([b"x" * 25, b"y" * 3], [10, 10, 8]),  # a chunk over two parts: both sent whole
+        ([b"z" * 10], [10]),
+        ([], [0]),  # an empty object still needs one part
+    ],
+)
+def test_multipart_upload_cuts_whole_parts_from_one_buffer(
+    chunks: list[bytes], sizes: list[int]
+) -> None:
+    client = _RecordingParts()
+    upload = MultipartUpload(client, "bkt", "k", part_size=10)  # type: ignore[arg-type]
+    upload.start()
+    for chunk in chunks:
+        if upload.buffer(chunk):
+            upload.flush()
+    upload.complete()
+    assert [len(client.parts[n]) for n in sorted(client.parts)] == sizes
+    assert b"".join(client.parts[n] for n in sorted(client.parts)) == b"".join(chunks)
+    assert upload.sha256.digest() == hashlib.sha256(b"".join(chunks)).digest()

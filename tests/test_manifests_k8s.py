@@ -503,3 +503,63 @@ def test_backup_cronjob_snapshots_into_its_claim(rendering: Rendering) -> None:
     # The arguments are the snapshot command's own.
     parsed = cli.build_parser().parse_args(args)
     assert parsed.command == "snapshot" and parsed.keep == config["backup_keep"]
+
+
+# The bucket variant (backup_bucket): no claim, `--out s3://...`, AWS_* from a Secret, and a
+# ServiceAccount that IRSA or EKS Pod Identity can give an identity.
+BUCKET_VALUES: dict[str, Any] = {
+    "backup_bucket": "s3://etcd-backups/prod/main",
+    "backup_s3_endpoint_url": "https://minio.storage.svc:9000",
+    "backup_s3_region": "eu-west-1",
+    "backup_s3_credentials_secret": "etcd-backup-s3",
+    "backup_service_account_annotations": {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/etcd-backups"
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def bucket_rendering() -> Rendering:
+    return Rendering(BUCKET_VALUES)
+
+
+def test_backup_cronjob_with_a_bucket_uploads_with_the_secrets_keys(
+    bucket_rendering: Rendering,
+) -> None:
+    account, cronjob = bucket_rendering.docs("backup-cronjob.yaml")
+    assert (account["kind"], cronjob["kind"]) == ("ServiceAccount", "CronJob")
+    validate(account)
+    validate(cronjob)
+    assert account["metadata"]["annotations"] == BUCKET_VALUES["backup_service_account_annotations"]
+    assert account["metadata"]["namespace"] == cronjob["metadata"]["namespace"]
+    pod_spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == account["metadata"]["name"]
+    (container,) = pod_spec["containers"]
+    assert_non_root(container)
+    args = container["args"]
+    assert flag(args, "--out") == "s3://etcd-backups/prod/main"
+    assert flag(args, "--s3.endpoint-url") == "https://minio.storage.svc:9000"
+    # No claim and no volume for one: only the etcd client certificate is mounted.
+    assert all("persistentVolumeClaim" not in v for v in pod_spec["volumes"])
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/etc/etcd-inspector/tls"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_REGION"]["value"] == "eu-west-1"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("etcd-backup-s3", key)
+        assert ref.get("optional", False) is (key == "AWS_SESSION_TOKEN")
+    parsed = cli.build_parser().parse_args(args)
+    assert parsed.command == "snapshot" and parsed.keep == bucket_rendering.config["backup_keep"]
+    assert "s3://etcd-backups/prod/main" in bucket_rendering.files["backup-cronjob.yaml"]
+
+
+def test_backup_cronjob_with_a_bucket_and_pod_identity_has_no_aws_keys() -> None:
+    rendering = Rendering({"backup_bucket": "s3://etcd-backups/main"})
+    account, cronjob = rendering.docs("backup-cronjob.yaml")
+    validate(account)
+    validate(cronjob)
+    assert "annotations" not in account["metadata"]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert "env" not in container
+    assert flag(container["args"], "--out") == "s3://etcd-backups/main"
+    assert not any(a.startswith("--s3.endpoint-url") for a in container["args"])

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import _jsonnet
 import yaml
 
 __all__ = [
@@ -148,6 +147,8 @@ def _evaluate(snippet: str, source_dir: Path, values: Mapping[str, Any]) -> Any:
 
 
 def _evaluate_uncached(snippet: str, source_dir: Path, encoded_values: str) -> str:
+    import _jsonnet  # here, not at the top: thresholds read the cached JSON and need no jsonnet
+
     try:
         out = _jsonnet.evaluate_snippet(
             str(source_dir / "<etcd-inspector generate>"),

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from etcd_inspector.backup.files import Checksum, SnapshotCheck
 from etcd_inspector.backup.locations import RestoreDrill
-from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.errors import EtcdError
 from etcd_inspector.ports import free_ports
 
@@ -82,6 +81,10 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 async def _count_when_up(
     url: str, proc: asyncio.subprocess.Process, deadline: float
 ) -> tuple[int, int]:
+    # Imported here: the backup probe's spec loads with every command, the drill's client only when
+    # a drill runs (grpc and aetcd are a third of the CLI's start-up).
+    from etcd_inspector.etcd.client import MemberClient
+
     client = MemberClient(url, request_timeout=2.0)
     try:
         while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from etcd_inspector.etcd.client import MemberInfo, MemberList, MemberStatus
+from etcd_inspector.etcd.types import MemberInfo, MemberList, MemberStatus
 
 
 def _netloc(url: str) -> str:

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
 from urllib.parse import urlsplit
 
-from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.types import MemberList, MemberStatus
+
+if TYPE_CHECKING:  # grpc loads with the clients, not with the status probe's module
+    from etcd_inspector.etcd.client import MemberClient
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-class Membership(Sequence[MemberClient]):
+class Membership(Sequence["MemberClient"]):
     def __init__(
         self,
         cluster: str,

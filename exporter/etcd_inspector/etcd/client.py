@@ -14,7 +14,6 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Sequence
-from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +22,9 @@ from aetcd import rpc
 
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.auth import AuthGate, Credentials
+from etcd_inspector.etcd.deadline import RUN_DEADLINE, call_timeout
 from etcd_inspector.etcd.errors import EtcdError, WatchCompacted, classify
+from etcd_inspector.etcd.ranges import MAX_RECEIVE_BYTES, prefix_range_end
 from etcd_inspector.etcd.status36 import status36
 from etcd_inspector.etcd.types import (
     Alarm,
@@ -41,6 +42,7 @@ from etcd_inspector.etcd.types import (
 # Re-exported: callers that talk to a member get its answer types from one import.
 __all__ = [
     "MAX_RECEIVE_BYTES",
+    "RUN_DEADLINE",
     "Alarm",
     "Credentials",
     "EtcdError",
@@ -62,10 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A page with large values can exceed gRPC's 4 MiB default. Pages that still exceed this are
-# retried smaller by the callers (RESOURCE_EXHAUSTED -> EtcdError.kind == "too_large").
-MAX_RECEIVE_BYTES = 64 * 1024 * 1024
-
 # etcd rejects client pings more often than --grpc-keepalive-min-time (default 5s).
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
@@ -80,36 +78,10 @@ _CHANNEL_OPTIONS = (
 )
 
 
-# Event-loop time by which the current background probe run must finish; set by the scheduler.
-# A probe that makes several calls in a row sizes each from what is left, so one frozen member's
-# call cannot use up the whole run (and with it the other members' answers).
-RUN_DEADLINE: ContextVar[float | None] = ContextVar("etcd_inspector_run_deadline", default=None)
-
-
-def call_timeout(default: float, share: float = 1.0) -> float:
-    """`default`, capped at `share` of the time left in the current probe run (if any)."""
-    deadline = RUN_DEADLINE.get()
-    if deadline is None:
-        return default
-    return max(0.0, min(default, (deadline - asyncio.get_running_loop().time()) * share))
-
-
 def grpc_target(url: str) -> tuple[str, bool]:
     """'https://10.0.0.1:2379' -> ('10.0.0.1:2379', True)."""
     parts = urlsplit(url)
     return parts.netloc, parts.scheme == "https"
-
-
-def prefix_range_end(prefix: bytes) -> bytes:
-    """etcd's range_end for 'every key starting with prefix' (b'\\0' for the whole keyspace)."""
-    if not prefix:
-        return b"\0"
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\0"
 
 
 def _read(path: str | None) -> bytes | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TypeVar
-
-import grpc
+from typing import TYPE_CHECKING, TypeVar
 
 from etcd_inspector.errors import ErrorKind
+
+if TYPE_CHECKING:  # grpc loads with the client (etcd/client.py), not with every probe module
+    import grpc
 
 T = TypeVar("T")
 
@@ -31,6 +32,8 @@ class WatchCompacted(EtcdError):
 
 
 def classify(err: grpc.aio.AioRpcError) -> ErrorKind:
+    import grpc
+
     code = err.code()
     details = (err.details() or "").lower()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

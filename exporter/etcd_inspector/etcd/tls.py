@@ -16,8 +16,6 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from cryptography import x509
-
 from etcd_inspector.errors import ErrorKind
 from etcd_inspector.etcd.types import TLSFiles
 
@@ -65,6 +63,8 @@ def client_context(files: TLSFiles) -> ssl.SSLContext:
 
 
 def _unreadable_pem(cert_file: str, key_file: str) -> str | None:
+    from cryptography import x509  # here: config loading needs no x509 until a file is bad
+
     try:
         x509.load_pem_x509_certificate(open(cert_file, "rb").read())
     except (ValueError, OSError):
@@ -80,6 +80,8 @@ def _unreadable_pem(cert_file: str, key_file: str) -> str | None:
 
 def not_after(pem_or_der: bytes) -> float:
     """A certificate's expiry, seconds since the epoch."""
+    from cryptography import x509  # here: cryptography costs 20 ms of every command's start
+
     if pem_or_der.lstrip().startswith(b"-----"):
         cert = x509.load_pem_x509_certificate(pem_or_der)
     else:

@@ -53,7 +53,7 @@ from etcd_inspector.backup.objects import is_s3
 from etcd_inspector.backup.s3 import make_client
 from etcd_inspector.config import NonEmptyStr, PositiveDuration, Section, unique
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import EtcdError
 from etcd_inspector.etcd.interfaces import KV
 from etcd_inspector.probes.base import (

@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from pydantic import model_validator
 
 from etcd_inspector.config import Section
-from etcd_inspector.etcd.client import call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.tls import file_not_after, serving_not_after
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity

@@ -25,9 +25,10 @@ from pydantic import model_validator
 
 from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import MemberStatus, call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.etcd.interfaces import Maintenance, Member
+from etcd_inspector.etcd.types import MemberStatus
 from etcd_inspector.probes import compaction
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
@@ -200,8 +201,7 @@ def compare(facts: Sequence[MemberFacts], revision: int, hash_enabled: bool = Tr
         hash_check_available=available,
         hash_unavailable_reason=unavailable_reason,
         hash_mismatch=mismatch,
-        # A member with no leader (0: partitioned, mid-election) disagrees with nobody: that is
-        # etcdNoLeader's case. The drills saw leader 0 counted as a second leader.
+        # Leader 0 (a cut-off member) is etcdNoLeader's case, not a second leader (the drills).
         leader_distinct=len({st.leader_id for st in statuses if st.leader_id}),
         cluster_id_distinct=len(cluster_ids),
         member_list_distinct=len(member_sets) if member_sets else None,

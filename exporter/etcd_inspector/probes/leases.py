@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.probes.base import (
     CACHED,

@@ -24,9 +24,10 @@ from pydantic import model_validator
 
 from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import MemberStatus, call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.etcd.interfaces import Maintenance
+from etcd_inspector.etcd.types import MemberStatus
 from etcd_inspector.probes.base import CACHED, Check, Probe, ProbeContext, ProbeSpec, ReportContext
 from etcd_inspector.report.findings import Finding, Severity
 from etcd_inspector.report.format import duration, size, table

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -25,12 +25,11 @@ from etcd_inspector.cluster.members import (
 from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.topology import MemberView, Topology
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import Alarm, call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import EtcdError, attempt
 from etcd_inspector.etcd.interfaces import Endpoint, Maintenance, Member
-from etcd_inspector.etcd.metrics_fetch import FetchResult
 from etcd_inspector.etcd.tls import handshake
-from etcd_inspector.etcd.types import MemberList, MemberStatus
+from etcd_inspector.etcd.types import Alarm, MemberList, MemberStatus
 from etcd_inspector.probes.base import (
     CACHED,
     Check,
@@ -53,6 +52,9 @@ from etcd_inspector.report.format import size
 from etcd_inspector.report.view import (
     Format,
 )
+
+if TYPE_CHECKING:
+    from etcd_inspector.etcd.metrics_fetch import FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +313,8 @@ class StatusProbe(Probe[NoOptions, Topology]):
         answers = await _statuses(clients)
         metrics = ctx.metrics
         if metrics is not None:
+            # Imported here, where a fetcher exists: aiohttp is not for `--help` or `snapshot`.
+            from etcd_inspector.etcd.metrics_fetch import FetchResult
 
             async def fetch(endpoint: str, wait: float) -> FetchResult:
                 if endpoint not in metrics.targets:

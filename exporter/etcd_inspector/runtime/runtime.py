@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from etcd_inspector.cluster.membership import Membership
 from etcd_inspector.cluster.state import ClusterState
@@ -12,12 +13,14 @@ from etcd_inspector.cluster.supervisor import Supervisor
 from etcd_inspector.config import ClusterConfig, Config
 from etcd_inspector.etcd.auth import AuthGate
 from etcd_inspector.etcd.client import MemberClient, TLSFiles
-from etcd_inspector.etcd.metrics_fetch import MetricsFetcher, ssl_context
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import ProbeContext, ProbeSpec
 from etcd_inspector.report.thresholds import DEFAULT as DEFAULT_THRESHOLDS
 from etcd_inspector.report.thresholds import Thresholds, load_thresholds
 from etcd_inspector.runtime.scheduler import ScheduledProbe, Scheduler
+
+if TYPE_CHECKING:  # aiohttp loads when a fetcher is made: `snapshot` only needs member_clients
+    from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
 
 
 def tls_files(cluster: ClusterConfig) -> TLSFiles:
@@ -59,11 +62,15 @@ def metrics_ssl_context(
     urls = [e.metrics_url for e in cluster.endpoints] if metrics_urls is None else metrics_urls
     if not any(u.startswith("https") for u in urls):
         return None
+    from etcd_inspector.etcd.metrics_fetch import ssl_context
+
     tls = cluster.metrics_tls or cluster.tls
     return ssl_context(tls.ca_file, tls.cert_file, tls.key_file, tls.insecure_skip_verify)
 
 
 def metrics_fetcher(cluster: ClusterConfig, flight_timeout: float = 10.0) -> MetricsFetcher:
+    from etcd_inspector.etcd.metrics_fetch import MetricsFetcher
+
     return MetricsFetcher(
         targets={e.url: e.metrics_url for e in cluster.endpoints},
         ssl=metrics_ssl_context(cluster),

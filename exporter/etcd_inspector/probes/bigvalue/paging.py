@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from math import ceil
 
 from etcd_inspector.errors import ErrorKind, ProbeError
-from etcd_inspector.etcd.client import prefix_range_end
+from etcd_inspector.etcd.ranges import prefix_range_end
 from etcd_inspector.etcd.types import KeyValueLike
 
 # As a range_end: no upper bound (etcd's convention).

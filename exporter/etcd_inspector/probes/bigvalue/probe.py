@@ -40,7 +40,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import EtcdError
+from etcd_inspector.etcd.errors import EtcdError
 from etcd_inspector.etcd.types import KeyValueLike
 from etcd_inspector.keyspace.prefixes import OTHER
 from etcd_inspector.probes.base import (

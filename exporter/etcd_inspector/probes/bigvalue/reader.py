@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from etcd_inspector.cluster.topology import Topology
 from etcd_inspector.errors import ErrorKind
-from etcd_inspector.etcd.client import MAX_RECEIVE_BYTES, EtcdError, RangePage
+from etcd_inspector.etcd.errors import EtcdError
+from etcd_inspector.etcd.ranges import MAX_RECEIVE_BYTES
+from etcd_inspector.etcd.types import RangePage
 from etcd_inspector.probes.base import ProbeContext
 from etcd_inspector.probes.bigvalue.model import BigValueOptions
 from etcd_inspector.probes.bigvalue.pacing import MIN_PAGE, PAGE_BYTES, PacingLimits

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.supervisor import Supervisor
-from etcd_inspector.etcd.client import prefix_range_end
+from etcd_inspector.etcd.ranges import prefix_range_end
 from etcd_inspector.keyspace.prefixes import PrefixRules
 from etcd_inspector.probes.base import (
     CACHED,

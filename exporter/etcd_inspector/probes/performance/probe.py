@@ -20,16 +20,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.members import member_id_names
 from etcd_inspector.config import Duration, Section
-from etcd_inspector.etcd.client import call_timeout
+from etcd_inspector.etcd.deadline import call_timeout
 from etcd_inspector.etcd.errors import attempt
 from etcd_inspector.etcd.interfaces import Member
-from etcd_inspector.etcd.metrics_fetch import FetchResult
 from etcd_inspector.etcd.types import MemberStatus
 from etcd_inspector.probes.base import Probe, ProbeContext, ReportContext
 from etcd_inspector.probes.performance.histograms import (
@@ -57,6 +56,9 @@ from etcd_inspector.probes.performance.model import (
 )
 from etcd_inspector.report.findings import Finding
 from etcd_inspector.report.format import table
+
+if TYPE_CHECKING:  # aiohttp loads with the fetcher (the runtime), not with this spec
+    from etcd_inspector.etcd.metrics_fetch import FetchResult
 
 # Leader-change counts and campaigns are kept this long (the longest leader_changes_window a
 # values file may reasonably set; the findings read their window from the thresholds).
