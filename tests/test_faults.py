@@ -67,9 +67,11 @@ def test_frozen_member_is_down_others_stay_up_nothing_piles_up_and_shutdown_is_p
                 assert set(scrape.by_member("etcd_server_has_leader")) == {"m1", "m2"}
                 assert scrape.value("etcd_inspector_probe_success", probe="status") == 1
                 connections.append(established_connections(exporter.pid, frozen.client_port))
-            # One gRPC channel and at most a couple of HTTP connections, however long it lasts.
+            # One gRPC channel and a few HTTP connections, however long it lasts: the scrape's
+            # fetch, the status probe's /metrics liveness check (slow or down?) and the
+            # performance probe's read each hold at most one while it times out.
             assert len(connections) >= 3
-            assert max(connections) <= 3, connections
+            assert max(connections) <= 5, connections
             errors = exporter.scrape(SCRAPE_TIMEOUT).value(
                 "etcd_inspector_member_scrape_errors_total", member="m3", reason="timeout"
             )
