@@ -554,8 +554,8 @@ def test_a_sharded_fleet_is_a_statefulset_of_shards(tmp_path: Path) -> None:
     their name; the ConfigMap is a configuration the exporter accepts, and the three ordinals'
     shares cover every cluster once."""
     from etcd_inspector.config import parse_config
-    from etcd_inspector.config.sharding import clusters_of_shard
     from etcd_inspector.probes import REGISTRY
+    from etcd_inspector.sharding import clusters_of_shard
 
     objects = render(CHART / "ci" / "sharded-fleet-values.yaml")
     statefulset = workload(objects)

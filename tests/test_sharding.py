@@ -1,4 +1,4 @@
-"""Sharding the configured clusters across replicas (config/sharding.py, the run flags):
+"""Sharding the configured clusters across replicas (sharding.py, the run flags):
 pure logic, no etcd."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from etcd_inspector.cli import build_parser
-from etcd_inspector.config.sharding import (
+from etcd_inspector.errors import UsageError
+from etcd_inspector.flags import shard_from_args
+from etcd_inspector.sharding import (
     Shard,
     ShardError,
     clusters_of_shard,
@@ -17,8 +19,6 @@ from etcd_inspector.config.sharding import (
     ordinal_of,
     shard_of,
 )
-from etcd_inspector.errors import UsageError
-from etcd_inspector.flags import shard_from_args
 
 
 @dataclass(frozen=True)

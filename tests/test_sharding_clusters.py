@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from etcd_inspector.config.sharding import clusters_of_shard
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
+from etcd_inspector.sharding import clusters_of_shard
 from harness import ExporterProcess, Scrape
 
 pytestmark = pytest.mark.etcd

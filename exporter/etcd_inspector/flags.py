@@ -16,9 +16,9 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from etcd_inspector.config.sharding import Shard, ShardError, ordinal_of
 from etcd_inspector.errors import UsageError
 from etcd_inspector.probes import REGISTRY
+from etcd_inspector.sharding import Shard, ShardError, ordinal_of
 
 # Flag dest -> the etcdctl environment variable that stands in for it.
 ETCDCTL_ENV = {

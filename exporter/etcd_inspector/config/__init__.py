@@ -16,14 +16,7 @@ from .errors import ConfigError
 from .fields import NonEmptyStr, Section, unique
 from .load import load_config_file, merge_raw, parse_config
 from .probes import ProbeConfig, ProbeSpecLike
-from .schema import (
-    ClusterConfig,
-    Config,
-    EndpointConfig,
-    ScrapeConfig,
-    TLSConfig,
-    WebConfig,
-)
+from .schema import ClusterConfig, Config, EndpointConfig, ScrapeConfig, TLSConfig, WebConfig
 
 __all__ = [
     "ClusterConfig",

@@ -24,6 +24,7 @@ from pydantic_core import InitErrorDetails
 from etcd_inspector.etcd.tls import check_files
 from etcd_inspector.etcd.types import TLSFiles
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
+from etcd_inspector.sharding import Shard
 
 from .durations import Duration, DurationRule, PositiveDuration
 from .errors import problem, problems, reraise, type_name
@@ -45,7 +46,6 @@ from .fields import (
     unique,
 )
 from .probes import ProbeConfig, ProbeSpecLike, RawProbes, resolve_probes, validate_probes
-from .sharding import Shard
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 LogFormat = Literal["logfmt", "json"]

@@ -25,9 +25,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from etcd_inspector.config import ClusterConfig, Config, ConfigError
-from etcd_inspector.config.sharding import clusters_of_shard
 from etcd_inspector.errors import UsageError
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
+from etcd_inspector.sharding import clusters_of_shard
 
 log = logging.getLogger(__name__)
 

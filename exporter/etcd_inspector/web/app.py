@@ -16,11 +16,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from etcd_inspector.config import Config
-from etcd_inspector.config.sharding import Shard
 from etcd_inspector.render.inspection import ClusterInspection
 from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.runtime.reload import ConfigReloader, ReloadStatus, RuntimeSet
 from etcd_inspector.runtime.runtime import ClusterRuntime
+from etcd_inspector.sharding import Shard
 from etcd_inspector.web import status_page
 from etcd_inspector.web.scrape import ScrapeState, scrape
 
