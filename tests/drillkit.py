@@ -36,7 +36,7 @@ from aiohttp import web
 from etcd_inspector.demo.faults import FaultCluster
 from etcd_inspector.ports import free_ports
 from harness import ExporterProcess, exporter_command, run_exporter
-from promserver import PrometheusServer
+from promserver import PrometheusServer, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "rules" / "prometheus-rules.yaml"
@@ -222,13 +222,8 @@ class AlertmanagerServer:
         raise AssertionError(f"alertmanager not ready after {timeout}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
 
 
 # --------------------------------------------------------------------------- writer
@@ -243,16 +238,6 @@ def start_writer(
              f"--rate={WRITES_PER_SECOND}", *extra, *endpoints],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- the stack

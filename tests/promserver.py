@@ -81,14 +81,8 @@ class PrometheusServer:
         raise AssertionError(f"prometheus not ready after {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def log(self) -> str:
         try:
@@ -131,3 +125,14 @@ def run_prometheus(config: Mapping[str, Any], workdir: Path) -> Iterator[Prometh
         yield server
     finally:
         server.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` (every server a test starts)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

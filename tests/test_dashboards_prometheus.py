@@ -34,7 +34,7 @@ from etcd_inspector.demo.localcluster import start_cluster
 from etcd_inspector.mixin import config_defaults, dashboard_queries
 from etcd_inspector.probes import REGISTRY
 from harness import ExporterProcess, run_exporter
-from promserver import PrometheusServer, run_prometheus
+from promserver import PrometheusServer, run_prometheus, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "rules" / "prometheus-rules.yaml"
@@ -252,16 +252,6 @@ def _wait_planted(writer: subprocess.Popen[bytes], planted: Path, log_path: Path
         time.sleep(0.05)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _missing(prometheus: PrometheusServer) -> list[str]:
     """Ids of the queries that should have data and have none yet."""
     missing = []
@@ -320,7 +310,7 @@ def stack(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             yield current
     finally:
         if writer is not None:
-            _stop(writer)
+            stop_process(writer)
         cluster.stop()
 
 

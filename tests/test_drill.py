@@ -41,7 +41,7 @@ from etcd_inspector.exitcodes import (
     EXIT_OK,
 )
 from etcd_inspector.ports import free_ports
-from promserver import PrometheusServer
+from promserver import PrometheusServer, stop_process
 
 pytestmark = pytest.mark.prometheus
 
@@ -124,12 +124,7 @@ def run_alertmanager(workdir: Path, tls: Pki | None = None) -> Iterator[Alertman
             time.sleep(0.1)
         yield Alertmanager(url, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
         log.close()
 
 
