@@ -83,6 +83,8 @@ def render(results: Iterable[Mapping[str, Any]]) -> str:
     lines += ["", "## Known gaps: critical alerts on members the fault did not touch", ""]
     for group, alerts in sorted(EFFECT_CRITICALS.items()):
         lines.append(f"- `{group}`: {', '.join(alerts)} (tests/drill_catalog.py EFFECT_CRITICALS)")
+    if not any(EFFECT_CRITICALS.values()):
+        lines.append("None: no drill pages critical for a member its fault did not touch.")
     lines += ["", "## Groups", "", "| Group | Wall time (cluster start to stop) |", "|---|---|"]
     for group in sorted({e.group for e in CATALOG.values() if isinstance(e, Drill)}):
         lines.append(f"| {group} | {_seconds(groups.get(group))} |")
