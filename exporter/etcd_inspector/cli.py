@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etcd-inspector",
         description="Prometheus exporter and inspector for etcd clusters: proxies every member's "
-        "/metrics with cluster/member labels and inspects consistency, big values, hot keys "
-        "and quota headroom in the background.",
+        "/metrics with cluster/member labels and inspects consistency, slow disks and peers, "
+        "big values, hot keys, leases, quota headroom and backups in the background.",
     )
     parser.add_argument("--version", action="version", version=f"etcd-inspector {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
