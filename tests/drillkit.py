@@ -273,6 +273,7 @@ class Outcome:
     resolved: dict[Expect, float | None] = field(default_factory=dict)
     flapped: list[Expect] = field(default_factory=list)  # resolved while the fault was on
     others: list[Delivery] = field(default_factory=list)  # what else fired meanwhile
+    fault_on: float = 0.0  # seconds from the injection to the heal
 
 
 @dataclass
@@ -554,6 +555,45 @@ def record_group(group: str, seconds: float) -> None:
 
 
 
+# --------------------------------------------------------------------------- drill command
+
+
+class DrillCommand:
+    """`etcd-inspector drill --output=json` watching the stack's Prometheus, as a user runs it
+    next to a chaos experiment: start() right before the injection, report() after the heal.
+    `launched` is when it was started (its clock begins at its first poll, a little later)."""
+
+    def __init__(self, stack: DrillStack, *flags: str) -> None:
+        self.args = [
+            *exporter_command(), "drill", f"--prometheus.url={stack.prometheus.base_url}",
+            "--output=json", *flags,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+        self.launched = 0.0
+        self.saved = stack.workdir / "drill-command.json"  # its report, for a failed test
+
+    def start(self) -> None:
+        self.launched = time.monotonic()
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+
+    def report(self, timeout: float) -> tuple[int, dict[str, Any]]:
+        """Wait for it to end: (exit code, JSON report)."""
+        assert self.process is not None, "drill command not started"
+        out, err = self.process.communicate(timeout=timeout)
+        self.saved.write_bytes(out)
+        try:
+            doc = json.loads(out or b"{}")
+        except json.JSONDecodeError as error:
+            raise AssertionError(f"drill printed no JSON: {out!r} {err!r}") from error
+        return self.process.returncode, doc
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+
 # --------------------------------------------------------------------------- one drill
 
 
@@ -584,9 +624,12 @@ def run_drill(
     never: Sequence[str] = (),
     inspect_probes: Sequence[str] = ("status",),
     allow_critical: Sequence[str] = (),
+    hold: float = 0.0,
 ) -> Outcome:
     """Inject, wait for every expected alert to arrive at the webhook, check inspect and the
-    status page while the fault is on, heal, wait for every one to resolve; record the times."""
+    status page while the fault is on, heal, wait for every one to resolve; record the times.
+    With `hold`, the fault stays on at least that long after the injection (the --duration a
+    DrillCommand watching it was given); a failed check heals at once."""
     outcome = Outcome(stack.group, drill)
     injected = time.monotonic()
     inject()
@@ -605,8 +648,10 @@ def run_drill(
             d for d in stack.critical_for_healthy(injected, faulted) if d.name not in allow_critical
         ]
         assert not wrong, f"critical alerts for healthy members during {drill}: {wrong}"
+        time.sleep(max(0.0, injected + hold - time.monotonic()))
     finally:
         healed = time.monotonic()
+        outcome.fault_on = round(healed - injected, 1)
         heal()
     stack.wait_resolved(expects, healed, outcome, injected)
     outcome.others = [
