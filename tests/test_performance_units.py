@@ -135,6 +135,15 @@ def test_the_member_in_most_slow_links_is_named():
     assert slow_peer_culprits([]) == []
 
 
+def test_a_tie_is_broken_by_the_round_trips_measured_fast():
+    # m2's links delayed, but in the window only m2<->m3 was measured slow (etcd records a
+    # peer's round trip every 30 s): m3 answering m1 quickly clears m3, as a real run showed.
+    slow = [("m2", "m3", 0.2), ("m3", "m2", 0.2)]
+    assert [m for m, _ in slow_peer_culprits(slow, [("m3", "m1"), ("m1", "m3")])] == ["m2"]
+    # nothing measured fast: both stay named, the evidence cannot tell them apart
+    assert [m for m, _ in slow_peer_culprits(slow)] == ["m2", "m3"]
+
+
 def test_a_lone_campaign_shows_as_a_term_jump_after_being_cut_off():
     # Status reports the applied term: the jump shows when the cut-off member rejoins.
     assert term_campaign("m3", (5, True), 68, 60.0, 1.0).to_term == 68

@@ -109,13 +109,16 @@ def seconds_text(value: float) -> str:
 
 def slow_peer_culprits(
     pairs: Sequence[tuple[str, str, float]],
+    fast: Sequence[tuple[str, str]] = (),
 ) -> list[tuple[str, list[tuple[str, str, float]]]]:
     """Slow (from, to, p99) round trips -> the members they point at, each with its pairs.
 
     A slow member or a slow link at one member shows in the round trips of every pair it is
     part of, in both directions where etcd measured them; the member in the most slow pairs is
-    the one to name. Ties (one slow pair) name the pair's destination: the prober on `from`
-    waited for `to`.
+    the one to name. A tie (m2<->m3 both slow, nothing else measured slow) is broken by the
+    round trips measured fast (`fast`, (from, to)): m3 answering m1 quickly clears m3. What
+    still ties is named together; one slow pair alone names its destination (the prober on
+    `from` waited for `to`).
     """
     if not pairs:
         return []
@@ -125,8 +128,11 @@ def slow_peer_culprits(
         involved[dst] = involved.get(dst, 0) + 1
     most = max(involved.values())
     culprits = sorted(m for m, n in involved.items() if n == most)
-    if most == 1:
-        culprits = sorted({dst for _, dst, _ in pairs})
+    if len(culprits) > 1:
+        cleared = {m: sum(m in link for link in fast) for m in culprits}
+        culprits = [m for m in culprits if cleared[m] == min(cleared.values())]
+    if most == 1 and len(culprits) > 1:
+        culprits = sorted({dst for _, dst, _ in pairs} & set(culprits)) or culprits
     return [(m, [p for p in pairs if m in (p[0], p[1])]) for m in culprits]
 
 
@@ -214,7 +220,13 @@ def _peer_findings(cluster: str, result: PerformanceResult, t: Thresholds) -> It
         for p in m.peers
         if p.p99 is not None and p.p99 > t.peer_rtt_p99_seconds
     ]
-    for member, mine in slow_peer_culprits(pairs):
+    fast = [
+        (m.name, p.peer)
+        for m in result.members
+        for p in m.peers
+        if p.p99 is not None and p.p99 <= t.peer_rtt_p99_seconds
+    ]
+    for member, mine in slow_peer_culprits(pairs, fast):
         worst = max(p99 for _, _, p99 in mine)
         links = ", ".join(f"{a}->{b} {seconds_text(p99)}" for a, b, p99 in mine)
         yield Finding(
