@@ -25,9 +25,9 @@ test: bootstrap
 	.venv/bin/pytest $(PYTEST_ARGS)
 	ETCD_BIN=$(ETCD35) .venv/bin/pytest -m "etcd and not drills" $(PYTEST_ARGS)
 
-# Every test that starts no etcd, Prometheus, promtool, Chromium or S3 server (tests/heavy.py
+# Every test that starts no etcd, Prometheus, promtool, Chromium, S3 server or helm (tests/heavy.py
 # fails a test that starts one without its marker): under a minute, for the edit-test loop.
-FAST_MARKERS = not etcd and not prometheus and not promtool and not browser and not s3
+FAST_MARKERS = not etcd and not prometheus and not promtool and not browser and not s3 and not helm
 
 test-fast: bootstrap
 	.venv/bin/pytest -p no:cacheprovider -m "$(FAST_MARKERS)" $(PYTEST_ARGS)

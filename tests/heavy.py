@@ -1,10 +1,10 @@
 """The heavy components a test may start, and the check that it is marked for them.
 
 `make test-fast` runs `-m "not etcd and not prometheus and not promtool and not browser and
-not s3"`; that
-lane is only a unit run if every test that starts one of these carries its marker. So the code
-that starts them calls `require(marker, what)`, which fails the running test (not skips it) with
-one line naming the marker to add. Markers are registered in pyproject.toml.
+not s3 and not helm"`; that lane is only a unit run if every test that starts one of these
+carries its marker. So the code that starts them calls `require(marker, what)`, which fails the
+running test (not skips it) with one line naming the marker to add. Markers are registered in
+pyproject.toml.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ HEAVY_MARKERS = {
     "promtool": "runs the real promtool",
     "browser": "runs headless Chromium",
     "s3": "starts a real S3 server (rclone serve s3)",
+    "helm": "runs the real helm (the chart's lint, template and schema checks)",
 }
 
 # Fixtures (conftest.py's) that start etcd or hand out its binary: a test that requests one,

@@ -24,6 +24,7 @@ import jsonschema
 import pytest
 import yaml
 
+import heavy
 from etcd_inspector import cli, mixin
 from etcd_inspector.config import parse_config
 from etcd_inspector.probes import REGISTRY
@@ -37,6 +38,8 @@ except ImportError:  # a missing tool is a failure, never a skip
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "etcd-inspector"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+# Every test here renders the chart with the real helm (or reads what it rendered).
+pytestmark = pytest.mark.helm
 BAD_VALUES = REPO / "tests" / "testdata" / "chart" / "bad-values.yaml"
 # The chart's kubeVersion floor is 1.25; these are the oldest and the newest schemas that
 # kubernetes-validate ships which we check against.
@@ -56,6 +59,7 @@ def helm_binary() -> str:
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    heavy.require("helm", "runs the real helm")
     # Helm's caches and config in a private place: template and lint need no repositories.
     home = REPO / ".venv" / "helm-home"
     env = {

@@ -32,7 +32,7 @@ from etcd_inspector.demo.pki import PKI, make_pki
 from etcd_inspector.ports import free_ports
 from harness import MEMBERS, exporter_command, parse_scrape
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.helm]
 
 REPO = Path(__file__).resolve().parents[1]
 # One tag per checkout: worktrees on one machine share podman's image store.
