@@ -433,3 +433,11 @@ def test_a_member_that_refuses_our_credentials_is_not_down():
     assert (m3["up"], m3["state"]) == (True, "auth_failed")
     assert "up, AUTHENTICATION FAILED" in render_text([insp], started_at=T0)
     assert "DOWN" not in render_text([insp], started_at=T0)
+
+
+def test_a_sub_second_duration_is_shown_in_milliseconds() -> None:
+    """The performance table's fsync and commit p99: 0.4 s used to read "0s"."""
+    from etcd_inspector.report.format import duration
+
+    shown = [duration(v) for v in (0, 0.0008, 0.4, 2.04, 90)]
+    assert shown == ["0s", "0.8ms", "400ms", "2s", "1.5m"]

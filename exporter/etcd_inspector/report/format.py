@@ -19,6 +19,8 @@ def duration(seconds: float) -> str:
     for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= span:
             return f"{seconds / span:.1f}{unit}"
+    if 0 < seconds < 1:  # a latency (fsync, commit, round trip): whole seconds would say 0s
+        return f"{seconds * 1000:.1f}ms" if seconds < 0.01 else f"{seconds * 1000:.0f}ms"
     return f"{seconds:.0f}s"
 
 
