@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import test_backup
 from etcd_inspector.backup.objects import parse_location, snapshot_objects
 from etcd_inspector.backup.s3 import list_objects, make_client
 from etcd_inspector.config import parse_config
@@ -37,25 +38,16 @@ from etcd_inspector.ports import free_ports
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.runtime.runtime import build_runtime
 from s3server import ACCESS_KEY, SECRET_KEY, CuttingProxy, S3Server
-from test_backup import endpoints, live_key_count, run_cli, snapshot_status, write_data
+from test_backup import endpoints, live_key_count, run_cli, snapshot_status
 
 pytestmark = [pytest.mark.etcd, pytest.mark.s3]
 
 OBJECT = re.compile(r"^prod-\d{8}T\d{6}Z\.db$")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    try:
-        binary = find_etcd_binary()
-    except Exception as err:
-        pytest.fail(str(err))
-    c = start_cluster(3, base_dir=tmp_path_factory.mktemp("s3-etcd"), binary=binary)
-    try:
-        write_data(c)
-        yield c
-    finally:
-        c.stop()
+# The backup tests' cluster and data (one per module, as there): the same puts, overwrites,
+# deletes and compaction, so the bucket's snapshot is checked against the same contents.
+cluster = test_backup.cluster
 
 
 @pytest.fixture
