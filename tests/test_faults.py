@@ -8,6 +8,7 @@ named /metrics servers in tests/fakes.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import urllib.request
@@ -139,10 +140,14 @@ def test_no_member_reachable_at_start(tmp_path: Path) -> None:
         assert scrape.samples("process_resident_memory_bytes")  # the exporter's own metrics
         assert 'err="no member answered Status (unavailable)"' in exporter.log()
         status, body, _ = exporter.get("/")
-        # The status page: the cluster cannot be inspected, each member's state unknown.
+        # The status page: the cluster cannot be inspected, each member down for its reason.
         assert status == 200 and "cannot inspect" in body
         assert "no member answered Status (unavailable)" in body
         assert all(name in body for name in names)
+        cluster_doc = json.loads(exporter.get("/api/v1/status")[1])["clusters"][0]
+        assert {m["name"]: m["state"] for m in cluster_doc["members"]} == dict.fromkeys(
+            names, "down"
+        )
 
 
 @pytest.mark.etcd

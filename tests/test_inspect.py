@@ -184,12 +184,17 @@ def test_nobody_listening_exits_2_with_a_message_on_stderr():
     assert "no member answered Status" in proc.stderr
     assert first_endpoint in proc.stderr
     assert "Result: could not inspect (exit 2)" in proc.stdout
+    # Every member was asked: each is down for its reason, not "unknown".
+    assert proc.stdout.count("DOWN (unavailable)") == 2, proc.stdout
 
     as_json = run_inspect(None, "--output", "json", endpoints=endpoints)
     assert as_json.returncode == 2
     doc = json.loads(as_json.stdout)
     assert doc["clusters"][0]["inspected"] is False
     assert [f["check"] for f in doc["findings"]] == ["unreachable"]
+    members = doc["clusters"][0]["members"]
+    assert [(m["state"], m["error"]) for m in members] == [("down", "unavailable")] * 2
+    assert all("Connection refused" in m["reason"] for m in members), members
 
 
 @pytest.mark.etcd

@@ -186,7 +186,17 @@ async def topology_from(
     answers = dict(answers)
     answered = [c for c in clients if answers[c.endpoint][0] is not None]
     if not answered:
-        raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers))
+        # Every member was asked and none answered: each is down (or refused us) for its own
+        # reason, which the page and `inspect` show instead of "unknown".
+        down = Topology(
+            members=tuple(
+                MemberView(c.endpoint, previous.name_of(c.endpoint), None, *answers[c.endpoint][1:])
+                for c in clients
+            ),
+            member_list=None,
+            alarms=None,
+        )
+        raise ProbeError(ErrorKind.NO_ANSWER, await _no_answer(clients, answers), partial=down)
     member_list: MemberList | None = None
     # The member list is cluster-wide: the first member that answers it will do.
     for client in answered:

@@ -109,6 +109,14 @@ class ClusterInspection:
         outcome = self.outcomes.get(probe)
         return outcome.result if outcome is not None and outcome.success else None
 
+    def shown(self, spec: ProbeSpec) -> Any | None:
+        """What a probe's section shows: its result; for a topology probe that nobody answered,
+        the members it asked, each down (or refusing us) for its own reason."""
+        outcome = self.outcomes.get(spec.name)
+        if spec.provides_topology and outcome is not None and not outcome.success:
+            return outcome.result
+        return self.result(spec.name)
+
     @property
     def topology_spec(self) -> ProbeSpec | None:
         return next((s for s in self.registry.values() if s.provides_topology), None)

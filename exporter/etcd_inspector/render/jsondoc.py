@@ -84,7 +84,7 @@ def cluster_json(insp: ClusterInspection) -> dict[str, Any]:
     }
     rc = insp.context
     for spec in insp.specs:
-        doc.update(insp.probe(spec).report_json(insp.result(spec.name), rc))
+        doc.update(insp.probe(spec).report_json(insp.shown(spec), rc))
     doc["findings"] = [f.as_json() for f in findings(insp)]
     return doc
 

@@ -16,7 +16,7 @@ def _section(insp: ClusterInspection, spec: ProbeSpec) -> list[str]:
     why = insp.why_no_result(spec)
     if why is not None and not spec.provides_topology:
         return [f"{spec.title or spec.name}: {why}"]
-    lines = insp.probe(spec).report_text(insp.result(spec.name), insp.context)
+    lines = insp.probe(spec).report_text(insp.shown(spec), insp.context)
     return lines or [f"{spec.title or spec.name}: {why or 'nothing to show'}"]
 
 
@@ -26,7 +26,7 @@ def render_cluster(insp: ClusterInspection) -> str:
         body += [f"could not inspect: {insp.error}"]
         spec = insp.topology_spec
         if spec is not None:
-            body += ["", *insp.probe(spec).report_text(None, insp.context)]
+            body += ["", *insp.probe(spec).report_text(insp.shown(spec), insp.context)]
     else:
         for spec in insp.specs:
             body += ["", *_section(insp, spec)]

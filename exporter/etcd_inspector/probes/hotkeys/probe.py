@@ -143,7 +143,7 @@ class HotKeysProbe(Probe[HotKeysOptions, HotKeysResult]):
     def _catch_up_target(self, ctx: ProbeContext) -> int:
         """Record this status round, forget those no longer needed, return the target."""
         topology = ctx.topology
-        if topology.known and (
+        if topology.known and topology.max_revision > 0 and (
             not self._checkpoints or topology.taken_at > self._checkpoints[-1][0]
         ):
             self._checkpoints.append((topology.taken_at, topology.max_revision))
