@@ -118,3 +118,19 @@ async def test_no_reload_after_close() -> None:
     await reloader.close()
     assert (await reloader.reload()).error == "shutting down"
     assert [rt.name for rt in running.runtimes] == ["a"]
+
+
+def test_scrape_counters_of_a_removed_cluster_are_forgotten() -> None:
+    """A reload that removes a cluster leaves no per-member counts behind (memory follows the
+    configuration); the members still configured keep theirs."""
+    from etcd_inspector.web.families import MemberCounters
+
+    counters = MemberCounters()
+    for cluster in ("kept", "gone"):
+        counters.errors[(cluster, "https://m1:2379", "timeout")] += 2
+        counters.fetches[(cluster, "https://m1:2379")] += 5
+        counters.clashes[(cluster, "https://m1:2379", "merged")] += 1
+    counters.retain({("kept", "https://m1:2379")})
+    assert dict(counters.errors) == {("kept", "https://m1:2379", "timeout"): 2}
+    assert dict(counters.fetches) == {("kept", "https://m1:2379"): 5}
+    assert dict(counters.clashes) == {("kept", "https://m1:2379", "merged"): 1}

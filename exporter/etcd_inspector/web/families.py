@@ -103,6 +103,13 @@ class MemberCounters:
     # (cluster, endpoint, outcome) -> the member's families that met a name of another's
     clashes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
+    def retain(self, members: set[tuple[str, str]]) -> None:
+        """Forget the counts of members no longer configured (a reload removed their
+        cluster): memory follows the configuration, not its history."""
+        for counts in (self.errors, self.fetches, self.clashes):
+            for key in [k for k in counts if (k[0], k[1]) not in members]:
+                del counts[key]
+
 
 def member_families(
     runtimes: Sequence[ClusterRuntime],

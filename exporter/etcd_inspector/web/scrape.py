@@ -86,7 +86,9 @@ async def scrape(
         own_task.cancel()
         raise
     if only is None:
-        state.relabel.retain({(t.name, e) for t in targets for e in t.endpoints})
+        configured = {(t.name, e) for t in targets for e in t.endpoints}
+        state.relabel.retain(configured)
+        state.counters.retain(configured)
     own, encoded = await own_task
 
     answered = [(m, m.exposition) for m in members if m.exposition is not None]
