@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -174,12 +175,26 @@ def alertmanager_binary() -> str:
 
 
 class AlertmanagerServer:
-    """One Alertmanager (no gossip) that sends every alert group to `webhook` within ~1 s."""
+    """One Alertmanager (no gossip). With `webhook`, every alert group goes there within ~1 s;
+    with None, nowhere (its API is what a test reads). `web` is its --web.config.file (basic
+    auth, TLS); `ca` the CA to trust when that serves TLS, `headers` what the readiness check
+    sends (its credentials)."""
 
-    def __init__(self, webhook: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        webhook: str | None,
+        workdir: Path,
+        *,
+        web: Mapping[str, Any] | None = None,
+        ca: Path | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_ports(1)[0]
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "alertmanager.log"
+        receiver: dict[str, Any] = {"name": "drill"}
+        if webhook is not None:
+            receiver["webhook_configs"] = [{"url": webhook, "send_resolved": True}]
         config = {
             "route": {
                 "receiver": "drill",
@@ -188,9 +203,7 @@ class AlertmanagerServer:
                 "group_interval": "1s",
                 "repeat_interval": "1h",
             },
-            "receivers": [
-                {"name": "drill", "webhook_configs": [{"url": webhook, "send_resolved": True}]}
-            ],
+            "receivers": [receiver],
         }
         config_path = workdir / "alertmanager.yml"
         config_path.write_text(yaml.safe_dump(config))
@@ -202,6 +215,13 @@ class AlertmanagerServer:
             "--cluster.listen-address=",
             "--log.level=warn",
         ]
+        if web is not None:
+            (workdir / "web.yml").write_text(yaml.safe_dump(dict(web)))
+            self.args.append(f"--web.config.file={workdir / 'web.yml'}")
+        tls = web is not None and "tls_server_config" in web
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+        self._headers = dict(headers or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -214,8 +234,8 @@ class AlertmanagerServer:
             if self.process.poll() is not None:
                 raise AssertionError(f"alertmanager exited: {self.log_path.read_text()}")
             with contextlib.suppress(OSError):
-                url = f"http://127.0.0.1:{self.port}/-/ready"
-                with urllib.request.urlopen(url, timeout=1) as resp:
+                request = urllib.request.Request(self.url + "/-/ready", headers=self._headers)
+                with urllib.request.urlopen(request, timeout=1, context=self._context) as resp:
                     if resp.status == 200:
                         return
             time.sleep(0.1)

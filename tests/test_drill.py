@@ -15,8 +15,6 @@ import contextlib
 import functools
 import http.server
 import json
-import shutil
-import ssl
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ import pytest
 import yaml
 
 from certs import Pki, make_pki
+from drillkit import AlertmanagerServer
 from etcd_inspector import cli, mixin
 from etcd_inspector.exitcodes import (
     EXIT_API_REFUSED,
@@ -41,7 +40,7 @@ from etcd_inspector.exitcodes import (
     EXIT_OK,
 )
 from etcd_inspector.ports import free_ports
-from promserver import PrometheusServer, stop_process
+from promserver import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 
@@ -65,19 +64,6 @@ RULES = {
 }  # fmt: skip
 
 
-@dataclass
-class Alertmanager:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
-def alertmanager_binary() -> str:
-    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if not found:
-        raise AssertionError("alertmanager not found: install Debian's prometheus-alertmanager")
-    return found
-
-
 def basic_auth_header() -> dict[str, str]:
     import base64
 
@@ -86,52 +72,26 @@ def basic_auth_header() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_alertmanager(workdir: Path, tls: Pki | None = None) -> Iterator[Alertmanager]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "am.yml").write_text(yaml.safe_dump({
-        "route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"},
-        "receivers": [{"name": "null"}],
-    }))  # fmt: skip
+def run_alertmanager(workdir: Path, tls: Pki | None = None) -> Iterator[AlertmanagerServer]:
+    """An Alertmanager that delivers nowhere and requires basic auth (and serves TLS)."""
     hashed = bcrypt.hashpw(AM_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     web: dict[str, Any] = {"basic_auth_users": {AM_USER: hashed}}
     if tls is not None:
         web["tls_server_config"] = {"cert_file": str(tls.server_cert),
                                     "key_file": str(tls.server_key)}  # fmt: skip
-    (workdir / "web.yml").write_text(yaml.safe_dump(web))
-    port = free_ports(1)[0]
-    log = open(workdir / "am.log", "ab")
-    process = subprocess.Popen(
-        [alertmanager_binary(), f"--config.file={workdir / 'am.yml'}",
-         f"--storage.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         f"--web.config.file={workdir / 'web.yml'}", "--cluster.listen-address=",
-         "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(tls.ca)) if tls else None
+    am = AlertmanagerServer(None, workdir, web=web, ca=tls.ca if tls else None,
+                            headers=basic_auth_header())  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"alertmanager exited: {(workdir / 'am.log').read_text()}")
-            with contextlib.suppress(OSError):
-                request = urllib.request.Request(url + "/-/ready", headers=basic_auth_header())
-                with urllib.request.urlopen(request, timeout=1, context=context) as response:
-                    if response.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise AssertionError("alertmanager not ready after 30s")
-            time.sleep(0.1)
-        yield Alertmanager(url, process)
+        am.start()
+        yield am
     finally:
-        stop_process(process)
-        log.close()
+        am.stop()
 
 
 @dataclass
 class Lab:
     prometheus: PrometheusServer
-    alertmanager: Alertmanager
+    alertmanager: AlertmanagerServer
     targets: Path
     http_config: Path
 
