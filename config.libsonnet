@@ -156,6 +156,20 @@
     // EtcdInspectorLeasesHigh: active leases in a cluster (etcd_inspector_leases). Leaked
     // leases (a client granting one per write and never revoking it) fill the database.
     leases_max: 10000,
+    // EtcdInspectorLeasesGrowing: the lease count growing without bound, long before it
+    // reaches leases_max. Fires when the lowest count of the last leases_growth_span is more
+    // than leases_growth_max above the highest count of the same span leases_growth_window
+    // earlier, and that holds for leases_growth_for: a steady rise. A stable count never
+    // fires, nor does a sawtooth of leases granted and expiring (its lows stay near the
+    // earlier highs) whose period is shorter than the span.
+    // Leases the count may gain within the window ...
+    leases_growth_max: 1000,
+    // ... the window (how far back the earlier span lies) ...
+    leases_growth_window: '1h',
+    // ... the span whose lowest (now) and highest (a window ago) counts are compared ...
+    leases_growth_span: '10m',
+    // ... and how long the rise must hold.
+    leases_growth_for: '30m',
     // EtcdInspectorBackupTooOld: age of the newest snapshot in a backup location, in seconds.
     // Keep it equal to the exporter's clusters[].backup.max_age (--backup.max-age, default 1h)
     // so that `inspect` and the alert agree; it must exceed the snapshot schedule's period.
@@ -178,6 +192,20 @@
       backup: 3600,
       leases: 1800,
     },
+
+    // ---- `inspect --baseline BEFORE.json` (render/baseline.py) ---------------------------
+    // How much may change between the saved report and this run before the comparison names
+    // it; growth beyond these makes `inspect --baseline` exit 1. No alert reads them: they are
+    // here so that one values file (`--mixin.values`) sets every threshold.
+
+    // Keys a prefix may gain or lose (the bigvalue probe's per-prefix counts).
+    baseline_prefix_keys_delta: 1000,
+    // Bytes a member's database file may grow or shrink: etcd grows the file in steps and a
+    // busy cluster's file breathes with compaction.
+    baseline_db_size_delta_bytes: 1048576,
+    // Active leases the cluster may gain or lose (the leases probe's count): one run cannot
+    // see a growth rate, so a leak shows as a count that grew from the saved report's.
+    baseline_leases_delta: 1000,
 
     // ---- Deployment (servicemonitors/) ------------------------------------------------------
 

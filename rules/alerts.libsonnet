@@ -449,6 +449,21 @@
             },
           },
           {
+            alert: 'EtcdInspectorLeasesGrowing',
+            expr: |||
+              (
+                min without (%(exporter_instance_labels)s) (min_over_time(etcd_inspector_leases{%(exporter_selector)s}[%(leases_growth_span)s]))
+                - max without (%(exporter_instance_labels)s) (max_over_time(etcd_inspector_leases{%(exporter_selector)s}[%(leases_growth_span)s] offset %(leases_growth_window)s))
+              ) > %(leases_growth_max)s
+            ||| % x,
+            'for': x.leases_growth_for,
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The number of leases in an etcd cluster keeps growing.',
+              description: '%s: the active leases rose by at least {{ $value | humanize }} within %s, and have kept rising for %s. A client that grants leases and never revokes them (or keeps them alive) leaks them until the database fills; find it (`etcdctl lease list`, `etcdctl lease timetolive --keys ID`) before the count reaches leases_max.' % [inspectedCluster, x.leases_growth_window, x.leases_growth_for],
+            },
+          },
+          {
             alert: 'EtcdInspectorBigValues',
             expr: |||
               max without (%(exporter_instance_labels)s) (etcd_inspector_big_values{%(exporter_selector)s}) > %(big_values_max)s

@@ -111,6 +111,11 @@ CATALOG: dict[tuple[str, str], Drill | Reason] = {
         "(the leases probe's real-cluster test counts leases exactly)",
         INSPECTOR_TESTS,
     ),
+    ("EtcdInspectorLeasesGrowing", "warning"): Reason(
+        "over 1,000 more leases than an hour before, for 30 minutes: a leak over hours "
+        "(promtool: steady growth fires; a stable count and a sawtooth do not)",
+        INSPECTOR_TESTS,
+    ),
     ("EtcdInspectorQuotaExhaustionProjected", "warning"): Drill("nospace", NOSPACE),
     ("EtcdInspectorBigValues", "info"): Drill("hotkey", HOT),
     ("EtcdInspectorHotKey", "warning"): Drill("hotkey", HOT),

@@ -21,6 +21,7 @@ from etcd_inspector.render.baseline import (
     comparison_text,
     load_baseline,
 )
+from etcd_inspector.report import thresholds
 
 MiB = 1024 * 1024
 
@@ -116,6 +117,49 @@ def test_prefix_and_db_size_deltas_beyond_the_limits() -> None:
     assert text[-1] == "  verdict: worse (2 worse, 3 changes)"
 
 
+def test_a_lease_count_that_grew_past_the_limit_is_worse() -> None:
+    """One run sees no growth rate: a leak shows as a count that grew since the saved report
+    (the alert EtcdInspectorLeasesGrowing watches the rate)."""
+    before = report(leases={"count": 200, "limit": 10_000})
+    grown = compare(before, report(leases={"count": 1500, "limit": 10_000}))
+    assert [(x.kind, x.subject, x.before, x.after, x.worse) for x in grown.changes] == [
+        ("leases", None, 200, 1500, True)
+    ]
+    assert grown.changes[0].message == "leases: 200 -> 1500 active (+1300; limit ±1000)"
+    assert comparison_text(grown, "b.json")[1] == (
+        "  WORSE [prod] leases: 200 -> 1500 active (+1300; limit ±1000)"
+    )
+    assert grown.as_json("b.json")["changes"][0]["kind"] == "leases"
+    # within the limit: not named; revoked leases: named, not worse; not counted: nothing
+    assert compare(before, report(leases={"count": 1200, "limit": 10_000})).changes == ()
+    (fell,) = compare(report(leases={"count": 5000, "limit": 10_000}), before).changes
+    assert (fell.kind, fell.worse) == ("leases", False)
+    assert compare(before, report(leases=None)).changes == ()
+    assert compare(report(), report(leases={"count": 9000, "limit": 10_000})).changes == ()
+
+
+def test_the_limits_are_the_mixin_values_and_a_values_file_moves_them(tmp_path: Path) -> None:
+    """config.libsonnet's baseline_* values (mixin_defaults.json), overridden by the values
+    file `--mixin.values` takes, like every other threshold."""
+    defaults = thresholds.packaged_defaults()
+    assert Limits() == Limits.of(thresholds.DEFAULT) == Limits(
+        prefix_keys_delta=defaults["baseline_prefix_keys_delta"],
+        db_size_delta_bytes=defaults["baseline_db_size_delta_bytes"],
+        leases_delta=defaults["baseline_leases_delta"],
+    ) == Limits(1000, MiB, 1000)  # fmt: skip
+    values = tmp_path / "values.yaml"
+    values.write_text("baseline_prefix_keys_delta: 100\nbaseline_leases_delta: 5000\n")
+    limits = Limits.of(thresholds.load_thresholds(str(values)))
+    assert limits == Limits(100, MiB, 5000)
+    after = report(
+        keyspace={"prefixes": [{"prefix": "/registry/pods/", "keys": 4500, "bytes": 1}]},
+        leases={"count": 3000, "limit": 10_000},
+    )
+    before = report(leases={"count": 100, "limit": 10_000})
+    assert [x.kind for x in compare(before, after).changes] == ["leases"]
+    assert [x.kind for x in compare(before, after, limits).changes] == ["prefix_keys"]
+
+
 def test_no_keyspace_scan_on_one_side_compares_no_prefixes() -> None:
     c = compare(report(), report(keyspace=None))
     assert c.changes == ()
@@ -201,3 +245,18 @@ def test_baseline_on_a_real_cluster_before_and_after_a_change(
     assert doc["exit_code"] == 1 and doc["baseline"]["worse"] is True
     kinds = {(c["kind"], c["subject"]) for c in doc["baseline"]["changes"] if c["worse"]}
     assert ("finding_new", "big_value") in kinds and ("prefix_keys", "/bulk/load/") in kinds
+
+    # The limits are mixin values: a values file that tolerates 10,000 new keys and 64 MiB no
+    # longer names the prefix, and one that tolerates 2 new leases names the 5 granted since.
+    for _ in range(5):
+        etcdctl(etcd_cluster, "lease", "grant", "600")
+    values = tmp_path / "values.yaml"
+    values.write_text("baseline_prefix_keys_delta: 10000\nbaseline_db_size_delta_bytes: 67108864\n"
+                      "baseline_leases_delta: 2\n")  # fmt: skip
+    moved = inspect(etcd_cluster, "--baseline", str(before), "--mixin.values", str(values),
+                    "--output", "json")  # fmt: skip
+    changes = json.loads(moved.stdout)["baseline"]["changes"]
+    named = {(c["kind"], c["subject"]) for c in changes}
+    assert ("prefix_keys", "/bulk/load/") not in named and ("leases", None) in named, changes
+    (leases,) = [c for c in changes if c["kind"] == "leases"]
+    assert (leases["after"] - leases["before"], leases["worse"]) == (5, True), leases

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
+import itertools
 import time
 from pathlib import Path
 
 import pytest
 
 from etcd_inspector.cluster.topology import MemberView, Topology
+from etcd_inspector.demo.faults.cgroups import ProcessCgroup
 from etcd_inspector.demo.localcluster import LocalCluster, LocalMember, start_cluster
+from etcd_inspector.demo.sample_writer import SampleWriter
 from etcd_inspector.etcd.client import MemberClient
 from etcd_inspector.etcd.types import MemberStatus
 from etcd_inspector.ports import free_ports
@@ -30,6 +32,8 @@ from etcd_inspector.probes.status_report import (
 from etcd_inspector.report.view import Table, ViewInput
 
 GiB = 2**30
+BURST = 2000  # entries the leader runs ahead of the stopped learner
+LEARNER_CPU_QUOTA_US = 3000  # per 100 ms period: 3% of one CPU while it catches up
 
 
 def status(member_id: int, *, learner: bool = False, index: int = 100, applied: int = 100,
@@ -126,16 +130,34 @@ def test_a_real_learner_catches_up_and_shows_as_a_learner(etcd_binary: str, tmp_
         members = [MemberClient(first.client_url), MemberClient(learner.client_url)]
         lags, topo = asyncio.run(_watch_lag(members))
         assert lags[-1] == 0, lags
-        # Under writes the learner trails by a few entries at times; once they stop, 0.
-        writes = threading.Thread(target=lambda: [
-            etcdctl(cluster, "put", f"/k/{i % 20}", "y" * 200) for i in range(100)])  # fmt: skip
-        writes.start()
-        members = [MemberClient(first.client_url), MemberClient(learner.client_url)]
-        during = asyncio.run(_lags_while(members, writes))
+        # The fall: the learner stopped (SIGSTOP) and starved of CPU (a CFS quota), the leader
+        # runs BURST entries ahead, then the learner resumes and its lag is sampled every ~30 ms.
+        # Unthrottled it applies thousands of entries within one Status round; at 3% of a CPU
+        # the catch-up takes a second or two, so the samples show it falling, not just 0.
+        assert learner.process is not None
+        quota = ProcessCgroup("cpu", "l1")
+        try:
+            quota.enter(learner.process.pid)
+            quota.write("cpu.cfs_period_us", "100000")
+            quota.write("cpu.cfs_quota_us", str(LEARNER_CPU_QUOTA_US))
+            learner.freeze()
+            try:
+                asyncio.run(_burst(first.client_url, BURST))
+            finally:
+                learner.thaw()
+            members = [MemberClient(first.client_url), MemberClient(learner.client_url)]
+            falling, topo = asyncio.run(_watch_lag(members, interval=0.03))
+        finally:
+            quota.remove()
+        print(f"learner lag falling (entries, every ~30 ms): {falling}")
+        assert max(falling) >= BURST // 4, falling  # the first answer comes as it catches up
+        top = falling.index(max(falling))
+        after = falling[top:]
+        assert after[-1] == 0, falling
+        assert all(a >= b for a, b in itertools.pairwise(after)), falling
+        assert any(0 < lag < after[0] for lag in after), falling  # seen on its way down
         members = [MemberClient(first.client_url), MemberClient(learner.client_url)]
         lags, topo = asyncio.run(_watch_lag(members))
-        assert lags[-1] == 0 and during, (during, lags)
-        print(f"learner lag under writes (entries): max {max(during)} of {len(during)} samples")
         assert lags[-1] == 0, lags
         rc = ReportContext("c", tuple(c.endpoint for c in members),
                            {first.client_url: "m1", learner.client_url: "l1"})  # fmt: skip
@@ -172,7 +194,9 @@ def _joined_args(first: LocalMember, learner: LocalMember, cluster: LocalCluster
     ]  # fmt: skip
 
 
-async def _watch_lag(members: list[MemberClient]) -> tuple[list[int], Topology]:
+async def _watch_lag(
+    members: list[MemberClient], interval: float = 0.05
+) -> tuple[list[int], Topology]:
     """Status rounds until the learner's lag reads 0 (at most 30 s): the lags seen."""
     lags: list[int] = []
     deadline = time.monotonic() + 30
@@ -190,7 +214,7 @@ async def _watch_lag(members: list[MemberClient]) -> tuple[list[int], Topology]:
                 lags.append(lag)
                 if lag == 0:
                     break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(interval)
     finally:
         for c in members:
             await c.close()
@@ -198,15 +222,12 @@ async def _watch_lag(members: list[MemberClient]) -> tuple[list[int], Topology]:
     return lags, topo
 
 
-async def _lags_while(members: list[MemberClient], writes: threading.Thread) -> list[int]:
-    """The learner's lag at each Status round while `writes` runs."""
-    lags: list[int] = []
+async def _burst(endpoint: str, entries: int) -> None:
+    """`entries` raft entries on the leader: one Put each, 64 in flight at a time."""
+    writer = SampleWriter(endpoint)
     try:
-        while writes.is_alive():
-            lags.extend(learner_lags(await read_topology(members)).values())
-            await asyncio.sleep(0.01)
+        for start in range(0, entries, 64):
+            await asyncio.gather(*(writer.put(f"/burst/{i % 50}".encode(), b"v" * 64)
+                                   for i in range(start, min(start + 64, entries))))  # fmt: skip
     finally:
-        for c in members:
-            await c.close()
-        writes.join()
-    return lags
+        await writer.close()

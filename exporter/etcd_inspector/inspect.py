@@ -40,10 +40,17 @@ from etcd_inspector.errors import UsageError
 from etcd_inspector.exitcodes import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
 from etcd_inspector.probes import REGISTRY
 from etcd_inspector.probes.base import InspectMode
-from etcd_inspector.render.baseline import BaselineError, compare, comparison_text, load_baseline
+from etcd_inspector.render.baseline import (
+    BaselineError,
+    Limits,
+    compare,
+    comparison_text,
+    load_baseline,
+)
 from etcd_inspector.render.inspection import ClusterInspection, exit_code
 from etcd_inspector.render.jsondoc import to_json
 from etcd_inspector.render.text import render_text
+from etcd_inspector.report.thresholds import load_thresholds
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.runtime.scheduler import ScheduledProbe, run_probe_once
 
@@ -282,7 +289,7 @@ def run_inspect(args: argparse.Namespace, config: Config) -> int:
     code = exit_code(inspections)
     doc = to_json(inspections, started_at=started, finished_at=time.time())
     if baseline is not None and baseline_file is not None:
-        comparison = compare(baseline, doc)
+        comparison = compare(baseline, doc, Limits.of(load_thresholds(config.mixin_values)))
         if code != EXIT_ERROR:
             # The question is what the change changed: findings that were there before are not.
             code = EXIT_FINDINGS if comparison.worse else EXIT_OK

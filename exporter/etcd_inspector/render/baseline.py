@@ -9,7 +9,13 @@ push) is compared with the run after it. Per cluster, matched by name:
   versions      a member's etcd version changed (listed: it is what an upgrade does)
   leader        moved from one member to another (listed)
   prefix keys   a prefix's key count moved by more than prefix_keys_delta (growth is worse)
-  db size       a member's database file grew by more than db_size_delta_bytes (worse)
+  db size       a member's database file moved by more than db_size_delta_bytes (growth is
+                worse)
+  leases        the active lease count moved by more than leases_delta (growth is worse: one
+                run sees no growth rate, so a leak shows here, and as EtcdInspectorLeasesGrowing)
+
+The deltas are config.libsonnet's baseline_* values (Limits.of(thresholds)), so a values file
+given as `--mixin.values` moves them like every other threshold.
 
 `worse` is what makes `inspect --baseline` exit 1; an unchanged cluster has no changes at all.
 """
@@ -23,12 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from etcd_inspector.report.format import size
-
-# A prefix's key count may move this much between two runs without being named.
-PREFIX_KEYS_DELTA = 1000
-# A member's database file may grow this much (bytes) without being named: etcd grows the
-# file in steps and a busy cluster's file breathes with compaction.
-DB_SIZE_DELTA_BYTES = 1024 * 1024
+from etcd_inspector.report.thresholds import DEFAULT, Thresholds
 
 
 class BaselineError(ValueError):
@@ -37,15 +38,28 @@ class BaselineError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    prefix_keys_delta: int = PREFIX_KEYS_DELTA
-    db_size_delta_bytes: int = DB_SIZE_DELTA_BYTES
+    """How much may change between two runs without being named (config.libsonnet's
+    baseline_prefix_keys_delta, baseline_db_size_delta_bytes, baseline_leases_delta)."""
+
+    prefix_keys_delta: int = DEFAULT.baseline_prefix_keys_delta
+    db_size_delta_bytes: int = DEFAULT.baseline_db_size_delta_bytes
+    leases_delta: int = DEFAULT.baseline_leases_delta
+
+    @classmethod
+    def of(cls, thresholds: Thresholds) -> Limits:
+        return cls(
+            prefix_keys_delta=thresholds.baseline_prefix_keys_delta,
+            db_size_delta_bytes=thresholds.baseline_db_size_delta_bytes,
+            leases_delta=thresholds.baseline_leases_delta,
+        )
 
 
 @dataclass(frozen=True)
 class Change:
     cluster: str
     kind: str  # finding_new | finding_resolved | member_added | member_removed | member_down |
-    # member_up | version_changed | leader_moved | prefix_keys | db_size | cluster_missing
+    # member_up | version_changed | leader_moved | prefix_keys | db_size | leases |
+    # cluster_missing
     subject: str | None  # the member, prefix or finding check it is about
     before: Any
     after: Any
@@ -192,6 +206,21 @@ def _db_sizes(
     return changes
 
 
+def _leases(
+    cluster: str, before: Mapping[str, Any], after: Mapping[str, Any], limits: Limits
+) -> list[Change]:
+    la, lb = before.get("leases"), after.get("leases")
+    if not la or not lb or la.get("count") is None or lb.get("count") is None:
+        return []  # not counted on one side: nothing to compare
+    a, b = int(la["count"]), int(lb["count"])
+    if abs(b - a) <= limits.leases_delta:
+        return []
+    return [Change(
+        cluster, "leases", None, a, b, b > a,
+        f"leases: {a} -> {b} active ({b - a:+d}; limit ±{limits.leases_delta})",
+    )]  # fmt: skip
+
+
 def compare_cluster(
     before: Mapping[str, Any], after: Mapping[str, Any], limits: Limits = Limits()
 ) -> list[Change]:
@@ -201,6 +230,7 @@ def compare_cluster(
         *_leader(name, before, after),
         *_db_sizes(name, before, after, limits),
         *_prefixes(name, before, after, limits),
+        *_leases(name, before, after, limits),
         *_findings(name, before, after),
     ]
 

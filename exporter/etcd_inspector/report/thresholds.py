@@ -131,6 +131,11 @@ class Thresholds:
     revisions_since_compaction_max: int = 1_000_000
     # EtcdInspectorLeasesHigh: active leases in a cluster.
     leases_max: int = 10_000
+    # `inspect --baseline` (render/baseline.py): how much may change since the saved report
+    # before the comparison names it (growth beyond them is worse).
+    baseline_prefix_keys_delta: int = 1000
+    baseline_db_size_delta_bytes: int = 1024 * 1024
+    baseline_leases_delta: int = 1000
 
     @property
     def quota_used_ratio_limit(self) -> float:
@@ -166,6 +171,9 @@ class Thresholds:
             learner_db_size_ratio_max=float(values["learner_db_size_ratio_max"]),
             revisions_since_compaction_max=int(values["revisions_since_compaction_max"]),
             leases_max=int(values["leases_max"]),
+            baseline_prefix_keys_delta=int(values["baseline_prefix_keys_delta"]),
+            baseline_db_size_delta_bytes=int(values["baseline_db_size_delta_bytes"]),
+            baseline_leases_delta=int(values["baseline_leases_delta"]),
         )
 
 
