@@ -3,7 +3,8 @@
 Idle: the default `inspect` (no config file, every probe: status, HashKV on every member then
 the scan, quota, certs) against `etcdctl get "" --prefix` on the same keyspace, interleaved,
 median of `reps`; inspect's peak RSS; the rate its scan ran at; and `inspect --probes
-status,bigvalue` (the scan without HashKV).
+status,bigvalue` (the scan without HashKV); the CPU seconds each command and the members spent
+(on a machine whose cores the members share, CPU seconds / cores bounds inspect's wall time).
 
 Busy: a steady writer (1,000 single Puts/s from 4 clients, open loop, bench/common.py
 steady_puts) for `seconds`: with nothing else, while an exporter scans with the defaults back to
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -58,20 +60,60 @@ def inspect_default(endpoints: list[str], *extra: str) -> tuple[float, int, dict
     return run.seconds, run.max_rss_bytes, json.loads(run.stdout)
 
 
+def cpu_seconds(cluster) -> tuple[float, list[float]]:
+    """CPU seconds so far: this process's children (the command just run) and each member."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    members = []
+    for m in cluster.members:
+        with open(f"/proc/{m.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        members.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return children.ru_utime + children.ru_stime, members
+
+
+def cpu_used(cluster, before: tuple[float, list[float]]) -> tuple[float, list[float]]:
+    own, members = cpu_seconds(cluster)
+    return own - before[0], [b - a for a, b in zip(before[1], members, strict=True)]
+
+
+def cpu_text(own: float, members: list[float]) -> str:
+    each = " / ".join(f"{m:.2f}" for m in members)
+    return f"{own + sum(members):.2f} s (ours {own:.2f} + members {each})"
+
+
 def idle(cluster, reps: int) -> list[Row]:
     etcdctl = etcdctl_binary(cluster.binary)
     ours, rss, peer, scan_only, rates = [], [], [], [], []
+    ours_cpu, peer_cpu = [], []
     keys = 0
     for _ in range(reps):
+        before = cpu_seconds(cluster)
         seconds, peak, doc = inspect_default(cluster.endpoints)
+        ours_cpu.append(cpu_used(cluster, before))
         keys, scan_seconds, endpoint = scan_facts(doc)
         ours.append(seconds)
         rss.append(peak)
         rates.append(keys / scan_seconds)
+        before = cpu_seconds(cluster)
         peer.append(run_etcdctl(etcdctl, endpoint).seconds)
+        peer_cpu.append(cpu_used(cluster, before))
         scan_only.append(inspect_default(cluster.endpoints, "--probes", "status,bigvalue")[0])
     o, p, s = (statistics.median(x) for x in (ours, peer, scan_only))
     log(f"idle: inspect {o:.2f}s (scan only {s:.2f}s), etcdctl {p:.2f}s, RSS {mib(max(rss))}")
+    oc = statistics.median(own + sum(m) for own, m in ours_cpu)
+    pc = statistics.median(own + sum(m) for own, m in peer_cpu)
+    cores = os.cpu_count() or 1
+    log(f"idle: CPU inspect {oc:.2f}s, etcdctl {pc:.2f}s on {cores} cores")
+    mid_o = sorted(ours_cpu, key=lambda x: x[0] + sum(x[1]))[len(ours_cpu) // 2]
+    mid_p = sorted(peer_cpu, key=lambda x: x[0] + sum(x[1]))[len(peer_cpu) // 2]
+    cpu_rows = [
+        Row(BENCH, "idle: CPU seconds of one default inspect vs etcdctl (ours + members)",
+            cpu_text(*mid_o), cpu_text(*mid_p), ratio(oc, pc),
+            "median of the runs above; getrusage of the command, /proc of each etcd"),
+        Row(BENCH, f"idle: the least wall time {cores} cores allow (CPU seconds / {cores})",
+            f"{oc / cores:.2f} s", f"{p:.2f} s", ratio(oc / cores, p),
+            "peer: etcdctl's measured wall time; inspect cannot beat this ratio here"),
+    ]  # fmt: skip
     return [
         Row(BENCH, f"idle: default inspect, {keys:,} keys (median of {reps})", f"{o:.2f} s",
             f"{p:.2f} s", ratio(o, p), "target <= 1.2x; peer: etcdctl get \"\" --prefix, same "
@@ -82,6 +124,7 @@ def idle(cluster, reps: int) -> list[Row]:
         Row(BENCH, "idle: the rate the scan settled at", f"{statistics.median(rates):,.0f} keys/s",
             "", "", "keys / the scan's own duration inside the default inspect"),
         Row(BENCH, "idle: inspect peak RSS", mib(max(rss)), "", "", "target < 150 MB"),
+        *cpu_rows,
     ]  # fmt: skip
 
 

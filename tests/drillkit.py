@@ -394,6 +394,8 @@ class DrillStack:
             "--etcd.metrics-urls=" + ",".join(m.metrics_url for m in members),
             f"--etcd.cluster-name={CLUSTER_NAME}",
             *([f"--probes={','.join(probes)}"] if probes else []),
+            # The drills' slow members show in a window of several fsyncs (the default: 1 s).
+            *(["--performance.inspect-window=5s"] if "performance" in probes else []),
         ]  # fmt: skip
         out = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
         try:

@@ -61,6 +61,15 @@ def test_inspect_loads_no_bucket_web_or_jsonnet_code() -> None:
     assert loaded("import etcd_inspector.inspect") == ["aetcd", "grpc"]
 
 
+def test_a_command_without_a_file_loads_no_yaml() -> None:
+    # PyYAML (~20-40 ms here) comes with a --config.file or a --mixin.values file only.
+    code = _PROBE.format(body="import etcd_inspector.cli, etcd_inspector.inspect", heavy=("yaml",))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 def test_the_probe_sees_what_is_loaded() -> None:
     # The check is not vacuous: the exporter's app does load aiohttp.
     assert "aiohttp" in loaded("import etcd_inspector.web.app")

@@ -218,8 +218,9 @@ def test_no_module_is_over_500_lines() -> None:
     assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
 
 
-def test_the_configuration_package_stays_under_1200_lines() -> None:
+def test_the_configuration_package_stays_under_1220_lines() -> None:
     """One pydantic style (issue 18): config/ shrank from 1,702 lines in three schema styles.
-    What is not configuration (sharding, the web config's TLS) lives where it is used."""
+    What is not configuration (sharding, the web config's TLS) lives where it is used. (1200
+    until the YAML reader became its own module, loaded only with a file: issue 21.)"""
     config = Path(etcd_inspector.__file__).parent / "config"
-    assert sum(len(p.read_text().splitlines()) for p in config.glob("*.py")) < 1200
+    assert sum(len(p.read_text().splitlines()) for p in config.glob("*.py")) < 1220

@@ -132,7 +132,10 @@ def test_a_slow_disk_is_named_on_its_member_never_down(fc: FaultCluster) -> None
     slow = fc.followers()[0]
     with Writer(fc) as writer, DiskThrottle(fc, slow, write_iops=5).injected():
         time.sleep(1.0)
-        code, doc = inspect(fc, "--probes", "status,performance")
+        # A window of several fsyncs at 5 IOPS (inspect's default minimum is 1 s).
+        code, doc = inspect(
+            fc, "--probes", "status,performance", "--performance.inspect-window", "5s"
+        )
         assert writer.count > 0
     found = kinds(doc)
     assert code == 1, doc["findings"]

@@ -3,11 +3,12 @@
 Meant for checks before and after a change (upgrade, restart, member swap). Per cluster: the
 topology probe (status) first: it resolves member names and decides whether the cluster answers
 at all; then every probe whose spec says InspectMode.ONCE, concurrently, each with its configured
-timeout, except that the probes that read the whole database (ProbeSpec.reads_keyspace:
-consistency's HashKV on every member, bigvalue's scan) run one after the other, so that the
-scan never reads from a member busy hashing (see docs/decisions.md). Probes with
-InspectMode.WATCH run only with --watch: once to start, then again after the window to take the
-snapshot. The command ends as soon as the probes end. A probe with `enabled: false` is skipped
+timeout: consistency's HashKV of every member runs while bigvalue's scan reads one of them, the
+scan's adaptive pace yielding to the member's load as it does to clients' (see
+docs/decisions.md). A probe that measures over a window (Probe.waits_seconds: performance)
+spans the others: it is given ProbeContext.others_done. Probes with InspectMode.WATCH run only
+with --watch: once to start, then again after the window to take the snapshot. The command
+ends as soon as the probes end. A probe with `enabled: false` is skipped
 (reported as not run), as is every probe not named in `--probes` when that is given; the
 topology probe always runs.
 
@@ -31,8 +32,9 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
+from typing import Any, TextIO
 
 from etcd_inspector.config import Config, parse_duration
 from etcd_inspector.config.errors import did_you_mean
@@ -168,8 +170,15 @@ def cluster_probes(
     return {n for n in wanted if REGISTRY[n].provides_topology or settings[n].enabled}
 
 
-async def _once(rt: ClusterRuntime, scheduled: ScheduledProbe) -> None:
-    await run_probe_once(scheduled, rt.scheduler.context_for(scheduled.spec.name), rt.state)
+async def _once(
+    rt: ClusterRuntime,
+    scheduled: ScheduledProbe,
+    others_done: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    ctx = rt.scheduler.context_for(scheduled.spec.name)
+    if others_done is not None:
+        ctx = replace(ctx, others_done=others_done)
+    await run_probe_once(scheduled, ctx, rt.state)
 
 
 async def _watch_window(
@@ -192,25 +201,27 @@ async def inspect_cluster(
             await _once(rt, scheduled)
             if not rt.state.outcomes[scheduled.spec.name].success:
                 return  # nobody answered: the other probes would only time out one by one
-    runs = []
-    whole_keyspace = []
+    others_ended = asyncio.Event()
+    runs: list[Coroutine[Any, Any, None]] = []
+    windows: list[Coroutine[Any, Any, None]] = []  # they measure over the others' span
     for scheduled in probes:
         if scheduled.spec.provides_topology:
             continue
         if scheduled.spec.inspect is InspectMode.ONCE:
-            if scheduled.spec.reads_keyspace:
-                whole_keyspace.append(scheduled)
+            if scheduled.probe.waits_seconds() > 0:
+                windows.append(_once(rt, scheduled, others_ended.wait))
             else:
                 runs.append(_once(rt, scheduled))
         elif scheduled.spec.inspect is InspectMode.WATCH and watch_seconds is not None:
             runs.append(_watch_window(rt, scheduled, watch_seconds, watch_ends or {}))
-    await asyncio.gather(*runs, _in_turn(rt, whole_keyspace))
 
+    async def others() -> None:
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            others_ended.set()
 
-async def _in_turn(rt: ClusterRuntime, probes: Sequence[ScheduledProbe]) -> None:
-    """One after the other, in registry order (HashKV, then the scan)."""
-    for scheduled in probes:
-        await _once(rt, scheduled)
+    await asyncio.gather(others(), *windows)
 
 
 async def inspect_all(

@@ -23,7 +23,7 @@ alone (tests/test_thresholds.py checks the mixin has the alerts, runbooks and st
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -96,6 +96,9 @@ class ProbeContext:
     metrics: MetricsFetcher | None = None
     # Keeps a probe's long-running tasks (a watch) alive; None outside a runtime.
     supervisor: Supervisor | None = None
+    # `inspect` only: returns once the cluster's other probes have ended, so that a probe
+    # measuring over a window (Probe.waits_seconds) makes its first window span the inspection.
+    others_done: Callable[[], Awaitable[object]] | None = None
 
     @property
     def topology(self) -> Topology:
@@ -157,7 +160,8 @@ class Probe(abc.ABC, Generic[OptionsT, ResultT]):
 
     def waits_seconds(self) -> float:
         """Seconds a run spends waiting by design (a measurement window), on top of its
-        configured timeout (runtime.py adds them)."""
+        configured timeout (runtime.py adds them). A probe that waits is given
+        ProbeContext.others_done in `inspect`, and is not among the probes it waits for."""
         return 0.0
 
     async def close(self) -> None:
@@ -189,8 +193,6 @@ class ProbeSpec:
     # Its result is the cluster's Topology: it runs first, and the others wait for its first run.
     provides_topology: bool = False
     inspect: InspectMode = InspectMode.ONCE
-    # It reads the whole database (HashKV, a scan): `inspect` runs such probes one at a time.
-    reads_keyspace: bool = False
     # The heading of its text section, used when there is no result to show ("Quota: failed").
     title: str = ""
     flags: tuple[ProbeFlag, ...] = ()

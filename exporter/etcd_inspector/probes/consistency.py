@@ -493,7 +493,6 @@ SPEC = ProbeSpec(
     default_timeout=30.0,
     cluster_wide=True,
     title="Consistency",
-    reads_keyspace=True,
     view=consistency_view,
     checks=(Check("inconsistent", "EtcdInspectorDataInconsistent"), compaction.CHECK),
     stale_seconds=1800,

@@ -24,8 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from etcd_inspector import mixin
-
 DEFAULTS_FILE = "mixin_defaults.json"
 
 
@@ -181,6 +179,8 @@ def with_overrides(overrides: Mapping[str, Any], origin: str = "values") -> Thre
     """The packaged defaults with `overrides` (config.libsonnet names) applied, checked as
     `generate --values` checks them: a name the mixin lacks or a value of another type is an
     error."""
+    from etcd_inspector import mixin  # with PyYAML: only when a values file is given
+
     defaults = packaged_defaults()
     try:
         mixin.check_values(overrides, defaults, origin)
@@ -193,6 +193,8 @@ def load_thresholds(values_file: str | None) -> Thresholds:
     """The thresholds for a values file (the one `generate --values` takes), or the defaults."""
     if values_file is None:
         return DEFAULT
+    from etcd_inspector import mixin  # with PyYAML: only when a values file is given
+
     try:
         values = mixin.load_values(Path(values_file))
     except mixin.MixinError as err:

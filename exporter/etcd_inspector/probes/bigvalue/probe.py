@@ -470,7 +470,6 @@ SPEC = ProbeSpec(
     default_timeout=540.0,
     cluster_wide=True,
     title="Keyspace scan",
-    reads_keyspace=True,
     view=keyspace_view,
     checks=(
         Check(

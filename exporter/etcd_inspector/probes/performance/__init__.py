@@ -128,9 +128,10 @@ SPEC = ProbeSpec(
             option="inspect_window_seconds",
             type=parse_duration,
             metavar="DURATION",
-            help="How far apart the performance probe's two reads of every member's /metrics "
-            "are on its first run, i.e. in inspect (default 5s; 35s also sees every peer's "
-            "round trip, which etcd measures every 30s).",
+            help="The least time between the performance probe's two reads of every member's "
+            "/metrics on its first run, i.e. in inspect, where the window otherwise spans the "
+            "other probes (default 1s; 35s also sees every peer's round trip, which etcd "
+            "measures every 30s).",
         ),
     ),
     checks=(

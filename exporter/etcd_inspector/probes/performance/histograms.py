@@ -44,11 +44,24 @@ class MetricsRead:
     scalars: Mapping[str, float]
 
 
+_WANTED = (*HISTOGRAMS, *SCALARS)
+
+
+def wanted_lines(text: str) -> str:
+    """Only the lines (samples, HELP and TYPE) of HISTOGRAMS and SCALARS: a member's /metrics
+    is ~150 KB, of which these are a few KB, and the parser is what costs (~60 ms a read)."""
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if line.startswith(_WANTED) or (line.startswith("# ") and line[7:].startswith(_WANTED))
+    )
+
+
 def parse_read(text: str, at: float) -> MetricsRead:
     """The families of HISTOGRAMS and SCALARS from a /metrics text."""
     histograms: dict[str, dict[Group, dict[float, float]]] = {}
     scalars: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(wanted_lines(text)):
         if family.name in HISTOGRAMS:
             groups = histograms.setdefault(family.name, {})
             for s in family.samples:

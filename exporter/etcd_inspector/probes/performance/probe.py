@@ -6,10 +6,14 @@ cumulative histograms and counters of two reads (histograms.py):
   * in the exporter, the newest read with the one about `window_seconds` older (a sliding
     window, like rate() over a range: etcd measures each peer's round trip only every 30 s,
     every 5 s while the peer is unhealthy, so a window under 30 s may see no round trip);
-  * on the first run, which is `inspect`'s only one, two reads `inspect_window_seconds` apart:
-    5 s by default, long enough for a written-to member to fsync and commit a few times, short
-    enough for a pre-change check; `--performance.inspect-window 35s` also catches every
-    peer's round trip.
+  * on the first run, which is `inspect`'s only one, two reads around the inspection itself:
+    the first as soon as the status round is done, the second when the cluster's other probes
+    have ended (HashKV, the scan; ProbeContext.others_done) or `inspect_window_seconds` after
+    the first, whichever is later (at most `window_seconds`). The minimum, 1 s by default, is
+    hidden under any inspection that reads a large keyspace and costs a small one 1 s; a
+    written-to member fsyncs and commits several times in it.
+    `--performance.inspect-window 35s` also catches every peer's round trip. The exporter's
+    first run has no other probes to wait for: its window is the minimum.
 The same reads give each member's revision and applied-index lag and its raft term, whose jump
 while it has no leader is a member campaigning without --pre-vote.
 """
@@ -17,6 +21,7 @@ while it has no leader is a member campaigning without --pre-vote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -69,8 +74,9 @@ _SHARE = 0.5
 class PerformanceOptions(Section):
     # The exporter's window: quantiles and rates over about this many seconds of reads.
     window_seconds: Duration = 60.0
-    # The first run's (inspect's) window: two reads this far apart (added to the run's timeout).
-    inspect_window_seconds: Duration = 5.0
+    # The first run's (inspect's) window: two reads at least this far apart; in inspect, as far
+    # apart as the other probes take (up to window_seconds). See the module's docstring.
+    inspect_window_seconds: Duration = 1.0
 
 
 MemberRead = tuple[MetricsRead | None, str | None, MemberStatus | None]  # metrics, error, status
@@ -100,7 +106,21 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
 
     def waits_seconds(self) -> float:
         # The first run's window comes on top of the timeout its two reads need.
-        return float(self.options.inspect_window_seconds)
+        return float(self._longest_first_window())
+
+    def _longest_first_window(self) -> float:
+        return max(float(self.options.inspect_window_seconds), float(self.options.window_seconds))
+
+    async def _first_window(self, ctx: ProbeContext) -> None:
+        """Until the other probes are done (inspect) or the minimum has passed, the later."""
+        started = time.monotonic()
+        if ctx.others_done is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._longest_first_window()):
+                    await ctx.others_done()
+        left = self.options.inspect_window_seconds - (time.monotonic() - started)
+        if left > 0:
+            await asyncio.sleep(left)
 
     async def _read_all(self, ctx: ProbeContext) -> dict[str, MemberRead]:
         clients = [c for c in ctx.members if ctx.metrics and c.endpoint in ctx.metrics.targets]
@@ -111,7 +131,7 @@ class PerformanceProbe(Probe[PerformanceOptions, PerformanceResult]):
         reads = await self._read_all(ctx)
         if not self._reads:
             self._remember(ctx, reads)
-            await asyncio.sleep(self.options.inspect_window_seconds)
+            await self._first_window(ctx)
             reads = await self._read_all(ctx)
         return self._remember(ctx, reads)
 
