@@ -196,7 +196,9 @@ class Writer:
 class FleetExporter:
     """`etcd-inspector run` (through bench/fleet_exporter.py) on a free port."""
 
-    def __init__(self, fleet: Fleet, n: int, workdir: Path, profile: Path | None) -> None:
+    def __init__(
+        self, fleet: Fleet, n: int, workdir: Path, profile: Path | None, tracemalloc: bool = False
+    ) -> None:
         from etcd_inspector.ports import free_ports
 
         self.port = free_ports(1)[0]
@@ -205,6 +207,7 @@ class FleetExporter:
         self.log_path = workdir / f"exporter-{n}.log"
         self.tasks_file = workdir / f"tasks-{n}.json"
         self.profile = profile / f"exporter-{n}.prof" if profile else None
+        self.tracemalloc = tracemalloc
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -220,6 +223,8 @@ class FleetExporter:
         env = {**os.environ, "FLEET_TASKS_FILE": str(self.tasks_file)}
         if self.profile:
             env["FLEET_PROFILE"] = str(self.profile)
+        if self.tracemalloc:
+            env["FLEET_TRACEMALLOC"] = "1"
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
                 [sys.executable, str(WRAPPER), "run", "--config.file", str(self.config)],
@@ -330,6 +335,7 @@ class SizeResult:
     tasks: dict
     body_bytes: int  # the scrape's OpenMetrics body, uncompressed
     body_gzip_bytes: int
+    scrape_cpu: float  # the exporter's CPU seconds while a scrape is answered
     steady: list[float]  # the window's scrape times
     ours: list[float]
     raw: list[float]
@@ -415,21 +421,25 @@ async def steady_window(exp: FleetExporter, seconds: float) -> tuple[list[float]
 
 async def latency(
     exp: FleetExporter, urls: Sequence[str], scrapes: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], float]:
     """`scrapes` scrapes alternating with the raw concurrent fetch of `urls`, 0.5 s apart (a
-    fleet's scrape is not back to back; the probes keep running meanwhile)."""
+    fleet's scrape is not back to back; the probes keep running meanwhile); and the exporter's
+    CPU seconds per scrape (its CPU while a scrape is answered: background work included)."""
     ours: list[float] = []
     raw: list[float] = []
+    cpu = 0.0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession() as s1, aiohttp.ClientSession(connector=connector) as s2:
         await timed_scrape(s1, exp)  # warm: connections
         await timed_raw(s2, urls)
         for _ in range(scrapes):
+            cpu0 = cpu_seconds(exp.pid)
             ours.append(await timed_scrape(s1, exp))
+            cpu += cpu_seconds(exp.pid) - cpu0
             await asyncio.sleep(0.25)
             raw.append(await timed_raw(s2, urls))
             await asyncio.sleep(0.25)
-    return ours, raw
+    return ours, raw, cpu / scrapes
 
 
 async def body_sizes(exp: FleetExporter) -> tuple[int, int]:
@@ -446,7 +456,7 @@ def measure(fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace) -> Si
     members = fleet.members(n)
     urls = [m.metrics_url for m in members]
     writer = Writer([m.client_url for m in members])
-    exp = FleetExporter(fleet, n, workdir, args.profile)
+    exp = FleetExporter(fleet, n, workdir, args.profile, args.tracemalloc)
     try:
         exp.start()
         warm = warm_up(exp, n, args.warmup_timeout)
@@ -461,9 +471,9 @@ def measure(fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace) -> Si
         log(f"N={n}: CPU {cpu / wall:.2%} of a core, RSS {mib(rss)} (peak {mib(hwm)}), "
             f"{fds.fds} fds ({fds.grpc} gRPC, {fds.http} metrics conns), {nthreads} threads, "
             f"{tasks['tasks']} tasks, body {body / 1024:.0f} KiB")  # fmt: skip
-        ours, raw = asyncio.run(latency(exp, urls, args.latency_scrapes))
+        ours, raw, scrape_cpu = asyncio.run(latency(exp, urls, args.latency_scrapes))
         result = SizeResult(n, load, warm, wall, cpu / wall, rss, hwm, fds, nthreads, tasks,
-                            body, body_gz, steady, ours, raw)  # fmt: skip
+                            body, body_gz, scrape_cpu, steady, ours, raw)  # fmt: skip
         log(f"N={n}: scrape p50/p99 {ms(percentile(ours, 0.5))} / {ms(percentile(ours, 0.99))}"
             f" vs raw {ms(percentile(raw, 0.5))} / {ms(percentile(raw, 0.99))}")  # fmt: skip
         if n == args.frozen_at and n > 1:
@@ -471,7 +481,7 @@ def measure(fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace) -> Si
             frozen.freeze()
             try:
                 others = [u for u in urls if u != frozen.metrics_url]
-                result.frozen, result.frozen_raw = asyncio.run(
+                result.frozen, result.frozen_raw, _ = asyncio.run(
                     latency(exp, others, args.latency_scrapes)
                 )
             finally:
@@ -512,6 +522,8 @@ def rows(results: Sequence[SizeResult]) -> list[Row]:
                 f"peer: the {r.n} members' /metrics fetched concurrently; target (60) 1.3x"),
             Row(BENCH, f"N={r.n}: scrape p99", ms(p99), ms(raw99), ratio(p99, raw99),
                 "target (60) < 250 ms"),
+            Row(BENCH, f"N={r.n}: exporter CPU per scrape", ms(r.scrape_cpu), "", "",
+                f"{ms(r.scrape_cpu / r.n)} per cluster (its CPU while the scrape was answered)"),
             Row(BENCH, f"N={r.n}: CPU share of one core ({r.window_seconds:.0f} s window)",
                 f"{r.cpu_share:.2%}", "", "",
                 f"{r.cpu_share / r.n:.3%} per cluster; target < 0.5% per cluster"),
@@ -551,8 +563,8 @@ def curve(results: Sequence[SizeResult]) -> str:
     """One line per N, with the increments per added cluster since the previous N."""
     head = ("| clusters | RSS (peak) | +RSS/cluster | CPU (% of a core) | per cluster | "
             "+CPU/cluster | fds | gRPC / metrics conns | threads | tasks | body (gzip) | "
-            "scrape p50 / p99 | raw p50 / p99 | p50 ratio | load |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
+            "scrape p50 / p99 | raw p50 / p99 | p50 ratio | CPU per scrape | load |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
     lines = []
     prev: SizeResult | None = None
     for r in results:
@@ -569,7 +581,8 @@ def curve(results: Sequence[SizeResult]) -> str:
             f"({r.body_gzip_bytes / 1024:.0f} KiB) | "
             f"{ms(percentile(r.ours, 0.5))} / {ms(percentile(r.ours, 0.99))} | "
             f"{ms(percentile(r.raw, 0.5))} / {ms(percentile(r.raw, 0.99))} | "
-            f"{ratio(percentile(r.ours, 0.5), percentile(r.raw, 0.5))} | {r.load[0]:.1f} |"
+            f"{ratio(percentile(r.ours, 0.5), percentile(r.raw, 0.5))} | {ms(r.scrape_cpu)} | "
+            f"{r.load[0]:.1f} |"
         )
         prev = r
     return head + "\n".join(lines) + "\n"
@@ -579,7 +592,12 @@ def task_names(results: Sequence[SizeResult]) -> str:
     """The largest task groups at the largest N: what grows with the clusters."""
     r = results[-1]
     top = list(r.tasks.get("by_name", {}).items())[:8]
-    return f"tasks at N={r.n} by name: " + ", ".join(f"{k} x{v}" for k, v in top)
+    out = f"tasks at N={r.n} by name: " + ", ".join(f"{k} x{v}" for k, v in top)
+    if "memory_by_file" in r.tasks:
+        out += f"\n\ntracemalloc at N={r.n}: " + ", ".join(
+            f"{k} {v / 2**20:.1f} MiB" for k, v in r.tasks["memory_by_file"].items()
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -640,6 +658,12 @@ def main() -> int:
         type=Path,
         default=None,
         help="a directory: the exporter runs under cProfile, one .prof per size",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="investigation: the exporter traces its allocations (slower, bigger) and the "
+        "report lists the largest holders",
     )
     parser.add_argument("--writer", help=argparse.SUPPRESS)  # the writer process's own mode
     args = parser.parse_args()

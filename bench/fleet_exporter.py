@@ -4,6 +4,8 @@
   folded, so "per-cluster" tasks show as one line) as JSON to $FLEET_TASKS_FILE. The handler
   runs in the event loop's thread between two bytecodes: it reads the loop's task set and does
   no I/O but one small file write, once per measurement window.
+- With $FLEET_TRACEMALLOC set (investigation only: it slows the exporter and adds to its RSS),
+  tracemalloc runs from the start and the SIGUSR1 answer adds the 15 largest holders by file.
 - With $FLEET_PROFILE set to a path, the whole run is under cProfile, written there at exit
   (SIGTERM stops the exporter cleanly, so `main()` returns and the profile is saved).
 
@@ -19,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import tracemalloc
 from collections import Counter
 from types import FrameType
 
@@ -35,13 +38,21 @@ def _dump_tasks(signum: int, frame: FrameType | None) -> None:
         return
     tasks = asyncio.all_tasks(loop)
     names = Counter(_FOLD.sub("#", t.get_name()) for t in tasks)
+    found: dict[str, object] = {"tasks": len(tasks), "by_name": dict(names.most_common())}
+    if tracemalloc.is_tracing():
+        stats = tracemalloc.take_snapshot().statistics("filename")
+        found["memory_by_file"] = {
+            str(s.traceback[0].filename).rsplit("site-packages/", 1)[-1]: s.size for s in stats[:15]
+        }
     if path:
         with open(path, "w") as f:
-            json.dump({"tasks": len(tasks), "by_name": dict(names.most_common())}, f)
+            json.dump(found, f)
 
 
 def run() -> int:
     signal.signal(signal.SIGUSR1, _dump_tasks)
+    if os.environ.get("FLEET_TRACEMALLOC"):
+        tracemalloc.start()
     profile_path = os.environ.get("FLEET_PROFILE")
     if not profile_path:
         return main(sys.argv[1:])
