@@ -130,8 +130,11 @@ async def seed(endpoints: Sequence[str]) -> None:
     await asyncio.gather(*(one(ep) for ep in endpoints))
 
 
-def config_yaml(fleet: Fleet, n: int, port: int) -> str:
-    lines = ["log: {level: warn}", f"web: {{listen_address: '127.0.0.1:{port}'}}", "clusters:"]
+def config_yaml(fleet: Fleet, n: int, port: int, disabled: Sequence[str] = ()) -> str:
+    lines = ["log: {level: warn}", f"web: {{listen_address: '127.0.0.1:{port}'}}"]
+    if disabled:
+        lines += ["inspection:", "  probes:"] + [f"    {p}: {{enabled: false}}" for p in disabled]
+    lines.append("clusters:")
     for i, m in enumerate(fleet.members(n)):
         lines += [f"  - name: {fleet.name(i)}", "    endpoints:",
                   f"      - {{url: '{m.client_url}', metrics_url: '{m.metrics_url}'}}"]  # fmt: skip
@@ -197,13 +200,19 @@ class FleetExporter:
     """`etcd-inspector run` (through bench/fleet_exporter.py) on a free port."""
 
     def __init__(
-        self, fleet: Fleet, n: int, workdir: Path, profile: Path | None, tracemalloc: bool = False
+        self,
+        fleet: Fleet,
+        n: int,
+        workdir: Path,
+        profile: Path | None,
+        tracemalloc: bool = False,
+        disabled: Sequence[str] = (),
     ) -> None:
         from etcd_inspector.ports import free_ports
 
         self.port = free_ports(1)[0]
         self.config = workdir / f"fleet-{n}.yml"
-        self.config.write_text(config_yaml(fleet, n, self.port))
+        self.config.write_text(config_yaml(fleet, n, self.port, disabled))
         self.log_path = workdir / f"exporter-{n}.log"
         self.tasks_file = workdir / f"tasks-{n}.json"
         self.profile = profile / f"exporter-{n}.prof" if profile else None
@@ -339,6 +348,7 @@ class SizeResult:
     steady: list[float]  # the window's scrape times
     ours: list[float]
     raw: list[float]
+    disabled: tuple[str, ...] = ()  # probes turned off for a comparison (never in the main run)
     frozen: list[float] = field(default_factory=list)
     frozen_raw: list[float] = field(default_factory=list)
 
@@ -362,11 +372,11 @@ def probe_pairs(text: str) -> tuple[set[tuple[str, str]], int]:
     return pairs, up
 
 
-def warm_up(exp: FleetExporter, n: int, timeout: float) -> float:
-    """Until every cluster has run every probe the first cluster runs, and all members are up."""
+def warm_up(exp: FleetExporter, n: int, timeout: float, disabled: Sequence[str] = ()) -> float:
+    """Until every cluster has run every probe on by default once, and all members are up."""
     from etcd_inspector.probes import REGISTRY
 
-    probes = {spec.name for spec in REGISTRY.values() if spec.default_enabled}
+    probes = {s.name for s in REGISTRY.values() if s.default_enabled and s.name not in disabled}
     started = time.monotonic()
     want = n * len(probes)
     have, up = 0, 0
@@ -420,17 +430,21 @@ async def steady_window(exp: FleetExporter, seconds: float) -> tuple[list[float]
 
 
 async def latency(
-    exp: FleetExporter, urls: Sequence[str], scrapes: int
+    exp: FleetExporter, urls: Sequence[str], scrapes: int, keep_first: bool = False
 ) -> tuple[list[float], list[float], float]:
     """`scrapes` scrapes alternating with the raw concurrent fetch of `urls`, 0.5 s apart (a
     fleet's scrape is not back to back; the probes keep running meanwhile); and the exporter's
-    CPU seconds per scrape (its CPU while a scrape is answered: background work included)."""
+    CPU seconds per scrape (its CPU while a scrape is answered: background work included).
+    The first scrape warms the connections and is not counted, unless `keep_first` (a member
+    just frozen: the first scrape is the one that waits the member's whole deadline)."""
     ours: list[float] = []
     raw: list[float] = []
     cpu = 0.0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession() as s1, aiohttp.ClientSession(connector=connector) as s2:
-        await timed_scrape(s1, exp)  # warm: connections
+        first = await timed_scrape(s1, exp)  # warm: connections
+        if keep_first:
+            ours.append(first)
         await timed_raw(s2, urls)
         for _ in range(scrapes):
             cpu0 = cpu_seconds(exp.pid)
@@ -451,15 +465,17 @@ async def body_sizes(exp: FleetExporter) -> tuple[int, int]:
     return len(gzip.decompress(gz)), len(gz)
 
 
-def measure(fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace) -> SizeResult:
+def measure(
+    fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace, disabled: Sequence[str] = ()
+) -> SizeResult:
     load = os.getloadavg()
     members = fleet.members(n)
     urls = [m.metrics_url for m in members]
     writer = Writer([m.client_url for m in members])
-    exp = FleetExporter(fleet, n, workdir, args.profile, args.tracemalloc)
+    exp = FleetExporter(fleet, n, workdir, args.profile, args.tracemalloc, disabled)
     try:
         exp.start()
-        warm = warm_up(exp, n, args.warmup_timeout)
+        warm = warm_up(exp, n, args.warmup_timeout, disabled)
         log(f"N={n}: warm after {warm:.1f} s; steady window {args.window:.0f} s")
         steady, cpu, wall = asyncio.run(steady_window(exp, args.window))
         rss, hwm = proc_status_bytes(exp.pid, "VmRSS"), proc_status_bytes(exp.pid, "VmHWM")
@@ -472,17 +488,17 @@ def measure(fleet: Fleet, n: int, workdir: Path, args: argparse.Namespace) -> Si
             f"{fds.fds} fds ({fds.grpc} gRPC, {fds.http} metrics conns), {nthreads} threads, "
             f"{tasks['tasks']} tasks, body {body / 1024:.0f} KiB")  # fmt: skip
         ours, raw, scrape_cpu = asyncio.run(latency(exp, urls, args.latency_scrapes))
-        result = SizeResult(n, load, warm, wall, cpu / wall, rss, hwm, fds, nthreads, tasks,
-                            body, body_gz, scrape_cpu, steady, ours, raw)  # fmt: skip
+        result = SizeResult(n, load, warm, wall, cpu / wall, rss, hwm, fds, nthreads, tasks, body,
+                            body_gz, scrape_cpu, steady, ours, raw, tuple(disabled))  # fmt: skip
         log(f"N={n}: scrape p50/p99 {ms(percentile(ours, 0.5))} / {ms(percentile(ours, 0.99))}"
             f" vs raw {ms(percentile(raw, 0.5))} / {ms(percentile(raw, 0.99))}")  # fmt: skip
-        if n == args.frozen_at and n > 1:
+        if n == args.frozen_at and n > 1 and not disabled:
             frozen = members[n // 2]
             frozen.freeze()
             try:
                 others = [u for u in urls if u != frozen.metrics_url]
                 result.frozen, result.frozen_raw, _ = asyncio.run(
-                    latency(exp, others, args.latency_scrapes)
+                    latency(exp, others, args.latency_scrapes, keep_first=True)
                 )
             finally:
                 frozen.thaw()
@@ -515,6 +531,21 @@ def rows(results: Sequence[SizeResult]) -> list[Row]:
     out: list[Row] = []
     for r in results:
         p50, p99 = percentile(r.ours, 0.5), percentile(r.ours, 0.99)
+        if r.disabled:
+            base = next(b for b in results if b.n == r.n and not b.disabled)
+            off = ", ".join(r.disabled)
+            out += [
+                Row(BENCH, f"N={r.n} without {off}: CPU share / per cluster",
+                    f"{r.cpu_share:.2%} / {r.cpu_share / r.n:.3%}",
+                    f"{base.cpu_share:.2%} / {base.cpu_share / r.n:.3%}",
+                    ratio(r.cpu_share, base.cpu_share), f"peer: the same {r.n} with every probe"),
+                Row(BENCH, f"N={r.n} without {off}: scrape p50 / p99",
+                    f"{ms(p50)} / {ms(p99)}",
+                    f"{ms(percentile(r.raw, 0.5))} / {ms(percentile(r.raw, 0.99))}",
+                    ratio(p50, percentile(r.raw, 0.5)),
+                    f"peer: the raw fetch; CPU per scrape {ms(r.scrape_cpu)}, RSS {mib(r.rss)}"),
+            ]  # fmt: skip
+            continue
         raw50, raw99 = percentile(r.raw, 0.5), percentile(r.raw, 0.99)
         out += [
             Row(BENCH, f"N={r.n}: scrape p50, {len(r.ours)} scrapes (OpenMetrics, gzip)",
@@ -544,6 +575,7 @@ def rows(results: Sequence[SizeResult]) -> list[Row]:
                     f"(auto: >= {AUTO_FLOOR_SECONDS:.0f} s); raw fetch of the other "
                     f"{r.n - 1}: p99 {ms(percentile(r.frozen_raw, 0.99))}")
             )  # fmt: skip
+    results = [r for r in results if not r.disabled]
     if len(results) >= 2:
         ns = [float(r.n) for r in results]
         rss_slope, rss_base = fit(ns, [float(r.rss) for r in results])
@@ -567,7 +599,7 @@ def curve(results: Sequence[SizeResult]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
     lines = []
     prev: SizeResult | None = None
-    for r in results:
+    for r in (r for r in results if not r.disabled):
         if prev is None:
             drss = dcpu = "—"
         else:
@@ -590,7 +622,7 @@ def curve(results: Sequence[SizeResult]) -> str:
 
 def task_names(results: Sequence[SizeResult]) -> str:
     """The largest task groups at the largest N: what grows with the clusters."""
-    r = results[-1]
+    r = [r for r in results if not r.disabled][-1]
     top = list(r.tasks.get("by_name", {}).items())[:8]
     out = f"tasks at N={r.n} by name: " + ", ".join(f"{k} x{v}" for k, v in top)
     if "memory_by_file" in r.tasks:
@@ -622,6 +654,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[SizeResult]]:
             for n in args.sizes:
                 fleet.grow(n)
                 results.append(measure(fleet, n, workdir, args))
+                if n == args.frozen_at and args.also_without:
+                    results.append(measure(fleet, n, workdir, args, args.also_without))
         finally:
             fleet.stop()
     return rows(results), results
@@ -660,6 +694,12 @@ def main() -> int:
         help="a directory: the exporter runs under cProfile, one .prof per size",
     )
     parser.add_argument(
+        "--also-without",
+        default="",
+        help="probes (comma-separated) to turn off in one more exporter at the --frozen-at "
+        "size, to measure what they cost (the main run keeps every default probe on)",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="investigation: the exporter traces its allocations (slower, bigger) and the "
@@ -675,6 +715,7 @@ def main() -> int:
     if args.quick:
         args.sizes, args.window, args.latency_scrapes, args.frozen_at = "1,10", 30.0, 15, 10
     args.sizes = sorted(int(s) for s in str(args.sizes).split(","))
+    args.also_without = [p for p in args.also_without.split(",") if p]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     started = time.time()
