@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   start a local 3-member etcd cluster with sample data and the exporter on localhost
 #   make test   run the whole test suite against real etcd, promtool and Prometheus
-.PHONY: demo test test-fast faults drills lint bootstrap bench render
+.PHONY: demo test test-fast faults drills lint bootstrap bench bench-fleet render
 
 bootstrap:
 	@scripts/bootstrap
@@ -53,6 +53,11 @@ render: bootstrap
 
 bench: bootstrap
 	.venv/bin/python bench/run_all.py
+
+# One exporter watching 1, 10, 30, 60 and 100 single-member clusters (~20 min, ~4 GB of etcd):
+# apart from `bench`, which runs on one 3-member cluster. BENCHMARKS.md, "A fleet of clusters".
+bench-fleet: bootstrap
+	.venv/bin/python bench/bench_fleet.py $(BENCH_ARGS)
 
 # The fault drills alone (tests/test_drills_*.py, marker `drills`): every alert fired on a real
 # cluster by the fault it names; then docs/drills.md is rendered from the times they measured.

@@ -4,6 +4,12 @@ Each run has its own deadline (asyncio.timeout); a failed or timed-out run is lo
 published as success=0 with its ErrorKind, never fatal to the loop. Runs of one probe never
 overlap, so a frozen member can hold at most one in-flight request per member per probe. The
 probe that provides the topology runs first; the others wait for its first round.
+
+A probe's second run comes `phase_fraction` of its interval after the first, not a whole
+interval: every cluster starts at once, and with the same interval their runs of one probe
+would otherwise stay in step forever (60 clusters parsing their members' /metrics in the same
+second every 15 s, the event loop blocked while a scrape waits). Prometheus spreads its targets
+over the interval the same way, by a hash of the target.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import functools
 import logging
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,6 +46,17 @@ class ScheduledProbe:
 def local_member_leads(topology: Topology, local_endpoint: str | None) -> bool:
     """Sidecar mode: True when this instance's own member is the leader (or no sidecar mode)."""
     return local_endpoint is None or topology.is_leader(local_endpoint)
+
+
+# The second run comes at least this fraction of the interval after the first.
+MIN_PHASE_FRACTION = 0.1
+
+
+def phase_fraction(cluster: str, probe: str) -> float:
+    """Where in its interval a cluster's probe runs, in [MIN_PHASE_FRACTION, 1): stable for a
+    name (a restart keeps the spread), spread evenly over many names."""
+    u = zlib.crc32(f"{cluster}\0{probe}".encode()) / 2**32
+    return MIN_PHASE_FRACTION + (1 - MIN_PHASE_FRACTION) * u
 
 
 def _failure(err: Exception, timeout: float) -> tuple[str, ErrorKind]:
@@ -123,6 +141,8 @@ class Scheduler:
         if not scheduled.spec.provides_topology:
             await self.first_round.wait()  # the others need the names the topology resolves
         active = False
+        # After the first run (at once: scrapes and readiness want data), the phase.
+        wait = scheduled.interval * phase_fraction(self.state.name, scheduled.spec.name)
         while True:
             started = time.monotonic()
             if scheduled.spec.cluster_wide and not local_member_leads(
@@ -136,7 +156,8 @@ class Scheduler:
                 await run_probe_once(scheduled, ctx, self.state)
             if scheduled.spec.provides_topology:
                 self.first_round.set()
-            await asyncio.sleep(max(0.0, scheduled.interval - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, wait - (time.monotonic() - started)))
+            wait = scheduled.interval
 
     async def _stand_down(self, scheduled: ScheduledProbe) -> None:
         """Sidecar mode, leadership moved away: release what the probe holds (a watch) and
