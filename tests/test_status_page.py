@@ -325,6 +325,7 @@ def test_the_status_page_in_a_real_browser(etcd_cluster: LocalCluster, tmp_path:
             browse(exporter.base_url + "/", tmp_path, screenshot=tmp_path / "frozen.png")
         finally:
             etcd_cluster.member("m3").thaw()
+        members = {r[0]: r for r in table_rows(dom, "members")}
         assert members["m3"][2].startswith("down timed out"), members["m3"]
         assert members["m1"][2] == "up"
         findings = {r[1]: r for r in table_rows(dom, "findings")}
