@@ -45,6 +45,8 @@ import aiohttp
 from aetcd import rpc
 
 from common import (
+    MEMBER_HEADERS,
+    SCRAPE_HEADERS,
     Row,
     channel,
     load_keys,
@@ -55,6 +57,7 @@ from common import (
     percentile,
     proc_status_bytes,
     ratio,
+    terminate,
 )
 
 BENCH = "8. fleet"
@@ -62,16 +65,6 @@ HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "fleet_exporter.py"
 SEED_KEYS = 10_000
 SCRAPE_INTERVAL = 15.0
-ACCEPT = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
-SCRAPE_HEADERS = {
-    "Accept": ACCEPT,
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10.5",  # a 10 s budget after the 0.5 s offset
-}
-MEMBER_HEADERS = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"}
 # etcd's defaults (localcluster's own are faster, for elections in tests): 100 idle members
 # ticking every 50 ms would take a share of the two cores for nothing the exporter does.
 ETCD_ARGS = ("--heartbeat-interval", "100", "--election-timeout", "1000")
@@ -270,14 +263,8 @@ class FleetExporter:
         return {"tasks": -1, "by_name": {}}
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc, 30)
         self.proc = None
 
 

@@ -26,18 +26,18 @@ from pathlib import Path
 
 import aiohttp
 
-from common import Exporter, Row, log, markdown, mib, percentile, ratio, start_bench_cluster
-
-ACCEPT = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+from common import (
+    MEMBER_HEADERS,
+    SCRAPE_HEADERS,
+    Exporter,
+    Row,
+    log,
+    markdown,
+    mib,
+    percentile,
+    ratio,
+    start_bench_cluster,
 )
-SCRAPE_HEADERS = {
-    "Accept": ACCEPT,
-    "Accept-Encoding": "gzip",
-    "X-Prometheus-Scrape-Timeout-Seconds": "10.5",  # a 10 s budget after the 0.5 s offset
-}
-MEMBER_HEADERS = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"}
 
 
 def exporter_config(endpoints: Sequence[str], port: int, clusters: int = 1) -> str:

@@ -24,6 +24,29 @@ from pathlib import Path
 import grpc
 from aetcd import rpc
 
+# What Prometheus sends when it scrapes (and what the raw peer fetch of a member sends).
+ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+SCRAPE_HEADERS = {
+    "Accept": ACCEPT,
+    "Accept-Encoding": "gzip",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10.5",  # a 10 s budget after the 0.5 s offset
+}
+MEMBER_HEADERS = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"}
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds: a benchmark leaves no process behind."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 INSPECTOR = str(VENV_BIN / "etcd-inspector")
@@ -417,14 +440,8 @@ class Exporter:
         return proc_status_bytes(self.proc.pid, "VmHWM") if self.proc else 0
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc, 15)
         self.proc = None
 
     def __enter__(self) -> Exporter:
