@@ -58,6 +58,7 @@ from common import (
     proc_status_bytes,
     ratio,
     terminate,
+    wait_ready,
 )
 
 BENCH = "8. fleet"
@@ -232,18 +233,7 @@ class FleetExporter:
                 [sys.executable, str(WRAPPER), "run", "--config.file", str(self.config)],
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"exporter exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("exporter not ready in time")
+        wait_ready(self.proc, self.url, self.log_path, timeout)
 
     def text(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=30) as r:

@@ -47,6 +47,23 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(timeout=10)
 
 
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
+    """Until the exporter at `url` answers /-/ready with 200; SystemExit with its log's tail
+    when it exits first or is not ready in `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"exporter exited: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("exporter not ready in time")
+
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 INSPECTOR = str(VENV_BIN / "etcd-inspector")
@@ -414,18 +431,8 @@ class Exporter:
                 [INSPECTOR, "run", "--config.file", str(self.config)],
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"exporter exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("exporter not ready in time")
+        wait_ready(self.proc, self.url, self.log_path, timeout)
+        return self
 
     def scrape(self, timeout: float = 30) -> tuple[float, str]:
         t0 = time.perf_counter()
