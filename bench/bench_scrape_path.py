@@ -61,9 +61,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def get(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
-    async with session.get(url, headers=headers) as resp:
-        await resp.read()
-        return resp.status
+    """The HTTP status, or 0 when the connection was refused or reset: at 32 connections from
+    one address (web.max_connections_per_client) the exporter refuses that client's next one
+    unless an idle one can go, so 50 scrapers on one host see resets, counted as bad answers."""
+    try:
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+    except aiohttp.ClientError:
+        return 0
 
 
 async def timed(coro) -> float:
