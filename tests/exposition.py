@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -25,6 +26,19 @@ class Families:
 
 def render(families: Iterable[Metric]) -> str:
     return generate_latest(Families(families)).decode()  # type: ignore[arg-type]
+
+
+_NAME = re.compile(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)")
+
+
+def only_families(text: str, prefix: str) -> str:
+    """The HELP, TYPE and sample lines of the metrics whose name starts with `prefix`."""
+    kept = []
+    for line in text.splitlines():
+        m = _NAME.match(line)
+        if m and m.group(1).startswith(prefix):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 def promtool_check(text: str) -> tuple[int, list[str]]:

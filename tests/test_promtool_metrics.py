@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import urllib.request
 
 import pytest
@@ -12,23 +11,10 @@ from etcd_inspector.demo.localcluster import LocalCluster
 from etcd_inspector.etcd.client import MemberList, MemberStatus
 from etcd_inspector.probes.base import CACHED, NoOptions
 from etcd_inspector.probes.status import StatusProbe
-from exposition import promtool_check
+from exposition import only_families, promtool_check
 from harness import all_members_up, endpoints_flag, run_exporter
 
 pytestmark = [pytest.mark.promtool, pytest.mark.etcd]
-
-_NAME = re.compile(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)")
-
-
-def only_families(text: str, prefix: str) -> str:
-    """The HELP, TYPE and sample lines of the metrics whose name starts with `prefix`."""
-    kept = []
-    for line in text.splitlines():
-        m = _NAME.match(line)
-        if m and m.group(1).startswith(prefix):
-            kept.append(line)
-    return "\n".join(kept) + "\n"
-
 
 def status_probe_family_names() -> set[str]:
     """Every family the status probe's metrics() can produce, from a one-member result."""

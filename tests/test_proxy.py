@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import wait_deadline
+from etcd_inspector.web.own_text import OwnText, encode_part
 from etcd_inspector.web.proxy import (
     DROPPED,
     MERGED,
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
-    encode_each,
     encode_own,
     merge,
     own_kinds,
@@ -61,9 +61,13 @@ grpc_server_handled_total{grpc_code="OK",grpc_method="Range",cluster="inner",mem
 """
 
 
+def _own(families, openmetrics: bool) -> OwnText:
+    return OwnText.of([encode_part(families, openmetrics)])
+
+
 def _render(parts, own=(), openmetrics=False) -> str:
     merged = merge(parts, own_kinds(own))
-    return render(merged, list(own), openmetrics).decode()
+    return render(merged, _own(own, openmetrics), openmetrics).decode()
 
 
 def _samples(text: str, openmetrics: bool = False):
@@ -265,7 +269,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     member = relabel(GO_MEMSTATS + ODD_FDS, "c", "m1")
     merged = merge([member], own_kinds(ours))
     assert merged.clashes == [{MERGED: 1, DROPPED: 1}]
-    text = render(merged, ours, openmetrics=False).decode()
+    text = render(merged, _own(ours, False), openmetrics=False).decode()
     assert text.count("# TYPE process_cpu_seconds_total ") == 1
     assert text.count("# TYPE process_open_fds ") == 1
     assert "# HELP process_cpu_seconds_total ours" in text
@@ -273,7 +277,7 @@ def test_a_clash_with_the_exporters_own_family_merges_same_types_and_drops_other
     assert samples[("process_cpu_seconds_total", ())] == 1
     assert samples[("process_cpu_seconds_total", (("cluster", "c"), ("member", "m1")))] == 1.5
     assert ("process_open_fds", (("cluster", "c"), ("member", "m1"))) not in samples
-    om = render(merged, ours, openmetrics=True).decode()
+    om = render(merged, _own(ours, True), openmetrics=True).decode()
     assert _samples(om, openmetrics=True)[("process_cpu_seconds_total", ())] == 1
 
 
@@ -306,17 +310,39 @@ def test_own_families_render_with_prometheus_client() -> None:
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
-def test_own_families_encoded_ahead_give_the_same_body(openmetrics: bool) -> None:
-    """The exporter encodes its own families while the members answer (encode_each)."""
-    ours = [
-        GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", value=7),
-        CounterMetricFamily("own_things", "Own things.", value=2),
-    ]
-    parts = [relabel(GO_MEMSTATS + ODD_FDS, "c", "m")]
-    merged = merge(parts, own_kinds(ours))
-    plain = render(merged, ours, openmetrics)
-    ahead = render(merged, ours, openmetrics, None, encode_each(ours[:1], openmetrics))
-    assert ahead == plain and b"own_things" in plain
+def test_own_families_of_several_clusters_share_one_help_and_type(openmetrics: bool) -> None:
+    """Each (cluster, probe) builds its own families; the body names each family once."""
+
+    def cluster(name: str, keys: float) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("etcd_inspector_keys", "Keys.", labels=["cluster"])
+        gauge.add_metric([name], keys)
+        counter = CounterMetricFamily("etcd_inspector_runs", "Runs.", labels=["cluster"])
+        counter.add_metric([name], 2)
+        return [gauge, counter]
+
+    own = OwnText.of(encode_part(cluster(c, k), openmetrics) for c, k in (("a", 1), ("b", 2)))
+    parts = [relabel(GO_MEMSTATS, "a", "m")]
+    text = render(merge(parts, own.kinds), own, openmetrics).decode()
+    assert text.count("# TYPE etcd_inspector_keys gauge") == 1
+    runs = "etcd_inspector_runs" if openmetrics else "etcd_inspector_runs_total"
+    assert text.count(f"# TYPE {runs} counter") == 1
+    samples = _samples(text, openmetrics)
+    assert samples[("etcd_inspector_keys", (("cluster", "a"),))] == 1
+    assert samples[("etcd_inspector_keys", (("cluster", "b"),))] == 2
+    assert samples[("etcd_inspector_runs_total", (("cluster", "b"),))] == 2
+
+
+@pytest.mark.promtool
+def test_promtool_accepts_own_families_of_several_clusters() -> None:
+    fams = []
+    for name in ("a", "b", "c"):
+        fam = GaugeMetricFamily("etcd_inspector_keys", "Keys.", labels=["cluster"])
+        fam.add_metric([name], 1)
+        fams.append(encode_part([fam], openmetrics=False))
+    own = OwnText.of(fams)
+    text = render(merge([], own.kinds), own, openmetrics=False).decode()
+    code, lines = promtool_check(text)
+    assert code == 0, lines
 
 
 @pytest.mark.parametrize(

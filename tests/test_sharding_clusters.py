@@ -4,6 +4,7 @@ etcd clusters cover each cluster exactly once, and a replica's restart touches o
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import yaml
 
 from etcd_inspector.demo.localcluster import LocalCluster, start_cluster
 from etcd_inspector.sharding import clusters_of_shard
+from exposition import only_families, promtool_check
 from harness import ExporterProcess, Scrape
 
-pytestmark = pytest.mark.etcd
+pytestmark = [pytest.mark.etcd, pytest.mark.promtool]
 
 NAMES = [f"tenant-{i}" for i in range(1, 10)]
 TOTAL = 3
@@ -84,6 +86,19 @@ def test_three_replicas_cover_nine_clusters_once_and_restart_alone(
         covered = [name for scrape in scrapes for name in watched(scrape)]
         assert sorted(covered) == sorted(NAMES)  # every cluster exactly once
         assert [shard_label(s) for s in scrapes] == [("0", "3"), ("1", "3"), ("2", "3")]
+        # Several clusters' own families share one HELP and TYPE per name in either format.
+        for replica, scrape in zip(replicas, scrapes, strict=True):
+            # etcd's own families have lint findings of their own (gauges named *_total).
+            code, lines = promtool_check(only_families(scrape.text, "etcd_inspector_"))
+            assert code == 0, lines
+            status, openmetrics, _ = replica.get(
+                "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+            )
+            assert status == 200
+            types = Counter(line.split()[2] for line in openmetrics.splitlines()
+                            if line.startswith("# TYPE "))  # fmt: skip
+            assert types["etcd_inspector_probe_success"] == 1
+            assert [name for name, n in types.items() if n > 1] == []
         # Nothing of another replica's clusters leaks into a replica's /metrics.
         for scrape, share in zip(scrapes, expected, strict=True):
             others = set(NAMES) - share

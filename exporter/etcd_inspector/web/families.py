@@ -1,4 +1,5 @@
-"""The exporter's own metric families, rebuilt on every scrape from the latest snapshots.
+"""The exporter's own metric families, built from the latest snapshots (the scrape encodes a
+probe's only when its outcome changed, web/own_text.py).
 
 Pure: reads published state, this scrape's members (`MemberScrape`) and the scrape path's
 counts (`MemberCounters`), does no I/O. A member or probe that disappears from the snapshot
@@ -18,7 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector import __version__
+from etcd_inspector.cluster.state import ProbeOutcome
 from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS, FetchResult
+from etcd_inspector.probes.base import Probe
 from etcd_inspector.runtime.runtime import ClusterRuntime
 from etcd_inspector.web.proxy import CLASH_OUTCOMES, own_kinds
 from etcd_inspector.web.relabel import MemberExposition
@@ -36,7 +39,7 @@ def build_info() -> Metric:
     return fam
 
 
-def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
+def _status_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
     labels = ["cluster", "probe"]
     success = GaugeMetricFamily(
         "etcd_inspector_probe_success",
@@ -53,6 +56,26 @@ def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
         "When the probe last succeeded, in seconds since the epoch.",
         labels=labels,
     )
+    return success, duration, last_ok
+
+
+def _add_outcome(
+    status: tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily],
+    cluster: str,
+    name: str,
+    outcome: ProbeOutcome,
+) -> None:
+    success, duration, last_ok = status
+    success.add_metric([cluster, name], 1 if outcome.success else 0)
+    duration.add_metric([cluster, name], outcome.duration_seconds)
+    if outcome.last_success_at is not None:
+        last_ok.add_metric([cluster, name], outcome.last_success_at)
+
+
+def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
+    """Every probe's families of every cluster, one family per name (the scrape builds the
+    same text from `outcome_families` and `progress_families`, web/own_text.py)."""
+    status = _status_families()
     results: list[Metric] = []
     for rt in runtimes:
         for name, scheduled in rt.probes.items():
@@ -62,14 +85,26 @@ def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
                 results.extend(_safe(scheduled.probe.progress_metrics, rt.name, progress))
             if outcome is None:
                 continue
-            success.add_metric([rt.name, name], 1 if outcome.success else 0)
-            duration.add_metric([rt.name, name], outcome.duration_seconds)
-            if outcome.last_success_at is not None:
-                last_ok.add_metric([rt.name, name], outcome.last_success_at)
+            _add_outcome(status, rt.name, name, outcome)
             # A failed run's result is what the probe still knows (ProbeError.partial).
             if outcome.result is not None:
                 results.extend(_safe(scheduled.probe.metrics, rt.name, outcome.result))
-    return [success, duration, last_ok, *results]
+    return [*status, *results]
+
+
+def outcome_families(
+    cluster: str, name: str, probe: Probe[Any, Any], outcome: ProbeOutcome
+) -> list[Metric]:
+    """One probe's families for one outcome: how the run went and what it found."""
+    status = _status_families()
+    _add_outcome(status, cluster, name, outcome)
+    results = [] if outcome.result is None else _safe(probe.metrics, cluster, outcome.result)
+    return [*status, *results]
+
+
+def progress_families(cluster: str, probe: Probe[Any, Any], progress: object) -> list[Metric]:
+    """A run in progress (a scan's keys so far): new at every report, encoded at each scrape."""
+    return _safe(probe.progress_metrics, cluster, progress)
 
 
 def _safe(fn: Callable[[str, Any], Iterable[Metric]], cluster: str, result: Any) -> list[Metric]:

@@ -4,22 +4,26 @@
 TYPE; `render` writes the body in the text format or OpenMetrics 1.0 (counters named without
 `_total`, `unknown` for untyped, `# EOF`, timestamps in seconds, `"` escaped in HELP). Members'
 expositions stay text (relabeling each is web/relabel.py's); only the exporter's own families
-are encoded from prometheus_client objects (`encode_own`).
+are encoded from prometheus_client objects (`encode_own`), into per-name blocks by
+web/own_text.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import exposition as text_format
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_format
 
 from etcd_inspector.web.relabel import FamilyText, MemberExposition, escape_label_value
+
+if TYPE_CHECKING:
+    from etcd_inspector.web.own_text import OwnText
 
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_PLAIN_0_0_4
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -109,25 +113,17 @@ def merge(parts: Sequence[MemberExposition], own: Mapping[str, str]) -> Merged:
 
 def render(
     merged: Merged,
-    own: Sequence[Metric],
+    own: OwnText,
     openmetrics: bool,
     cache: MemberTextCache | None = None,
-    encoded: Mapping[int, str] | None = None,
 ) -> bytes:
-    """The response body: the exporter's own families (`render_own`; those in `encoded`, from
-    `encode_each` in the same format, are not encoded again), the members' (`cache` spares
-    rendering them again for scrapes that shared every fetch), and `# EOF` for OpenMetrics."""
-
-    def encode(fams: Sequence[Metric]) -> str:
-        if not encoded:
-            return encode_own(fams, openmetrics)
-        return "".join(
-            [encoded.get(id(f)) or encode_own([f], openmetrics) for f in fams]
-        )  # fmt: skip
-
-    head = render_own(merged, own, encode, openmetrics)
+    """The response body: the exporter's own families (`own`, encoded in the same format;
+    web/own_text.py), each followed by the members' samples of its name, then the members'
+    own families (`cache` spares rendering them again for scrapes that shared every fetch),
+    and `# EOF` for OpenMetrics."""
+    head = render_own(merged, own, openmetrics)
     cache = cache if cache is not None else MemberTextCache()
-    members = cache.get(merged, own_names(own), openmetrics)
+    members = cache.get(merged, own.taken(), openmetrics)
     return b"".join((head.encode(), members, _EOF.encode() if openmetrics else b""))
 
 
@@ -164,21 +160,15 @@ def own_names(own: Sequence[Metric]) -> frozenset[str]:
     return frozenset(taken)
 
 
-def render_own(
-    merged: Merged,
-    own: Sequence[Metric],
-    encode: Callable[[Sequence[Metric]], str],
-    openmetrics: bool,
-) -> str:
-    """The exporter's own families (`encode`, without `# EOF`), the members' samples of a
-    clashing name right after the exporter's."""
+def render_own(merged: Merged, own: OwnText, openmetrics: bool) -> str:
+    """The exporter's own families (without `# EOF`), the members' samples of a clashing name
+    right after the exporter's."""
     out: list[str] = []
-    plain = [f for f in own if own_family_name(f) not in merged.into_own]
-    out.append(encode(plain))
-    for fam in own:
-        extra = merged.into_own.get(own_family_name(fam))
+    for fam in own.families.values():
+        out.append(fam.header)
+        out.extend(fam.samples)
+        extra = merged.into_own.get(fam.text_name)
         if extra is not None:
-            out.append(encode([fam]))
             out.extend(_samples(p, openmetrics) for p in extra)
     return "".join(out)
 
@@ -223,12 +213,6 @@ def _openmetrics_family(name: str, kind: str, taken: set[str]) -> tuple[str, str
 
 
 # --------------------------------------------------------------------------- own families
-
-
-def encode_each(families: Sequence[Metric], openmetrics: bool) -> dict[int, str]:
-    """Each family's text by id(): encoded ahead (while the members answer), used by `render`
-    for the very same family objects."""
-    return {id(fam): encode_own([fam], openmetrics) for fam in families}
 
 
 def encode_own(families: Sequence[Metric], openmetrics: bool) -> str:
