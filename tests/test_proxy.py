@@ -19,7 +19,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from etcd_inspector.config import ScrapeConfig
-from etcd_inspector.etcd.metrics_fetch import wait_deadline
+from etcd_inspector.etcd.metrics_fetch import FetchResult, wait_deadline
 from etcd_inspector.web.own_text import OwnText, encode_part
 from etcd_inspector.web.proxy import (
     DROPPED,
@@ -434,3 +434,26 @@ async def test_a_scrape_of_no_cluster_answers_with_the_exporters_own_families(
     samples = _samples(text, openmetrics)
     assert [k for k in samples if k[0] == "etcd_inspector_build_info"] != []
     assert text.endswith("# EOF\n") is openmetrics
+
+
+async def test_what_only_concurrent_scrapes_share_is_let_go_after_the_last() -> None:
+    """The members' relabeled fetches and rendered text serve scrapes that overlap; once no
+    scrape is in progress they are let go (the per-family relabel cache stays)."""
+    state = ScrapeState()
+    fetch = FetchResult("u", MEMBER_TEXT, None, 0.0)
+    exposition = state.relabel.relabel("c", "a:2379", "m", fetch, None, None)
+    state.member_text.get(merge([exposition], {}), frozenset(), False)
+    assert state.relabel._last and state.member_text._last
+
+    # As one member's own target (`only`): no cluster is configured here, and a scrape of
+    # /metrics would also forget every member that is not (RelabelCache.retain).
+    only = ("c", "a:2379")
+    state.active = 1  # another scrape is in progress
+    await scrape({}, SCRAPE, [], CollectorRegistry(), state, only)
+    assert state.active == 1
+    assert state.relabel._last and state.member_text._last
+    state.active = 0  # it ended (without this one it would have let go itself)
+    await scrape({}, SCRAPE, [], CollectorRegistry(), state, only)
+    assert state.active == 0
+    assert not state.relabel._last and not state.member_text._last
+    assert state.relabel._families  # what the next fetch's relabeling starts from

@@ -150,6 +150,10 @@ class MemberTextCache:
         self._last[openmetrics] = (merged.parts, taken, text)
         return text
 
+    def let_go(self) -> None:
+        """No scrape is in progress: no later one can share these members' fetches."""
+        self._last.clear()
+
 
 def own_names(own: Sequence[Metric]) -> frozenset[str]:
     """Every name the exporter's own families take, in either format."""

@@ -79,6 +79,11 @@ class RelabelCache:
             raise outcome
         return outcome
 
+    def let_go(self) -> None:
+        """No scrape is in progress: the fetches these outcomes came from are over, no later
+        scrape can share them; let their texts go (~190 KiB a member). FamilyCaches stay."""
+        self._last.clear()
+
     def retain(self, members: set[tuple[str, str]]) -> None:
         """Forget members no longer scraped (replaced, moved, or a cluster gone): what a
         member's cache holds (~350 KiB) would otherwise stay for good."""
@@ -104,17 +109,25 @@ class FamilyCache:
     def __init__(self, cluster: str, member: str, allow: Filter, deny: Filter) -> None:
         self.key = (cluster, member, allow, deny)
         self._added = added_labels(cluster, member)
-        self._last: dict[str, FamilyText] = {}
+        # (hash, length) of a family's raw text -> the family relabeled. Not the raw text
+        # itself: holding it would keep a second copy of the member's /metrics (~190 KiB) for
+        # good. str hashes are 64-bit SipHash with a per-process key, computed anyway by the
+        # lookup: two versions of a family meeting on both is a 2^-64 event.
+        self._last: dict[tuple[int, int], FamilyText] = {}
 
     def relabel(self, text: str) -> MemberExposition:
         parts = go_parts(text)
         if parts is None:
             return self._whole(text)
-        families = [self._last.get(part) or self._new_family(part) for part in parts]
+        keys = [(hash(part), len(part)) for part in parts]
+        last = self._last
+        families = [
+            last.get(key) or self._new_family(part) for key, part in zip(keys, parts, strict=True)
+        ]
         exposition = go_exposition(families, *self.key[2:])
         if exposition is None:
             return self._whole(text)
-        self._last = {part: fam for part, fam in zip(parts, families, strict=True) if fam}
+        self._last = {key: fam for key, fam in zip(keys, families, strict=True) if fam}
         return exposition
 
     def _new_family(self, part: str) -> FamilyText | None:
