@@ -364,6 +364,14 @@ def warm_up(exp: FleetExporter, n: int, timeout: float, disabled: Sequence[str] 
             return time.monotonic() - started
         time.sleep(2.0)
     log(f"warm-up: {have}/{want} probe runs, {up}/{n} members up after {timeout:.0f} s")
+    if up < n:
+        # The raw fetch would fail (or time) a dead member: nothing left to compare with.
+        down = sorted(
+            line[line.index('cluster="') + 9 :].split('"', 1)[0]
+            for line in exp.text().splitlines()
+            if line.startswith("etcd_inspector_member_up{") and line.endswith(" 0.0")
+        )
+        raise SystemExit(f"warm-up: members down after {timeout:.0f} s: {', '.join(down)}")
     return time.monotonic() - started
 
 
