@@ -25,8 +25,9 @@ def test_blocks_split_at_each_help_line_keep_their_header_and_samples() -> None:
     assert jobs.header == "# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n"
     assert jobs.samples == "jobs_total 3.0\n"
     assert part.blocks[1].samples.startswith("jobs_created ")
-    assert part.kinds["jobs_total"] == "counter"
-    assert "jobs_created" in part.taken
+    own = OwnText.of([part])
+    assert own.kinds["jobs_total"] == "counter"
+    assert {"jobs", "jobs_total", "jobs_created"} <= own.taken()
 
 
 def test_split_of_nothing_is_nothing() -> None:
