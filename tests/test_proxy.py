@@ -20,15 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from etcd_inspector.config import ScrapeConfig
 from etcd_inspector.etcd.metrics_fetch import FetchResult, wait_deadline
-from etcd_inspector.web.own_text import OwnText, encode_part
+from etcd_inspector.web.own_text import OwnText, encode_own, encode_part, own_kinds
 from etcd_inspector.web.proxy import (
     DROPPED,
     MERGED,
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
-    encode_own,
     merge,
-    own_kinds,
     render,
 )
 from etcd_inspector.web.relabel import MalformedMetrics, relabel, wanted

@@ -23,7 +23,8 @@ from etcd_inspector.cluster.state import ProbeOutcome
 from etcd_inspector.etcd.metrics_fetch import FETCH_ERROR_REASONS, FetchResult
 from etcd_inspector.probes.base import Probe
 from etcd_inspector.runtime.runtime import ClusterRuntime
-from etcd_inspector.web.proxy import CLASH_OUTCOMES, own_kinds
+from etcd_inspector.web.own_text import own_kinds
+from etcd_inspector.web.proxy import CLASH_OUTCOMES
 from etcd_inspector.web.relabel import MemberExposition
 
 log = logging.getLogger(__name__)

@@ -3,59 +3,28 @@
 `merge` groups the families of all members (and the exporter's own, by name) under one HELP and
 TYPE; `render` writes the body in the text format or OpenMetrics 1.0 (counters named without
 `_total`, `unknown` for untyped, `# EOF`, timestamps in seconds, `"` escaped in HELP). Members'
-expositions stay text (relabeling each is web/relabel.py's); only the exporter's own families
-are encoded from prometheus_client objects (`encode_own`), into per-name blocks by
-web/own_text.py.
+expositions stay text (relabeling each is web/relabel.py's); the exporter's own families come
+already encoded, one block per name (web/own_text.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from prometheus_client import exposition as text_format
-from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics import exposition as openmetrics_format
 
-from etcd_inspector.web.relabel import FamilyText, MemberExposition, escape_label_value
-
-if TYPE_CHECKING:
-    from etcd_inspector.web.own_text import OwnText
+from etcd_inspector.web.own_text import EOF, OwnText
+from etcd_inspector.web.relabel import FamilyText, MemberExposition
 
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_PLAIN_0_0_4
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-_EOF = "# EOF\n"
-
-# prometheus_client's kinds for the exporter's own families, in text-format terms.
-_OWN_KIND = {"unknown": "untyped", "info": "gauge", "stateset": "gauge"}
 
 # Clash outcomes (etcd_inspector_member_family_clashes_total{outcome}).
 MERGED = "merged"
 DROPPED = "dropped"
 CLASH_OUTCOMES = (MERGED, DROPPED)
-
-
-def own_family_name(fam: Metric) -> str:
-    """The name prometheus_client's text format gives one of the exporter's own families."""
-    if fam.type == "counter":
-        return fam.name + "_total"
-    if fam.type == "info":
-        return fam.name + "_info"
-    return fam.name
-
-
-def own_kinds(own: Iterable[Metric]) -> dict[str, str]:
-    """Text-format family name -> kind of the exporter's own families, and their bare names
-    (OpenMetrics names a counter without `_total`) so that a member cannot take those either."""
-    kinds: dict[str, str] = {}
-    for fam in own:
-        kind = _OWN_KIND.get(fam.type, fam.type)
-        kinds.setdefault(own_family_name(fam), kind)
-        kinds.setdefault(fam.name, kind if own_family_name(fam) == fam.name else "")
-    return kinds
 
 
 @dataclass
@@ -124,7 +93,7 @@ def render(
     head = render_own(merged, own, openmetrics)
     cache = cache if cache is not None else MemberTextCache()
     members = cache.get(merged, own.taken(), openmetrics)
-    return b"".join((head.encode(), members, _EOF.encode() if openmetrics else b""))
+    return b"".join((head.encode(), members, EOF.encode() if openmetrics else b""))
 
 
 @dataclass
@@ -153,15 +122,6 @@ class MemberTextCache:
     def let_go(self) -> None:
         """No scrape is in progress: no later one can share these members' fetches."""
         self._last.clear()
-
-
-def own_names(own: Sequence[Metric]) -> frozenset[str]:
-    """Every name the exporter's own families take, in either format."""
-    taken: set[str] = set()
-    for fam in own:
-        taken.update((fam.name, own_family_name(fam)))
-        taken.update(s.name for s in fam.samples)
-    return frozenset(taken)
 
 
 def render_own(merged: Merged, own: OwnText, openmetrics: bool) -> str:
@@ -214,91 +174,3 @@ def _openmetrics_family(name: str, kind: str, taken: set[str]) -> tuple[str, str
             return base, "counter"
         return name, "unknown"
     return name, kind
-
-
-# --------------------------------------------------------------------------- own families
-
-
-def encode_own(families: Sequence[Metric], openmetrics: bool) -> str:
-    """The exporter's own families, without OpenMetrics' `# EOF`.
-
-    Plain gauges, counters, histograms and summaries are written here (prometheus_client's
-    encoders spend ~5 us per sample in the text format and ~9 us in OpenMetrics, checking
-    every character of every label name: with ten clusters that was most of a scrape); any
-    other family (units, timestamps, exemplars, `_created`, info, stateset) goes through
-    prometheus_client's own encoder.
-    """
-    simple = [f for f in families if _simple(f)]
-    rest = [f for f in families if not _simple(f)]
-    out = [_encode_simple(fam, openmetrics) for fam in simple]
-    if rest:
-        collector: Any = _Families(rest)
-        if openmetrics:
-            text: bytes = openmetrics_format.generate_latest(collector)  # type: ignore[no-untyped-call]
-            out.append(text.decode().removesuffix(_EOF))
-        else:
-            out.append(text_format.generate_latest(collector).decode())
-    return "".join(out)
-
-
-_SIMPLE_TYPES = {"gauge": "gauge", "counter": "counter", "histogram": "histogram",
-                 "summary": "summary", "unknown": "untyped"}  # fmt: skip
-
-
-def _simple(fam: Metric) -> bool:
-    return (
-        fam.type in _SIMPLE_TYPES
-        and not fam.unit
-        and all(
-            s.timestamp is None and s.exemplar is None and s.native_histogram is None
-            and not s.name.endswith("_created")
-            for s in fam.samples
-        )
-    )  # fmt: skip
-
-
-def _encode_simple(fam: Metric, openmetrics: bool) -> str:
-    name = fam.name
-    kind = _SIMPLE_TYPES[fam.type]
-    if fam.type == "counter" and not openmetrics:
-        name += "_total"
-    if openmetrics and kind == "untyped":
-        kind = "unknown"
-    doc = fam.documentation.replace("\\", r"\\").replace("\n", r"\n")
-    if openmetrics:
-        doc = doc.replace('"', r"\"")
-    lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
-    for s in fam.samples:
-        if s.labels:
-            labels = ",".join([f'{k}="{_escape(v)}"' for k, v in s.labels.items()])
-            lines.append(f"{s.name}{{{labels}}} {_value(s.value)}\n")
-        else:
-            lines.append(f"{s.name} {_value(s.value)}\n")
-    return "".join(lines)
-
-
-def _escape(value: str) -> str:
-    if "\\" in value or "\n" in value or '"' in value:
-        return escape_label_value(value)
-    return value
-
-
-def _value(value: float) -> str:
-    """Any float as both formats read it: +Inf, -Inf, NaN, else Python's shortest repr."""
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
-    if value != value:
-        return "NaN"
-    return repr(float(value))
-
-
-class _Families:
-    """What prometheus_client's encoders need: something with collect()."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self._families
