@@ -167,6 +167,13 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 continue
             break
         tally.finish()
+        log.debug(
+            "bigvalue scan done",
+            extra={"cluster": ctx.cluster, "probe": "bigvalue", "keys": tally.keys,
+                   "seconds": round(time.monotonic() - started, 3), "requests": cost.requests,
+                   "pace_decreases": cost.decreases, "waited_seconds": round(cost.waited, 3),
+                   "shadowed_pages": cost.shadowed, "last_page_size": cost.last_page_size},
+        )  # fmt: skip
         mode, rules = ctx.key_labels, opts.rules
         usage = tally.prefixes.usage()
         return BigValueResult(
@@ -193,6 +200,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             pace_decreases=cost.decreases,
             last_page_size=cost.last_page_size,
             waited_seconds=cost.waited,
+            shadowed_pages=cost.shadowed,
         )
 
     async def _scan(
@@ -227,6 +235,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                             latency=answer.latency, keys=len(kvs), nbytes=nbytes,
                             counted=page.count, at=answer.answered,
                             header_revision=page.revision,
+                            own_load=ctx.own_load.overlapped(answer.asked),
                         )
                     )  # fmt: skip
                     reader.resize(decision.limit, nbytes)
@@ -243,6 +252,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             if pager.opening is not None:
                 self._openings[start, end] = pager.opening
         cost.decreases, cost.last_page_size = pacer.decreases, reader.limit
+        cost.shadowed = pacer.shadowed
         return reader, cost
 
     def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:

@@ -94,6 +94,7 @@ class ScanCost:
     waited: float = 0.0
     decreases: int = 0
     last_page_size: int = 0
+    shadowed: int = 0  # pages answered while our own HashKV ran (pacing.py: not judged)
 
     def add(self, latency: float, keys: int, counted: int) -> None:
         if not self.requests:
