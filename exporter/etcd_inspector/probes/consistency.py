@@ -23,7 +23,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import model_validator
 
-from etcd_inspector.cluster.own_load import OwnLoad
 from etcd_inspector.config import Duration, Section
 from etcd_inspector.errors import ErrorKind, ProbeError
 from etcd_inspector.etcd.deadline import call_timeout
@@ -253,7 +252,8 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             if len(up) < 2:
                 raise NotComparable(f"{len(up)} member(s) answered Status; at least 2 are needed")
             revision = pinned_revision([f.status for f in up if f.status is not None])
-            measured = await self._measure(clients, up, revision, ctx.own_load)
+            with ctx.own_load.running():  # count, HashKV: a scan's pacer does not yield to them
+                measured = await self._measure(clients, up, revision)
             facts.update({f.endpoint: f for f in measured})
             compacted = any(ErrorKind.COMPACTED in (f.count_error, f.hash_error) for f in measured)
             if not compacted or round_ == 2:
@@ -281,28 +281,22 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         return ConsistencyResult(revision=revision, members=members, verdict=verdict)
 
     async def _measure(
-        self,
-        clients: dict[str, Member],
-        up: Sequence[MemberFacts],
-        revision: int,
-        own_load: OwnLoad,
+        self, clients: dict[str, Member], up: Sequence[MemberFacts], revision: int
     ) -> list[MemberFacts]:
-        """Key count, then HashKV, at `revision` on every member that has reached it; both
-        marked as our own load (a concurrent scan's pacer does not yield to them)."""
+        """Key count, then HashKV, at `revision` on every member that has reached it."""
 
         async def count(f: MemberFacts) -> MemberFacts:
             assert f.status is not None
             if f.status.revision < revision:
                 # Asking would only earn a future_revision error (a member of another cluster).
                 return replace(f, keys=None, count_error=FUTURE_REVISION)
-            with own_load.running():  # etcd walks its whole index to count
-                result, error = await attempt(
-                    clients[f.endpoint].count_keys(
-                        revision,
-                        serializable=True,
-                        timeout=call_timeout(clients[f.endpoint].request_timeout, _SHARE),
-                    )
+            result, error = await attempt(
+                clients[f.endpoint].count_keys(
+                    revision,
+                    serializable=True,
+                    timeout=call_timeout(clients[f.endpoint].request_timeout, _SHARE),
                 )
+            )
             return replace(f, keys=result[0] if result else None, count_error=error)
 
         counted = await asyncio.gather(*(count(f) for f in up))
@@ -312,12 +306,11 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
         async def hash_kv(f: MemberFacts) -> MemberFacts:
             if f.keys is None:
                 return f
-            with own_load.running():
-                result, error = await attempt(
-                    clients[f.endpoint].hash_kv(
-                        revision, timeout=call_timeout(self.options.hash_timeout_seconds, _SHARE)
-                    )
+            result, error = await attempt(
+                clients[f.endpoint].hash_kv(
+                    revision, timeout=call_timeout(self.options.hash_timeout_seconds, _SHARE)
                 )
+            )
             if result is None:
                 return replace(f, hash_error=error)
             return replace(f, hash=result.hash, hash_compact_revision=result.compact_revision)

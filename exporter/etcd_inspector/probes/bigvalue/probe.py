@@ -59,10 +59,7 @@ from etcd_inspector.probes.bigvalue.model import (
     PrefixUsage,
     ScanProgress,
 )
-from etcd_inspector.probes.bigvalue.pacing import (
-    PageSample,
-    ScanPacer,
-)
+from etcd_inspector.probes.bigvalue.pacing import PageSample, ScanPacer
 from etcd_inspector.probes.bigvalue.paging import Pager, scan_ranges
 from etcd_inspector.probes.bigvalue.reader import (
     Answer,
@@ -167,13 +164,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 continue
             break
         tally.finish()
-        log.debug(
-            "bigvalue scan done",
-            extra={"cluster": ctx.cluster, "probe": "bigvalue", "keys": tally.keys,
-                   "seconds": round(time.monotonic() - started, 3), "requests": cost.requests,
-                   "pace_decreases": cost.decreases, "waited_seconds": round(cost.waited, 3),
-                   "shadowed_pages": cost.shadowed, "last_page_size": cost.last_page_size},
-        )  # fmt: skip
+        cost.log_done(ctx.cluster, tally.keys, time.monotonic() - started)
         mode, rules = ctx.key_labels, opts.rules
         usage = tally.prefixes.usage()
         return BigValueResult(

@@ -103,6 +103,16 @@ class ScanCost:
         self.empty += not keys
         self.counted += counted
 
+    def log_done(self, cluster: str, keys: int, seconds: float) -> None:
+        """One debug line per scan: what it cost and how it paced itself."""
+        log.debug(
+            "bigvalue scan done",
+            extra={"cluster": cluster, "probe": "bigvalue", "keys": keys,
+                   "seconds": round(seconds, 3), "requests": self.requests,
+                   "pace_decreases": self.decreases, "waited_seconds": round(self.waited, 3),
+                   "shadowed_pages": self.shadowed, "last_page_size": self.last_page_size},
+        )  # fmt: skip
+
 
 # --------------------------------------------------------------------------- reading pages
 
