@@ -152,6 +152,14 @@ def test_big_values_make_small_pages() -> None:
     assert p.limit == 4  # 4 MiB of 1 MiB values
 
 
+def test_big_values_make_small_pages_while_we_hash_too() -> None:
+    p = pacer()
+    for i in range(5):
+        p.observe(PageSample(latency=0.01, keys=4, nbytes=4 * 1024 * 1024, counted=4,
+                             at=1.0 + i / 10, header_revision=5, own_load=True))  # fmt: skip
+    assert p.limit == 4 and p.shadowed == 5
+
+
 def test_first_page_counting_everything_is_not_congestion() -> None:
     p = pacer()
     p.observe(PageSample(latency=0.2, keys=1000, nbytes=130000, counted=500000, at=0.2,

@@ -125,8 +125,8 @@ class PageSample:
     counted: int  # keys etcd counted for the range (RangeResponse.count)
     at: float  # when the answer came (monotonic seconds)
     header_revision: int  # the member's current revision, from the answer's header
-    # Our own heavy request (HashKV) ran while this page was out: its latency says how busy we
-    # made the member, not its clients, so the page is not judged (cluster/own_load.py).
+    # Our own heavy request (count, HashKV) ran while this page was out: its latency says how
+    # busy we made the member, not its clients, so the page is not judged (cluster/own_load.py).
     own_load: bool = False
 
 
@@ -174,7 +174,7 @@ class ScanPacer:
         self.share = 1.0  # of the member's time the scan may take
         self.writes = WriteRate()
         self.decreases = 0
-        self.shadowed = 0  # pages not judged: our own HashKV ran meanwhile
+        self.shadowed = 0  # pages not judged: our own count or HashKV ran meanwhile
         self._ssthresh = math.inf  # the rate of the last decrease: doubling up to it
         self._holdoff = 0
         self._overheads: deque[float] = deque(maxlen=BASELINE_PAGES)
@@ -227,18 +227,18 @@ class ScanPacer:
         """Account one page; return how long to wait and how large the next page is."""
         writes = self.writes.add(sample.at, sample.header_revision)
         self.share = 1.0 / (1.0 + writes / WRITES_PER_SHARE_HALVING)
+        if sample.keys:  # whatever the latency: pages never aim above page_bytes
+            bpk = sample.nbytes / sample.keys
+            self._bytes_per_key = bpk if not self._bytes_per_key else (
+                (self._bytes_per_key + bpk) / 2)  # fmt: skip
         if sample.own_load:
             self.shadowed += 1
             self._grow_page(sample)
             return self._decide(sample)
         self.ratio = self._learn(sample)
-        if sample.keys:
-            bpk = sample.nbytes / sample.keys
-            self._bytes_per_key = bpk if not self._bytes_per_key else (
-                (self._bytes_per_key + bpk) / 2)  # fmt: skip
-            if sample.latency > 0 and self.work(sample) >= SMALL_WORK:
-                self._throughputs.append(sample.keys / sample.latency)
-                self._peak = max(self._peak, self._throughputs[-1])
+        if sample.keys and sample.latency > 0 and self.work(sample) >= SMALL_WORK:
+            self._throughputs.append(sample.keys / sample.latency)
+            self._peak = max(self._peak, self._throughputs[-1])
         achieved = statistics.median(self._throughputs) if self._throughputs else math.inf
 
         congested = self.ratio > TOLERANCE
