@@ -12,7 +12,7 @@ back (only bigvalue enabled), and while etcdctl reads the whole keyspace back to
 p50/p99 of each; the rate the scan settled at (its etcd_inspector_scan_keys gauge over the
 window).
 
-Standalone: .venv/bin/python bench/bench_pacing.py --keys 500000
+Standalone: .venv/bin/python bench/bench_pacing.py --keys 500000 [--only idle|busy]
 """
 
 from __future__ import annotations
@@ -187,8 +187,11 @@ def busy(cluster, workdir: Path, seconds: float) -> list[Row]:
     return rows
 
 
-def run(cluster, workdir: Path, reps: int = 3, seconds: float = 10.0) -> list[Row]:
-    return idle(cluster, reps) + busy(cluster, workdir, seconds)
+def run(
+    cluster, workdir: Path, reps: int = 3, seconds: float = 10.0, only: str | None = None
+) -> list[Row]:
+    rows = idle(cluster, reps) if only in (None, "idle") else []
+    return rows + (busy(cluster, workdir, seconds) if only in (None, "busy") else [])
 
 
 def main() -> None:
@@ -196,6 +199,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=500_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--only", choices=("idle", "busy"), help="run one half (default: both, as recorded)"
+    )
     args = parser.parse_args()
     precompile()
     load_before = os.getloadavg()
@@ -205,7 +211,7 @@ def main() -> None:
         try:
             load = asyncio.run(load_keys(cluster.endpoints, 0, args.keys))
             log(f"loaded {args.keys} keys at {load.keys_per_second:,.0f} keys/s")
-            rows = run(cluster, workdir, args.reps, args.seconds)
+            rows = run(cluster, workdir, args.reps, args.seconds, args.only)
         finally:
             cluster.stop()
     print(f"load average (1/5/15 min): {'/'.join(f'{x:.1f}' for x in load_before)} before, "

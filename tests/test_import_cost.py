@@ -61,6 +61,23 @@ def test_inspect_loads_no_bucket_web_or_jsonnet_code() -> None:
     assert loaded("import etcd_inspector.inspect") == ["aetcd", "grpc"]
 
 
+def test_inspect_builds_its_runtimes_without_aiohttp() -> None:
+    # Up to its first gRPC call `inspect` needs no HTTP client: aiohttp (~0.2 s, two TLS
+    # contexts at import) comes with the first /metrics fetch (etcd/http_session.py).
+    body = """
+from etcd_inspector.cli import build_parser, load_config
+from etcd_inspector.inspect import cluster_probes, selected_probes
+from etcd_inspector.runtime.runtime import build_runtime
+args = build_parser().parse_args(["inspect", "--etcd.endpoints", "http://127.0.0.1:1"])
+config = load_config(args)
+wanted, _ = selected_probes(config, None, None)
+for cluster in config.clusters:
+    rt = build_runtime(cluster, config, only=cluster_probes(config, cluster.name, wanted, None))
+    assert rt.metrics.targets and "quota" in rt.probes
+"""
+    assert loaded(body) == ["aetcd", "grpc"]
+
+
 def test_a_command_without_a_file_loads_no_yaml() -> None:
     # PyYAML (~20-40 ms here) comes with a --config.file or a --mixin.values file only.
     code = _PROBE.format(body="import etcd_inspector.cli, etcd_inspector.inspect", heavy=("yaml",))

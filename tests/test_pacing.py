@@ -33,17 +33,20 @@ class Member:
         self.revision = 1000
         self.writes = 0.0
         self.keys = 0
+        # Whether our own HashKV runs at t (PageSample.own_load).
+        self.own_load: Callable[[float], bool] = lambda t: False
 
     def page(self, noise: float = 0.0, rnd: random.Random | None = None) -> Decision:
         limit = self.pacer.limit
         latency = (OVERHEAD + PER_KEY * limit) * self.load(self.now)
         if rnd is not None:
             latency *= 1 + noise * rnd.random()
+        own = self.own_load(self.now) or self.own_load(self.now + latency)
         self.now += latency
         self.revision += round(self.writes * latency)
         decision = self.pacer.observe(
             PageSample(latency=latency, keys=limit, nbytes=limit * 130, counted=2 * limit,
-                       at=self.now, header_revision=self.revision)
+                       at=self.now, header_revision=self.revision, own_load=own)
         )  # fmt: skip
         self.revision += round(self.writes * decision.delay)
         self.now += decision.delay
@@ -149,6 +152,14 @@ def test_big_values_make_small_pages() -> None:
     assert p.limit == 4  # 4 MiB of 1 MiB values
 
 
+def test_big_values_make_small_pages_while_we_hash_too() -> None:
+    p = pacer()
+    for i in range(5):
+        p.observe(PageSample(latency=0.01, keys=4, nbytes=4 * 1024 * 1024, counted=4,
+                             at=1.0 + i / 10, header_revision=5, own_load=True))  # fmt: skip
+    assert p.limit == 4 and p.shadowed == 5
+
+
 def test_first_page_counting_everything_is_not_congestion() -> None:
     p = pacer()
     p.observe(PageSample(latency=0.2, keys=1000, nbytes=130000, counted=500000, at=0.2,
@@ -167,3 +178,50 @@ def test_limits_from_the_options() -> None:
     assert (limits.floor, limits.cap, limits.min_page, limits.max_page) == (500, 500, 50, 50)
     with pytest.raises(ValueError, match="floor"):
         PacingLimits(floor=10, cap=5, min_page=1, max_page=1)
+
+
+def test_our_own_hash_is_not_the_cluster_being_busy() -> None:
+    """The consistency probe's HashKV slows the member 5x for two seconds (etcd serves it under
+    the backend's read lock): the scan holds its pace instead of halving it, its pages still
+    grow, and it reads as fast as the slowed member answers."""
+    hashing = (0.05, 2.05)
+    member = Member(pacer(), load=lambda t: 5.0 if hashing[0] <= t < hashing[1] else 1.0)
+    member.own_load = lambda t: hashing[0] <= t < hashing[1]
+    idle = 10000 / (OVERHEAD + PER_KEY * 10000)
+    while member.now < hashing[1]:
+        decision = member.page()
+        assert decision.delay == 0
+    assert member.pacer.decreases == 0 and member.pacer.rate == math.inf
+    assert member.pacer.limit == 10000 and member.pacer.shadowed > 20
+    assert member.rate_over(20) == pytest.approx(idle, rel=0.01)
+    # the same slowdown from the cluster's clients: the pacer backs off (the control)
+    busy = Member(pacer(), load=lambda t: 5.0 if hashing[0] <= t < hashing[1] else 1.0)
+    while busy.now < hashing[1]:
+        busy.page()
+    assert busy.pacer.decreases >= 2 and busy.pacer.shadowed == 0
+
+
+def test_a_writer_keeps_its_share_while_we_hash() -> None:
+    """While our own HashKV runs the latency signal is off, the write-rate share is not."""
+    member = Member(pacer())
+    member.writes = 1000.0
+    member.own_load = lambda t: True
+    member.rate_over(50)
+    rate = member.rate_over(100)
+    assert member.pacer.share == pytest.approx(1 / 51, rel=0.05)
+    assert rate < 10000 / (OVERHEAD + PER_KEY * 10000) / 20
+
+
+def test_a_slow_page_early_in_a_cold_start_is_noise() -> None:
+    """Pages 2 and 3 at 4x the first (a cold channel, a neighbour's burst): the baselines hold
+    one page then, and a median of two ratios is no verdict (three halvings at a 500k-key
+    scan's start, measured)."""
+    slow = {1, 2}
+    p = pacer()
+    at = 0.0
+    for i in range(12):
+        latency = (OVERHEAD + PER_KEY * 1000) * (4.0 if i in slow else 1.0)
+        at += latency
+        p.observe(PageSample(latency=latency, keys=1000, nbytes=130000, counted=2000, at=at,
+                             header_revision=5))  # fmt: skip
+    assert p.decreases == 0 and p.rate == math.inf

@@ -4,13 +4,13 @@ Meant for checks before and after a change (upgrade, restart, member swap). Per 
 topology probe (status) first: it resolves member names and decides whether the cluster answers
 at all; then every probe whose spec says InspectMode.ONCE, concurrently, each with its configured
 timeout: consistency's HashKV of every member runs while bigvalue's scan reads one of them, the
-scan's adaptive pace yielding to the member's load as it does to clients' (see
-docs/decisions.md). A probe that measures over a window (Probe.waits_seconds: performance)
-spans the others: it is given ProbeContext.others_done. Probes with InspectMode.WATCH run only
-with --watch: once to start, then again after the window to take the snapshot. The command
-ends as soon as the probes end. A probe with `enabled: false` is skipped
-(reported as not run), as is every probe not named in `--probes` when that is given; the
-topology probe always runs.
+scan's adaptive pace not counting the slowdown our own hash causes as the cluster's
+(cluster/own_load.py, docs/decisions.md). A probe that measures over a window
+(Probe.waits_seconds: performance) spans the others: it is given ProbeContext.others_done.
+Probes with InspectMode.WATCH run only with --watch: once to start, then again after the window
+to take the snapshot. The command ends as soon as the probes end. A probe with
+`enabled: false` is skipped (reported as not run), as is every probe not named in `--probes`
+when that is given; the topology probe always runs.
 
 Like the exporter, inspect only ever reads: every call goes through etcd/client.py, which has
 no write RPC at all.

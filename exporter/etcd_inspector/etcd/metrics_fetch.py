@@ -1,7 +1,9 @@
 """Fetch members' /metrics over HTTP(S), within a deadline. The only HTTP client I/O.
 
 One MetricsFetcher per cluster, shared by the scrape path and the quota probe: one connection
-pool, one TLS context (built once, not per fetch), and each member's recent fetch times. What
+pool, one TLS context (built once, not per fetch), and each member's recent fetch times. aiohttp
+itself (~0.2 s of imports, two default TLS contexts) loads at the first fetch (http_session.py),
+so a command that fetches late or never (`inspect`, `snapshot`) does not wait for it to start. What
 the scrape path counts of its fetches it keeps itself (web/families.py, MemberCounters).
 
 The scrape path fetches through `start_flight` and `fetch_shared`: one fetch in flight per
@@ -17,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import aiohttp
+if TYPE_CHECKING:  # aiohttp (~0.2 s, two TLS contexts) loads at the first fetch, not at start
+    import aiohttp
 
 # A member's /metrics is ~150 KiB; anything far beyond is not etcd talking.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -92,6 +94,8 @@ async def fetch_metrics(
     server_name: str | None = None,
     connect_timeout: float | None = None,
 ) -> FetchResult:
+    import aiohttp  # loaded once, at the first fetch (module docstring)
+
     start = time.monotonic()
 
     def done(text: str | None, error: str | None, detail: str = "") -> FetchResult:
@@ -126,28 +130,6 @@ async def fetch_metrics(
         return done(None, "connect", f"{type(err).__name__}: {err}")
 
 
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class _QuickAckRequest(aiohttp.ClientRequest):
-    """Asks the kernel to acknowledge the answer's segments at once (TCP_QUICKACK).
-
-    On a kept-alive connection Linux delays ACKs (request/response looks interactive), and a
-    member writing its ~150 KiB /metrics then waits for them: one fetch in ten took 40-80 ms
-    instead of 4 (measured on loopback, etcd 3.4, identity encoding). The option is not
-    sticky, so it is set again after each request is written.
-    """
-
-    async def send(self, conn: Any) -> aiohttp.ClientResponse:
-        response = await super().send(conn)
-        transport = conn.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None and _TCP_QUICKACK is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-        return response
-
-
 class MetricsFetcher:
     """Every member's /metrics for one cluster, by client endpoint."""
 
@@ -174,11 +156,9 @@ class MetricsFetcher:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_MEMBER),
-                raise_for_status=False,
-                request_class=_QuickAckRequest,
-            )
+            from etcd_inspector.etcd.http_session import new_session
+
+            self._session = new_session(CONNECTIONS_PER_MEMBER)
         return self._session
 
     async def fetch(self, endpoint: str, timeout: float) -> FetchResult:

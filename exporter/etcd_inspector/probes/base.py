@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from prometheus_client.metrics_core import Metric
 
 from etcd_inspector.cluster.members import fallback_name
+from etcd_inspector.cluster.own_load import OwnLoad
 from etcd_inspector.config.fields import Section
 from etcd_inspector.keyspace.keys import DEFAULT_SENSITIVE_PREFIXES
 from etcd_inspector.report.findings import Finding
@@ -99,6 +100,9 @@ class ProbeContext:
     # `inspect` only: returns once the cluster's other probes have ended, so that a probe
     # measuring over a window (Probe.waits_seconds) makes its first window span the inspection.
     others_done: Callable[[], Awaitable[object]] | None = None
+    # The cluster's heavy requests of our own (HashKV), shared by its probes: the scan's pacer
+    # does not count slowdowns they caused as the cluster's (cluster/own_load.py).
+    own_load: OwnLoad = field(default_factory=OwnLoad)
 
     @property
     def topology(self) -> Topology:

@@ -252,7 +252,8 @@ class ConsistencyProbe(Probe[ConsistencyOptions, ConsistencyResult]):
             if len(up) < 2:
                 raise NotComparable(f"{len(up)} member(s) answered Status; at least 2 are needed")
             revision = pinned_revision([f.status for f in up if f.status is not None])
-            measured = await self._measure(clients, up, revision)
+            with ctx.own_load.running():  # count, HashKV: a scan's pacer does not yield to them
+                measured = await self._measure(clients, up, revision)
             facts.update({f.endpoint: f for f in measured})
             compacted = any(ErrorKind.COMPACTED in (f.count_error, f.hash_error) for f in measured)
             if not compacted or round_ == 2:

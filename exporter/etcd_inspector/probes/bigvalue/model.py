@@ -93,6 +93,7 @@ class BigValueResult:
     pace_decreases: int = 0  # times the controller halved the rate
     last_page_size: int = 0
     waited_seconds: float = 0.0  # time spent waiting between pages
+    shadowed_pages: int = 0  # pages not judged: our own HashKV (or count) ran meanwhile
     # Prefixes that gained keys since the oldest earlier scan within the growth window (a
     # prefix absent then counts from 0): (prefix, keys gained, seconds between the two scans).
     # Empty on a probe's first scan (`inspect`): there is nothing to compare with.

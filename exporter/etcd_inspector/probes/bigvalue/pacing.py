@@ -17,6 +17,18 @@ member's current revision.
     requests over wall time) is 1 / (1 + writes/s / WRITES_PER_SHARE_HALVING): all of it on
     an idle cluster, half at 20 writes/s, 1/51 at 1,000 writes/s.
 
+Pages are judged only once the baselines hold WARMUP_PAGES pages of work and RATIO_PAGES
+ratios followed: a median of one or two ratios from a baseline of one or two pages is the noise
+of a cold start (a second page 4x the first on a shared machine: three halvings within the
+first 0.2 s of a 500k-key scan, then a ramp back up). Pages answered while our own heavy
+requests ran (PageSample.own_load: the consistency probe's count and HashKV of every member)
+are not judged either: etcd serves a HashKV under its backend's read lock, the backend's
+commit queues behind it and the pages behind the commit, so they slow down whoever the
+member's clients are. Such a page holds the rate, teaches no baseline and no throughput; it
+may still grow the page (held at 1000 keys through a hash, a scan made 40% more requests).
+The write-rate share still applies to it, so a writing cluster keeps its protection while we
+hash, and the latency signal resumes with the first page after the hash.
+
 The rate follows AIMD (additive increase, multiplicative decrease). It starts at the cap (no
 pace at all without one: an idle cluster is read as fast as it answers). When the latency ratio
 (the median of the last RATIO_PAGES pages) exceeds TOLERANCE, the rate halves, from what the
@@ -78,6 +90,8 @@ OVERHEAD_PRIOR = 0.0005
 # rather than the minimum, which on a noisy machine is one lucky page.
 BASELINE_PAGES = 64
 BASELINE_QUANTILE = 0.1
+# Pages of work the baselines learn before any page is judged against them: a cold start.
+WARMUP_PAGES = RATIO_PAGES
 # Recent pages whose median throughput is what the scan "achieved lately".
 THROUGHPUT_PAGES = 5
 # The smallest page the pacer chooses (unless page_size is smaller, or values are big).
@@ -111,6 +125,9 @@ class PageSample:
     counted: int  # keys etcd counted for the range (RangeResponse.count)
     at: float  # when the answer came (monotonic seconds)
     header_revision: int  # the member's current revision, from the answer's header
+    # Our own heavy request (count, HashKV) ran while this page was out: its latency says how
+    # busy we made the member, not its clients, so the page is not judged (cluster/own_load.py).
+    own_load: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,7 @@ class ScanPacer:
         self.share = 1.0  # of the member's time the scan may take
         self.writes = WriteRate()
         self.decreases = 0
+        self.shadowed = 0  # pages not judged: our own count or HashKV ran meanwhile
         self._ssthresh = math.inf  # the rate of the last decrease: doubling up to it
         self._holdoff = 0
         self._overheads: deque[float] = deque(maxlen=BASELINE_PAGES)
@@ -193,9 +211,11 @@ class ScanPacer:
             self._overheads.append(sample.latency)
             return self.ratio
         self._unit_costs.append(max(sample.latency - self._overhead(), 0.0) / work)
-        if expected is not None and expected > 0:
+        warm = len(self._unit_costs) > WARMUP_PAGES  # this page's own cost came after them
+        if expected is not None and expected > 0 and warm:
             self._ratios.append(sample.latency / expected)
-        return statistics.median(self._ratios) if self._ratios else 1.0
+        # A median of fewer pages than the window is one or two pages: noise (module docstring).
+        return statistics.median(self._ratios) if len(self._ratios) == RATIO_PAGES else 1.0
 
     def _clamp(self, rate: float) -> float:
         rate = max(self.limits.floor, rate)
@@ -207,14 +227,18 @@ class ScanPacer:
         """Account one page; return how long to wait and how large the next page is."""
         writes = self.writes.add(sample.at, sample.header_revision)
         self.share = 1.0 / (1.0 + writes / WRITES_PER_SHARE_HALVING)
-        self.ratio = self._learn(sample)
-        if sample.keys:
+        if sample.keys:  # whatever the latency: pages never aim above page_bytes
             bpk = sample.nbytes / sample.keys
             self._bytes_per_key = bpk if not self._bytes_per_key else (
                 (self._bytes_per_key + bpk) / 2)  # fmt: skip
-            if sample.latency > 0 and self.work(sample) >= SMALL_WORK:
-                self._throughputs.append(sample.keys / sample.latency)
-                self._peak = max(self._peak, self._throughputs[-1])
+        if sample.own_load:
+            self.shadowed += 1
+            self._grow_page(sample)
+            return self._decide(sample)
+        self.ratio = self._learn(sample)
+        if sample.keys and sample.latency > 0 and self.work(sample) >= SMALL_WORK:
+            self._throughputs.append(sample.keys / sample.latency)
+            self._peak = max(self._peak, self._throughputs[-1])
         achieved = statistics.median(self._throughputs) if self._throughputs else math.inf
 
         congested = self.ratio > TOLERANCE
@@ -233,8 +257,15 @@ class ScanPacer:
             if self.rate < math.inf:
                 # Not far above what the member delivered lately, so a decrease always bites.
                 self.rate = self._clamp(min(self.rate, 2 * achieved))
-            if self.share >= 0.99 and sample.keys and sample.latency < PAGE_LATENCY_TARGET:
-                self.limit = min(self.limits.max_page, self.limit * 2)
+            self._grow_page(sample)
+        return self._decide(sample)
+
+    def _grow_page(self, sample: PageSample) -> None:
+        if self.share >= 0.99 and sample.keys and sample.latency < PAGE_LATENCY_TARGET:
+            self.limit = min(self.limits.max_page, self.limit * 2)
+
+    def _decide(self, sample: PageSample) -> Decision:
+        """The next page's size and wait, from the rate, the share and the floor."""
         if self.share < 0.99 and sample.keys:
             # On a writing cluster a page costs at most the scan's share of the target.
             per_key = (self.expected(sample) or sample.latency) / sample.keys

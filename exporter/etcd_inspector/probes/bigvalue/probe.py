@@ -59,10 +59,7 @@ from etcd_inspector.probes.bigvalue.model import (
     PrefixUsage,
     ScanProgress,
 )
-from etcd_inspector.probes.bigvalue.pacing import (
-    PageSample,
-    ScanPacer,
-)
+from etcd_inspector.probes.bigvalue.pacing import PageSample, ScanPacer
 from etcd_inspector.probes.bigvalue.paging import Pager, scan_ranges
 from etcd_inspector.probes.bigvalue.reader import (
     Answer,
@@ -167,6 +164,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                 continue
             break
         tally.finish()
+        cost.log_done(ctx.cluster, tally.keys, time.monotonic() - started)
         mode, rules = ctx.key_labels, opts.rules
         usage = tally.prefixes.usage()
         return BigValueResult(
@@ -193,6 +191,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             pace_decreases=cost.decreases,
             last_page_size=cost.last_page_size,
             waited_seconds=cost.waited,
+            shadowed_pages=cost.shadowed,
         )
 
     async def _scan(
@@ -227,6 +226,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                             latency=answer.latency, keys=len(kvs), nbytes=nbytes,
                             counted=page.count, at=answer.answered,
                             header_revision=page.revision,
+                            own_load=ctx.own_load.overlapped(answer.asked),
                         )
                     )  # fmt: skip
                     reader.resize(decision.limit, nbytes)
@@ -243,6 +243,7 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             if pager.opening is not None:
                 self._openings[start, end] = pager.opening
         cost.decreases, cost.last_page_size = pacer.decreases, reader.limit
+        cost.shadowed = pacer.shadowed
         return reader, cost
 
     def progress_metrics(self, cluster: str, progress: ScanProgress) -> Iterable[Metric]:

@@ -94,6 +94,7 @@ class ScanCost:
     waited: float = 0.0
     decreases: int = 0
     last_page_size: int = 0
+    shadowed: int = 0  # pages answered while our own HashKV ran (pacing.py: not judged)
 
     def add(self, latency: float, keys: int, counted: int) -> None:
         if not self.requests:
@@ -101,6 +102,16 @@ class ScanCost:
         self.requests += 1
         self.empty += not keys
         self.counted += counted
+
+    def log_done(self, cluster: str, keys: int, seconds: float) -> None:
+        """One debug line per scan: what it cost and how it paced itself."""
+        log.debug(
+            "bigvalue scan done",
+            extra={"cluster": cluster, "probe": "bigvalue", "keys": keys,
+                   "seconds": round(seconds, 3), "requests": self.requests,
+                   "pace_decreases": self.decreases, "waited_seconds": round(self.waited, 3),
+                   "shadowed_pages": self.shadowed, "last_page_size": self.last_page_size},
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- reading pages
