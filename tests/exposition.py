@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
 import heavy
+from etcd_inspector.runtime.runtime import ClusterRuntime
+from etcd_inspector.web.own_text import OutcomeCache
+from etcd_inspector.web.proxy import merge
+from etcd_inspector.web.proxy import render as proxy_render
+from etcd_inspector.web.scrape import own_families
 
 
 class Families:
@@ -26,6 +32,13 @@ class Families:
 
 def render(families: Iterable[Metric]) -> str:
     return generate_latest(Families(families)).decode()  # type: ignore[arg-type]
+
+
+def exposed(runtimes: Sequence[ClusterRuntime]) -> str:
+    """The probes' families of `runtimes` as a scrape of /metrics writes them (text format),
+    through the scrape's own code (web/scrape.py's `own_families`), without a member's."""
+    own = own_families(runtimes, CollectorRegistry(), False, OutcomeCache())
+    return proxy_render(merge([], own.kinds), own, False).decode()
 
 
 _NAME = re.compile(r"(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)")

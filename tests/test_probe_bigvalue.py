@@ -22,7 +22,6 @@ from dataclasses import replace
 import grpc
 import pytest
 from aetcd import rpc
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
@@ -59,7 +58,7 @@ from etcd_inspector.probes.bigvalue import paging as paging_module
 from etcd_inspector.probes.bigvalue import reader as reader_module
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.runtime.scheduler import run_probe_once
-from etcd_inspector.web import families as collector
+from exposition import exposed, render
 
 CLUSTER = "c1"
 
@@ -138,18 +137,6 @@ def planted(etcd_binary: str, tmp_path_factory) -> Iterator[LocalCluster]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Families:
-    def __init__(self, families) -> None:
-        self.families = list(families)
-
-    def collect(self):
-        return self.families
-
-
-def render(families) -> str:
-    return generate_latest(Families(families)).decode()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -810,7 +797,7 @@ async def test_progress_is_visible_while_scanning(planted: LocalCluster) -> None
         running = asyncio.create_task(run_probe_once(scheduled, ctx, runtime.state))
         seen: list[float] = []
         while not running.done():
-            text = render(collector.probe_families([runtime]))
+            text = exposed([runtime])
             names = [f.name for f in text_string_to_metric_families(text)]
             assert len(names) == len(set(names)), "a metric family rendered twice"
             got = samples(text)
@@ -825,7 +812,7 @@ async def test_progress_is_visible_while_scanning(planted: LocalCluster) -> None
     assert outcome.result.duration_seconds >= 0.9  # 2000 keys at 2000/s
     partial = [k for k in seen if 0 < k < 2000]
     assert len(partial) >= 2 and partial == sorted(partial)
-    final = samples(render(collector.probe_families([runtime])))
+    final = samples(exposed([runtime]))
     assert final[("etcd_inspector_scan_keys", (("cluster", CLUSTER),))] == 2000
     assert not runtime.state.progress
 

@@ -35,8 +35,7 @@ from etcd_inspector.probes.consistency import (
 )
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.runtime.scheduler import run_probe_once
-from etcd_inspector.web import families as collector
-from exposition import assert_promtool_clean, render
+from exposition import assert_promtool_clean, exposed, render
 
 CLUSTER = "c1"
 
@@ -84,7 +83,7 @@ def three(**kw) -> list[MemberFacts]:
 
 
 def render_runtime(runtime: ClusterRuntime) -> str:
-    return render(collector.probe_families([runtime]))
+    return exposed([runtime])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

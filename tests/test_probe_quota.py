@@ -27,8 +27,7 @@ from etcd_inspector.probes.quota import (
 )
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.runtime.scheduler import run_probe_once
-from etcd_inspector.web import families as collector
-from exposition import assert_promtool_clean, render
+from exposition import assert_promtool_clean, exposed
 
 CLUSTER = "c1"
 QUOTA = 16 * 1024 * 1024
@@ -159,7 +158,7 @@ def quota_cluster(etcd_binary: str, tmp_path_factory) -> Iterator[LocalCluster]:
 
 def scrape(runtime: ClusterRuntime) -> dict[tuple[str, str], float]:
     """(metric name, member) -> value for this cluster's per-member samples."""
-    text = render(collector.probe_families([runtime]))
+    text = exposed([runtime])
     return {
         (s.name, s.labels.get("member", "")): s.value
         for fam in text_string_to_metric_families(text)
@@ -291,7 +290,7 @@ async def test_writing_data_raises_the_used_ratio(quota_cluster: LocalCluster):
             await asyncio.sleep(0.2)
         after_result = await run(runtime)
         values = scrape(runtime)
-        text = render(collector.probe_families([runtime]))
+        text = exposed([runtime])
     finally:
         await runtime.close()
     independent = etcdctl_status(quota_cluster)

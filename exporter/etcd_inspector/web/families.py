@@ -73,26 +73,6 @@ def _add_outcome(
         last_ok.add_metric([cluster, name], outcome.last_success_at)
 
 
-def probe_families(runtimes: Sequence[ClusterRuntime]) -> list[Metric]:
-    """Every probe's families of every cluster, one family per name (the scrape builds the
-    same text from `outcome_families` and `progress_families`, web/own_text.py)."""
-    status = _status_families()
-    results: list[Metric] = []
-    for rt in runtimes:
-        for name, scheduled in rt.probes.items():
-            outcome = rt.state.outcomes.get(name)
-            progress = rt.state.progress.get(name)
-            if progress is not None:
-                results.extend(_safe(scheduled.probe.progress_metrics, rt.name, progress))
-            if outcome is None:
-                continue
-            _add_outcome(status, rt.name, name, outcome)
-            # A failed run's result is what the probe still knows (ProbeError.partial).
-            if outcome.result is not None:
-                results.extend(_safe(scheduled.probe.metrics, rt.name, outcome.result))
-    return [*status, *results]
-
-
 def outcome_families(
     cluster: str, name: str, probe: Probe[Any, Any], outcome: ProbeOutcome
 ) -> list[Metric]:

@@ -238,11 +238,20 @@ async def _own_families(
     openmetrics: bool,
     outcomes: OutcomeCache,
 ) -> OwnText:
-    """The exporter's own families but the per-member ones, gathered while the members render
-    their /metrics. Only the process' own families and the runs in progress are encoded at
-    every scrape; a probe's outcome is encoded once (at 60 clusters, re-encoding every outcome
-    at every scrape was ~100 ms of CPU)."""
+    """`own_families`, gathered while the members render their /metrics."""
     await asyncio.sleep(OWN_FAMILIES_DELAY)  # the members' requests go out first
+    return own_families(runtimes, registry, openmetrics, outcomes)
+
+
+def own_families(
+    runtimes: Sequence[ClusterRuntime],
+    registry: CollectorRegistry,
+    openmetrics: bool,
+    outcomes: OutcomeCache,
+) -> OwnText:
+    """The exporter's own families but the per-member ones. Only the process' own families and
+    the runs in progress are encoded at every scrape; a probe's outcome is encoded once (at 60
+    clusters, re-encoding every outcome at every scrape was ~100 ms of CPU)."""
     own = OwnText()
     own.add(encode_part(registry.collect(), openmetrics))
     own.add(_build_info(openmetrics))
