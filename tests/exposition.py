@@ -34,10 +34,12 @@ def render(families: Iterable[Metric]) -> str:
     return generate_latest(Families(families)).decode()  # type: ignore[arg-type]
 
 
-def exposed(runtimes: Sequence[ClusterRuntime]) -> str:
+def exposed(runtimes: Sequence[ClusterRuntime], outcomes: OutcomeCache | None = None) -> str:
     """The probes' families of `runtimes` as a scrape of /metrics writes them (text format),
-    through the scrape's own code (web/scrape.py's `own_families`), without a member's."""
-    own = own_families(runtimes, CollectorRegistry(), False, OutcomeCache())
+    through the scrape's own code (web/scrape.py's `own_families`), without a member's.
+    `outcomes`: the cache the exporter keeps across scrapes (a fresh one: the first scrape)."""
+    cache = OutcomeCache() if outcomes is None else outcomes  # an empty cache is falsy
+    own = own_families(runtimes, CollectorRegistry(), False, cache)
     return proxy_render(merge([], own.kinds), own, False).decode()
 
 

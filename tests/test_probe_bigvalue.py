@@ -58,6 +58,7 @@ from etcd_inspector.probes.bigvalue import paging as paging_module
 from etcd_inspector.probes.bigvalue import reader as reader_module
 from etcd_inspector.runtime.runtime import ClusterRuntime, build_runtime
 from etcd_inspector.runtime.scheduler import run_probe_once
+from etcd_inspector.web.own_text import OutcomeCache
 from exposition import exposed, render
 
 CLUSTER = "c1"
@@ -794,12 +795,19 @@ async def test_progress_is_visible_while_scanning(planted: LocalCluster) -> None
         scheduled = runtime.probes["bigvalue"]
         first = await run_probe_once(scheduled, ctx, runtime.state)
         assert first.success and first.result.keys == 2000
+        # One cache across the scrapes, as the exporter keeps: the first outcome is encoded
+        # before the scan publishes progress and served from the cache while it runs.
+        outcomes = OutcomeCache()
+        exposed([runtime], outcomes)
         running = asyncio.create_task(run_probe_once(scheduled, ctx, runtime.state))
         seen: list[float] = []
         while not running.done():
-            text = exposed([runtime])
+            text = exposed([runtime], outcomes)
             names = [f.name for f in text_string_to_metric_families(text)]
             assert len(names) == len(set(names)), "a metric family rendered twice"
+            series = [(s.name, tuple(sorted(s.labels.items())))
+                      for f in text_string_to_metric_families(text) for s in f.samples]  # fmt: skip
+            assert len(series) == len(set(series)), "a series rendered twice"
             got = samples(text)
             # the series never disappears: the last total until the new scan publishes progress
             seen.append(got[("etcd_inspector_scan_keys", (("cluster", CLUSTER),))])

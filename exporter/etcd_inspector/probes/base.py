@@ -139,10 +139,14 @@ class Probe(abc.ABC, Generic[OptionsT, ResultT]):
     async def run(self, ctx: ProbeContext) -> ResultT: ...
 
     @abc.abstractmethod
-    def metrics(self, cluster: str, result: ResultT) -> Iterable[Metric]: ...
+    def metrics(self, cluster: str, result: ResultT) -> Iterable[Metric]:
+        """The families of one result, a function of `cluster` and `result` alone (no clock, no
+        live state): the scrape encodes them once per published outcome and serves that text
+        until the next one (web/own_text.py, OutcomeCache)."""
 
     def progress_metrics(self, cluster: str, progress: Any) -> Iterable[Metric]:
-        """Metrics for an intermediate result published with ctx.progress()."""
+        """Metrics for an intermediate result published with ctx.progress(). While the run is in
+        progress, these families stand for metrics()' families of the same names."""
         return ()
 
     def progress_text(self, progress: Any, now: float) -> str | None:

@@ -59,8 +59,6 @@ def own_names(own: Sequence[Metric]) -> frozenset[str]:
     return frozenset(taken)
 
 
-
-
 @dataclass(frozen=True)
 class Block:
     """One family's text: `header` (HELP, TYPE, UNIT) and `samples`, in one format."""
@@ -80,6 +78,13 @@ class OwnPart:
     """Some of the exporter's own families, encoded in one format."""
 
     blocks: tuple[Block, ...]
+
+    def names(self) -> frozenset[str]:
+        return frozenset(b.name for b in self.blocks)
+
+    def without(self, names: frozenset[str]) -> OwnPart:
+        """The blocks but those of `names` (those a run in progress stands for)."""
+        return OwnPart(tuple(b for b in self.blocks if b.name not in names))
 
 
 def encode_part(families: Iterable[Metric], openmetrics: bool) -> OwnPart:

@@ -259,13 +259,19 @@ def own_families(
         for name, scheduled in rt.probes.items():
             probe = scheduled.probe
             progress = rt.state.progress.get(name)
+            running = None
             if progress is not None:
-                running = families.progress_families(rt.name, probe, progress)
-                own.add(encode_part(running, openmetrics))
+                running = encode_part(
+                    families.progress_families(rt.name, probe, progress), openmetrics
+                )
+                own.add(running)
             outcome = rt.state.outcomes.get(name)
             if outcome is not None:
                 build = functools.partial(families.outcome_families, rt.name, name, probe, outcome)
-                own.add(outcomes.part((rt.name, name), outcome, probe, openmetrics, build))
+                part = outcomes.part((rt.name, name), outcome, probe, openmetrics, build)
+                # While a run is in progress its families (a scan's keys so far) stand for the
+                # last outcome's of the same names.
+                own.add(part if running is None else part.without(running.names()))
     outcomes.sweep()
     return own
 

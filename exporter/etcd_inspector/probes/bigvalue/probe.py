@@ -111,10 +111,6 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         # Per scan range, where the last scan's first small range ended: the next scan starts
         # there instead of having etcd count the whole range (see Pager).
         self._openings: dict[tuple[bytes, bytes], bytes] = {}
-        # True once this run has published progress: from then until the run ends (when the
-        # scheduler drops the progress), progress_metrics() owns the scan_* series and metrics()
-        # leaves them out, so a scrape never renders them twice and never misses them.
-        self._progress_published = False
         # (wall clock, keys per prefix) of earlier scans within the growth window.
         self._prefix_history: deque[tuple[float, dict[str, int]]] = deque()
 
@@ -137,12 +133,6 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
         return growth
 
     async def run(self, ctx: ProbeContext) -> BigValueResult:
-        try:
-            return await self._run(ctx)
-        finally:
-            self._progress_published = False
-
-    async def _run(self, ctx: ProbeContext) -> BigValueResult:
         opts = self.options
         started = time.monotonic()
         started_at = time.time()
@@ -220,7 +210,6 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
                     nbytes = await _tally(tally, kvs)
                     if kvs:
                         ctx.progress(ScanProgress(tally.keys, reader.revision, started_at))
-                        self._progress_published = True
                     decision = pacer.observe(
                         PageSample(
                             latency=answer.latency, keys=len(kvs), nbytes=nbytes,
@@ -313,8 +302,9 @@ class BigValueProbe(Probe[BigValueOptions, BigValueResult]):
             pbytes.add_metric([cluster, usage.prefix], usage.bytes)
         yield pkeys
         yield pbytes
-        if not self._progress_published:
-            yield from _scan_families(cluster, result.keys, result.revision)
+        # While a scan runs, progress_metrics()' families of the same names stand for these
+        # (web/scrape.py, own_families): the series never disappears, never comes twice.
+        yield from _scan_families(cluster, result.keys, result.revision)
         yield gauge(
             "scan_duration_seconds",
             "How long the last complete scan took.",
