@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,13 @@ class Scrape:
 
 
 def parse_scrape(status: int, body: str, elapsed: float) -> Scrape:
-    families = {f.name: f for f in text_string_to_metric_families(body)} if status == 200 else {}
-    return Scrape(status, body, elapsed, families)
+    """Every scrape a test takes is also checked for a series exposed twice (Prometheus keeps
+    one and counts the rest as duplicates; nothing else in a test would notice)."""
+    parsed = list(text_string_to_metric_families(body)) if status == 200 else []
+    series = Counter((s.name, tuple(sorted(s.labels.items()))) for f in parsed for s in f.samples)
+    repeated = [key for key, n in series.items() if n > 1]
+    assert not repeated, f"series exposed more than once: {repeated[:5]}"
+    return Scrape(status, body, elapsed, {f.name: f for f in parsed})
 
 
 class ExporterProcess:
